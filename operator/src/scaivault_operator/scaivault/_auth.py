@@ -1,0 +1,231 @@
+"""Token providers: where the client's bearer token comes from, and how it is renewed.
+
+The client asks its provider for a token before each request and tells it when the server answered 401.
+A provider then renews at most once per stale token: concurrent 401s for the same token cause one renewal,
+not a login storm.
+
+- ``StaticToken``: a token given directly, or read from a file (a mounted Kubernetes Secret). On 401 the file
+  is read again, so a rotated token is picked up without a restart.
+- ``ClientCredentials``: OAuth2 client credentials against ScaiKey's token endpoint. The token is cached
+  until shortly before it expires and fetched again after that, or after a 401.
+
+Tokens never appear in ``repr``, ``str``, log lines or exception messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from ._exceptions import (
+    ConfigurationError,
+    ResponseError,
+    UnauthenticatedError,
+    UnavailableError,
+    error_for_status,
+)
+
+__all__ = ["ClientCredentials", "StaticToken", "TokenProvider"]
+
+Clock = Callable[[], float]
+
+
+@runtime_checkable
+class TokenProvider(Protocol):
+    """What the client needs from an authentication method."""
+
+    async def token(self) -> str:
+        """Return the bearer token to send now."""
+        ...
+
+    async def renew(self, stale: str) -> bool:
+        """The server refused ``stale`` with 401: get a fresh token if one can be had.
+
+        Return True when the next ``token()`` differs from ``stale`` (worth one retry), False otherwise.
+        """
+        ...
+
+
+class StaticToken:
+    """A fixed bearer token, or one read from ``path`` (and read again after a 401)."""
+
+    def __init__(self, token: str | None = None, *, path: str | Path | None = None) -> None:
+        if (token is None) == (path is None):
+            raise ConfigurationError("StaticToken needs exactly one of a token or a token file path")
+        self._path = Path(path) if path is not None else None
+        self._token = token.strip() if token is not None else None
+        self._lock = asyncio.Lock()
+        if self._token == "":
+            raise ConfigurationError("StaticToken was given an empty token")
+
+    def __repr__(self) -> str:
+        source = f"path={str(self._path)!r}" if self._path else "token=<redacted>"
+        return f"StaticToken({source})"
+
+    async def token(self) -> str:
+        if self._token is None:
+            async with self._lock:
+                if self._token is None:
+                    self._token = await self._read()
+        return self._token
+
+    async def renew(self, stale: str) -> bool:
+        if self._path is None:
+            return False
+        async with self._lock:
+            if self._token is not None and self._token != stale:
+                return True  # another request already re-read a rotated file
+            self._token = await self._read()
+            return self._token != stale
+
+    async def _read(self) -> str:
+        assert self._path is not None
+        path = self._path
+        try:
+            text = await asyncio.to_thread(path.read_text, "utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"cannot read token file {str(path)!r}: {type(exc).__name__}") from None
+        token = text.strip()
+        if not token:
+            raise ConfigurationError(f"token file {str(path)!r} is empty")
+        return token
+
+
+class ClientCredentials:
+    """OAuth2 client-credentials grant: ``POST token_url`` with the client id and secret.
+
+    The access token is reused until ``refresh_margin`` before it expires (``expires_in`` from the answer, else
+    the JWT's ``exp`` claim, else ``default_lifetime``). One fetch at a time; waiters share its result.
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        scope: str | None = None,
+        refresh_margin: float = 30.0,
+        default_lifetime: float = 300.0,
+        http: httpx.AsyncClient | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not token_url or not client_id or not client_secret:
+            raise ConfigurationError("ClientCredentials needs a token URL, a client id and a client secret")
+        self._token_url = token_url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._scope = scope
+        self._margin = refresh_margin
+        self._default_lifetime = default_lifetime
+        self._http = http
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+        #: How many tokens were fetched; the client's tests and metrics read it.
+        self.fetch_count = 0
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(token_url={self._token_url!r}, client_id={self._client_id!r})"
+
+    def bind(self, http: httpx.AsyncClient) -> None:
+        """Use the ScaiVault client's HTTP pool (TLS settings, timeouts) unless one was given."""
+        if self._http is None:
+            self._http = http
+
+    def _fresh(self) -> bool:
+        return self._token is not None and self._clock() < self._expires_at - self._margin
+
+    async def token(self) -> str:
+        if self._fresh():
+            assert self._token is not None
+            return self._token
+        async with self._lock:
+            if not self._fresh():
+                await self._fetch()
+            assert self._token is not None
+            return self._token
+
+    async def renew(self, stale: str) -> bool:
+        async with self._lock:
+            if self._token is not None and self._token != stale and self._fresh():
+                return True
+            await self._fetch()
+            return self._token != stale
+
+    async def _fetch(self) -> None:
+        if self._http is None:
+            raise ConfigurationError("ClientCredentials is not bound to an HTTP client")
+        form = {"grant_type": "client_credentials"}
+        if self._scope:
+            form["scope"] = self._scope
+        what = f"POST token endpoint for client {self._client_id!r}"
+        try:
+            response = await self._http.post(
+                self._token_url,
+                data=form,
+                auth=httpx.BasicAuth(self._client_id, self._client_secret),
+                headers={"Accept": "application/json"},
+            )
+        except httpx.TimeoutException:
+            raise UnavailableError(f"{what}: timed out") from None
+        except httpx.HTTPError as exc:
+            raise UnavailableError(f"{what}: {type(exc).__name__}") from None
+        body = _json_or_none(response)
+        if response.status_code in (400, 401):
+            # RFC 6749: a bad client or grant is a 400/401 with {"error": "invalid_client"}; either way the
+            # credentials are what the operator must fix, so both are "unauthenticated".
+            err = error_for_status(response.status_code, what=what, body=body)
+            raise UnauthenticatedError(str(err), status_code=response.status_code, code=err.code) from None
+        if not response.is_success:
+            raise error_for_status(
+                response.status_code, what=what, body=body, retry_after=response.headers.get("Retry-After")
+            )
+        token, lifetime = _parse_token_answer(body, what)
+        self.fetch_count += 1
+        self._token = token
+        self._expires_at = self._clock() + (lifetime if lifetime is not None else self._default_lifetime)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _parse_token_answer(body: Any, what: str) -> tuple[str, float | None]:
+    if not isinstance(body, dict):
+        raise ResponseError(f"{what}: answer is not a JSON object")
+    token = body.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise ResponseError(f"{what}: answer has no access_token")
+    expires_in = body.get("expires_in")
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
+        return token, float(expires_in)
+    return token, _jwt_lifetime(token)
+
+
+def _jwt_lifetime(token: str) -> float | None:
+    """Seconds until the JWT's ``exp`` claim (unverified: only used to schedule a refresh), or None."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return None
+    remaining = float(exp) - time.time()
+    return remaining if remaining > 0 else 0.0

@@ -1,0 +1,304 @@
+"""``ScaiVaultClient``: the async client for the whole documented ScaiVault API.
+
+Owns the HTTP pool (httpx), timeouts, the per-client concurrency limit, authentication (via a
+``TokenProvider``), retries of idempotent reads, and the translation of every httpx error and every non-2xx
+answer into the ``_exceptions`` tree — this module is the only place where that translation happens.
+
+Called by the operator's sync code and by tests; the request/response shapes are documented in
+``docs/scaivault-api.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from .. import __version__
+from ._auth import ClientCredentials, TokenProvider
+from ._exceptions import (
+    ConfigurationError,
+    ResponseError,
+    TransientError,
+    UnavailableError,
+    error_for_status,
+)
+from ._models import Identity, Secret, SecretPage, WriteResult
+from ._paths import encode_path, validate_prefix
+from ._retry import NO_RETRY, RetryPolicy
+
+__all__ = ["DEFAULT_PAGE_SIZE", "DEFAULT_TIMEOUT", "ScaiVaultClient"]
+
+logger = logging.getLogger(__name__)
+
+#: Connect fast, give the server time to answer; ``pool`` bounds the wait for a free connection.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=15.0, write=15.0, pool=30.0)
+DEFAULT_PAGE_SIZE = 500
+_NO_BODY = object()
+M = TypeVar("M", bound=BaseModel)
+
+
+class ScaiVaultClient:
+    """Async client for one ScaiVault endpoint with one identity.
+
+    ``base_url`` is the service root (``https://scaivault.example``; ``/v1/...`` is appended). TLS is verified
+    by default; ``ca_file``/``ca_data`` add a custom CA bundle. At most ``max_concurrency`` requests are in flight
+    at once. Reads (whoami, read, list) are retried on transient errors per ``retry``; writes never are, since a
+    PUT that timed out may still have created a version. A 401 makes the token provider renew once and the
+    request is repeated once with the new token.
+
+    ``transport`` replaces the network (``httpx.MockTransport`` in unit tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: TokenProvider,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        verify: bool = True,
+        ca_file: str | Path | None = None,
+        ca_data: str | None = None,
+        max_concurrency: int = 16,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ConfigurationError("max_concurrency must be at least 1")
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigurationError(f"ScaiVault URL must be http(s)://host[:port][/base], got {base_url!r}")
+        self._base = str(url).rstrip("/")
+        self._auth = auth
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._http = httpx.AsyncClient(
+            timeout=timeout,
+            verify=_ssl_context(verify, ca_file, ca_data),
+            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
+            headers={"User-Agent": f"scaivault-operator/{__version__}", "Accept": "application/json"},
+            transport=transport,
+            follow_redirects=False,
+        )
+        if isinstance(auth, ClientCredentials):
+            auth.bind(self._http)
+
+    def __repr__(self) -> str:
+        return f"ScaiVaultClient({self._base!r}, auth={self._auth!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- the API ------------------------------------------------------------------------------------------
+
+    async def whoami(self) -> Identity:
+        """``GET /v1/auth/whoami``: the identity and scopes of the current token."""
+        what = "GET whoami"
+        body = await self._call("GET", "/v1/auth/whoami", what=what)
+        return _parse(Identity, body, what)
+
+    async def read(self, path: str, version: int | None = None) -> Secret:
+        """``GET /v1/secrets/{path}``: the latest version, or ``version`` when given (≥ 1)."""
+        encoded = encode_path(path)
+        params: dict[str, str] | None = None
+        what = f"GET secret {path!r}"
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                raise ValueError("version must be an integer >= 1")
+            params = {"version": str(version)}
+            what += f" version {version}"
+        body = await self._call("GET", f"/v1/secrets/{encoded}", what=what, params=params)
+        secret = _parse(Secret, body, what)
+        if secret.path != path or (version is not None and secret.version != version):
+            raise ResponseError(f"{what}: answer is for another path or version ({secret.path!r} v{secret.version})")
+        return secret
+
+    async def list_page(
+        self, prefix: str = "", *, cursor: str | None = None, page_size: int | None = DEFAULT_PAGE_SIZE
+    ) -> SecretPage:
+        """One page of ``GET /v1/secrets?prefix=``; pass the previous page's ``cursor`` to continue."""
+        validate_prefix(prefix)
+        params = {"prefix": prefix}
+        if page_size is not None:
+            if page_size < 1:
+                raise ValueError("page_size must be at least 1")
+            params["limit"] = str(page_size)
+        if cursor is not None:
+            params["cursor"] = cursor
+        what = f"LIST secrets with prefix {prefix!r}"
+        body = await self._call("GET", "/v1/secrets", what=what, params=params)
+        page = _parse(SecretPage, body, what)
+        if page.has_more and not page.cursor:
+            raise ResponseError(f"{what}: has_more is true but no cursor was given")
+        return page
+
+    async def list_secrets(
+        self, prefix: str = "", *, page_size: int | None = DEFAULT_PAGE_SIZE
+    ) -> AsyncIterator[SecretPage]:
+        """Every page under ``prefix``, following ``cursor`` until ``has_more`` is false.
+
+        Yields pages (each with its ``secrets``) so callers can count requests; a cursor that repeats is a
+        ``ResponseError`` instead of an endless loop.
+        """
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            page = await self.list_page(prefix, cursor=cursor, page_size=page_size)
+            yield page
+            if not page.has_more:
+                return
+            assert page.cursor is not None  # list_page checked it
+            if page.cursor in seen:
+                raise ResponseError(f"LIST secrets with prefix {prefix!r}: the server repeated a cursor")
+            seen.add(page.cursor)
+            cursor = page.cursor
+
+    async def write(
+        self,
+        path: str,
+        data: Mapping[str, Any],
+        *,
+        secret_type: str = "json",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        """``PUT /v1/secrets/{path}``: store ``data`` as a new version. Never retried (not idempotent)."""
+        encoded = encode_path(path)
+        payload: dict[str, Any] = {"data": dict(data), "secret_type": secret_type}
+        if metadata is not None:
+            payload["metadata"] = dict(metadata)
+        what = f"PUT secret {path!r}"
+        body = await self._call("PUT", f"/v1/secrets/{encoded}", what=what, json=payload, retry=NO_RETRY)
+        return _parse(WriteResult, body, what)
+
+    # -- plumbing -----------------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        url_path: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
+        """Send with auth and retries; return the decoded JSON of a 2xx answer or raise from the tree."""
+        policy = retry if retry is not None else self._retry
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._authenticated(method, url_path, what=what, params=params, json=json)
+            except TransientError as exc:
+                wait = policy.delay(attempt, exc, time.monotonic() - started)
+                if wait is None:
+                    raise
+                logger.debug(
+                    "%s failed (%s); retry %d of %d in %.2fs",
+                    what, type(exc).__name__, attempt, policy.max_attempts - 1, wait,
+                )  # fmt: skip
+                await asyncio.sleep(wait)
+
+    async def _authenticated(
+        self, method: str, url_path: str, *, what: str, params: Mapping[str, str] | None, json: Any
+    ) -> Any:
+        token = await self._auth.token()
+        response = await self._send(method, url_path, token, what=what, params=params, json=json)
+        if response.status_code == 401 and await self._auth.renew(token):
+            logger.info("%s: token refused with 401; retrying once with a renewed token", what)
+            token = await self._auth.token()
+            response = await self._send(method, url_path, token, what=what, params=params, json=json)
+        return _decode(response, what)
+
+    async def _send(
+        self,
+        method: str,
+        url_path: str,
+        token: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None,
+        json: Any,
+    ) -> httpx.Response:
+        async with self._semaphore:
+            try:
+                return await self._http.request(
+                    method,
+                    self._base + url_path,
+                    params=params,
+                    json=json,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            except httpx.TimeoutException as exc:
+                raise UnavailableError(f"{what}: timed out ({type(exc).__name__})") from exc
+            except httpx.HTTPError as exc:
+                raise UnavailableError(f"{what}: {type(exc).__name__}: {_short(exc)}") from exc
+
+
+def _ssl_context(verify: bool, ca_file: str | Path | None, ca_data: str | None) -> ssl.SSLContext | bool:
+    if not verify:
+        if ca_file or ca_data:
+            raise ConfigurationError("a CA bundle was given but TLS verification is off")
+        return False
+    if ca_file is None and ca_data is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None, cadata=ca_data or None)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ConfigurationError(f"cannot load the CA bundle: {type(exc).__name__}") from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or "no detail"
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _decode(response: httpx.Response, what: str) -> Any:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = _NO_BODY
+    if not response.is_success:
+        raise error_for_status(
+            response.status_code,
+            what=what,
+            body=None if body is _NO_BODY else body,
+            retry_after=response.headers.get("Retry-After"),
+        )
+    if body is _NO_BODY:
+        raise ResponseError(f"{what}: HTTP {response.status_code} answer is not JSON")
+    return body
+
+
+def _parse(model: type[M], body: Any, what: str) -> M:
+    """Validate an answer; on failure name the fields and error kinds, never the values."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'} ({error['type']})"
+            for error in exc.errors(include_input=False, include_url=False, include_context=False)
+        ]
+        shown = ", ".join(problems[:5]) + (f" and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ResponseError(f"{what}: unexpected answer: {shown}") from None
