@@ -1,0 +1,355 @@
+"""The operator's Kubernetes API: pydantic models of the custom resources, the single source of their schema.
+
+``VaultSecret`` (namespaced), ``ClusterVaultConnection`` (cluster-scoped) and ``VaultConnection`` (namespaced),
+group ``scaivault.scailabs.ai``, version ``v1alpha1``. ``crdgen`` renders the CRDs in ``crds/`` from these
+models (descriptions, defaults, bounds and CEL rules included), and a test fails when the two disagree.
+
+The sync code parses object bodies with ``VaultSecretSpec.model_validate`` etc.: a spec that the API server
+accepted but that is still wrong (the CRD cannot say everything) surfaces as a ``pydantic.ValidationError``,
+which the caller turns into an ``InvalidSpec`` condition.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "VERSION",
+    "AccessRule",
+    "ClientCredentialsAuth",
+    "Condition",
+    "ConnectionAuth",
+    "ConnectionRef",
+    "ConnectionSpec",
+    "KeyMapping",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "SecretKeyRef",
+    "SecretRef",
+    "Target",
+    "VaultSecretSpec",
+    "VaultSecretStatus",
+    "parse_duration",
+]
+
+GROUP = "scaivault.scailabs.ai"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+#: The Go/Kubernetes duration subset we accept: ``30s``, ``1m30s``, ``1.5h``, ``500ms``.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Kubernetes-style duration (``30s``, ``1m30s``, ``500ms``) into a timedelta."""
+    if not _DURATION_RE.match(text):
+        raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 5m, 1h30m, 500ms")
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
+    return timedelta(seconds=seconds)
+
+
+class _Spec(BaseModel):
+    """Base of every spec model: camelCase on the wire, unknown fields rejected (the CRD prunes them anyway)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
+DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+
+
+# -- VaultSecret -----------------------------------------------------------------------------------------------
+
+
+class ConnectionRef(_Spec):
+    """Which connection a VaultSecret reads through."""
+
+    kind: Literal["ClusterVaultConnection", "VaultConnection"] = Field(
+        default="ClusterVaultConnection",
+        description="ClusterVaultConnection (cluster-wide, shared by namespaces its access rules allow) or "
+        "VaultConnection (in the VaultSecret's own namespace).",
+    )
+    name: DnsSubdomain = Field(description="Name of the connection object.")
+
+
+class KeyMapping(_Spec):
+    """One key to copy from the ScaiVault secret's data into the Kubernetes Secret."""
+
+    from_: str = Field(
+        alias="from",
+        min_length=1,
+        max_length=253,
+        description="Top-level key of the ScaiVault secret's JSON data.",
+    )
+    to: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY_PATTERN,
+        description="Key in the Kubernetes Secret (letters, digits, '-', '_', '.'). Defaults to the 'from' key.",
+    )
+
+    @property
+    def target_key(self) -> str:
+        return self.to if self.to is not None else self.from_
+
+
+class Target(_Spec):
+    """The Kubernetes Secret the operator writes."""
+
+    name: DnsSubdomain | None = Field(
+        default=None,
+        description="Name of the Secret, in the VaultSecret's namespace. Defaults to the VaultSecret's name.",
+    )
+    type: str = Field(
+        default="Opaque",
+        min_length=1,
+        max_length=253,
+        description="Secret type, e.g. Opaque or kubernetes.io/dockerconfigjson. Immutable on an existing Secret.",
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels put on the Secret.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations put on the Secret.")
+    creationPolicy: Literal["Owner", "Adopt"] = Field(
+        default="Owner",
+        description="Owner: create the Secret and own it; an existing Secret that is not ours is left alone "
+        "(TargetConflict). Adopt: also take over an existing Secret of that name.",
+    )
+
+
+class VaultSecretSpec(_Spec):
+    """Desired state of a VaultSecret: which ScaiVault secret to materialize, and as what."""
+
+    path: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Path of the secret in ScaiVault, e.g. environments/production/salesforce/api-credentials.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.startsWith('/') && !self.endsWith('/') && !self.contains('//')",
+                    "message": "path must not start or end with '/' or contain '//'",
+                },
+                {
+                    "rule": "!self.split('/').exists(s, s == '.' || s == '..')",
+                    "message": "path must not contain '.' or '..' segments",
+                },
+            ]
+        },
+    )
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        description="Pin to this version. Absent: follow the latest version (checked every pollInterval of the "
+        "connection). A pinned VaultSecret never polls.",
+    )
+    connectionRef: ConnectionRef | None = Field(
+        default=None, description="Connection to read through. Default: the ClusterVaultConnection named 'default'."
+    )
+    keys: list[KeyMapping] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Keys to copy (and rename). Absent: every top-level key of the secret's data.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(k, self.exists_one(o, (has(o.to) ? o.to : o['from']) == "
+                    "(has(k.to) ? k.to : k['from'])))",
+                    "message": "two keys map to the same Secret key",
+                }
+            ]
+        },
+    )
+    target: Target = Field(default_factory=Target, description="The Kubernetes Secret to write.")
+
+    @field_validator("path")
+    @classmethod
+    def _valid_path(cls, value: str) -> str:
+        from .scaivault import validate_path
+
+        return validate_path(value)
+
+    @property
+    def connection(self) -> ConnectionRef:
+        return self.connectionRef or ConnectionRef(name="default")
+
+    def target_name(self, vaultsecret_name: str) -> str:
+        return self.target.name or vaultsecret_name
+
+
+class Condition(BaseModel):
+    """A standard Kubernetes condition (metav1.Condition)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str = Field(description="Condition type; Ready is the one that summarizes the sync.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason: Synced, Unauthorized, Forbidden, SourceNotFound, ...")
+    message: str = Field(default="", description="What happened and what to do about it.")
+    lastTransitionTime: str | None = Field(default=None, description="When status last changed (RFC 3339).")
+    observedGeneration: int | None = Field(default=None, description="Generation the condition was computed for.")
+
+
+class VaultSecretStatus(BaseModel):
+    """Observed state of a VaultSecret."""
+
+    model_config = ConfigDict(frozen=True)
+
+    conditions: list[Condition] = Field(default_factory=list, description="Ready and its reason.")
+    observedGeneration: int | None = Field(default=None, description="The spec generation last acted on.")
+    syncedVersion: int | None = Field(default=None, description="ScaiVault version now in the Secret.")
+    syncedAt: str | None = Field(default=None, description="When that version was written to the Secret (RFC 3339).")
+    secretName: str | None = Field(default=None, description="Name of the Kubernetes Secret written.")
+
+
+# -- connections ---------------------------------------------------------------------------------------------
+
+
+class SecretRef(_Spec):
+    """A Kubernetes Secret by name (and namespace, for cluster-scoped connections)."""
+
+    namespace: DnsLabel | None = Field(
+        default=None,
+        description="Namespace of the Secret. Required for a ClusterVaultConnection; for a VaultConnection it "
+        "must be absent or the connection's own namespace.",
+    )
+    name: DnsSubdomain = Field(description="Name of the Secret.")
+
+
+class SecretKeyRef(SecretRef):
+    """A key of a Kubernetes Secret."""
+
+    key: str = Field(default="token", min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN,
+                     description="Key in the Secret's data. Default: token.")  # fmt: skip
+
+
+class ClientCredentialsAuth(_Spec):
+    """OAuth2 client credentials: the operator obtains and renews short-lived tokens from ScaiKey."""
+
+    tokenUrl: str = Field(
+        min_length=1,
+        description="Token endpoint, e.g. https://scaikey.scailabs.ai/oauth/token.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.startsWith('https://') || self.startsWith('http://')", "message": "must be a URL"}
+            ]
+        },
+    )
+    secretRef: SecretRef = Field(description="Secret holding the client id and client secret.")
+    clientIdKey: str = Field(default="client_id", min_length=1, description="Key of the client id in the Secret.")
+    clientSecretKey: str = Field(
+        default="client_secret", min_length=1, description="Key of the client secret in the Secret."
+    )
+    scope: str | None = Field(default=None, description="Space-separated scopes to request, e.g. secrets:read.")
+
+
+class ConnectionAuth(_Spec):
+    """How the operator authenticates to ScaiVault: exactly one method."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.tokenSecretRef) != has(self.clientCredentials)",
+                    "message": "set exactly one of tokenSecretRef or clientCredentials",
+                }
+            ]
+        }
+    )
+
+    tokenSecretRef: SecretKeyRef | None = Field(
+        default=None, description="A static bearer token (e.g. skt_...) in a Secret; re-read when refused."
+    )
+    clientCredentials: ClientCredentialsAuth | None = Field(default=None, description="OAuth2 client credentials.")
+
+
+class LabelSelectorRequirement(_Spec):
+    """A label selector requirement (as in metav1.LabelSelector)."""
+
+    key: str = Field(min_length=1, description="Label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="In, NotIn, Exists, DoesNotExist.")
+    values: list[str] = Field(default_factory=list, description="Values for In and NotIn.")
+
+
+class LabelSelector(_Spec):
+    """Selects namespaces by their labels."""
+
+    matchLabels: dict[str, str] = Field(default_factory=dict, description="Labels that must all match.")
+    matchExpressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, description="Requirements that must all hold."
+    )
+
+
+class AccessRule(_Spec):
+    """Which namespaces may read which ScaiVault paths through this connection."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.namespaces) != has(self.namespaceSelector)",
+                    "message": "set exactly one of namespaces or namespaceSelector",
+                }
+            ]
+        }
+    )
+
+    namespaces: list[DnsLabel] | None = Field(
+        default=None, min_length=1, description="Namespaces this rule applies to, by name."
+    )
+    namespaceSelector: LabelSelector | None = Field(
+        default=None, description="Namespaces this rule applies to, by label ({} selects every namespace)."
+    )
+    pathPrefixes: list[str] = Field(
+        min_length=1,
+        description="Path prefixes these namespaces may read; '{namespace}' is replaced by the VaultSecret's "
+        "namespace, e.g. tenants/{namespace}/. A prefix matches as a plain string prefix.",
+    )
+
+
+class ConnectionSpec(_Spec):
+    """Where ScaiVault is and how to reach it; shared by ClusterVaultConnection and VaultConnection."""
+
+    url: str = Field(
+        min_length=1,
+        description="Base URL of ScaiVault, e.g. https://scaivault.scailabs.ai.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.startsWith('https://') || self.startsWith('http://')", "message": "must be a URL"}
+            ]
+        },
+    )
+    auth: ConnectionAuth = Field(description="How to authenticate.")
+    caBundle: str | None = Field(
+        default=None, description="PEM CA certificates to trust for TLS instead of the system roots (private CAs)."
+    )
+    pollInterval: str = Field(
+        default="30s",
+        pattern=DURATION_PATTERN,
+        description="How often to check for new versions of the secrets in use (one paged list per prefix). "
+        "At least 1s. Default 30s.",
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": "duration(self) >= duration('1s')", "message": "must be at least 1s"}]
+        },
+    )
+    access: list[AccessRule] | None = Field(
+        default=None,
+        description="Who may use this connection. A ClusterVaultConnection without rules serves no namespace. "
+        "On a VaultConnection the rules may only narrow the paths (namespaces are always its own).",
+    )
+
+    @property
+    def poll_seconds(self) -> float:
+        return max(1.0, parse_duration(self.pollInterval).total_seconds())
