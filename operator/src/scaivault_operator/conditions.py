@@ -1,0 +1,374 @@
+"""Condition reasons, the mapping from errors to them, and the VaultSecret status built from the outcome.
+
+Owns the vocabulary users see in ``kubectl describe vaultsecret``: one reason per cause (Synced, Unauthorized,
+Forbidden, SourceNotFound, BackendUnavailable, InvalidSpec, PolicyDenied, TargetConflict, InvalidSourceData),
+a message that says what to do, and when a change is a transition worth an Event. Pure: no I/O, no clock unless
+given. The operator's sync module (and the version watcher, for the failures it sees) calls ``classify`` on an
+error, ``desired_status`` on the outcome, then writes ``status_patch`` if it is not None and posts an Event only
+when ``is_transition``.
+
+No secret value can reach a message: ``classify`` embeds the text of ScaiVault client errors only (built to
+carry names, statuses and server error codes, never data or tokens); pydantic errors are reduced to field
+locations and error kinds; any other exception is reported by its type name alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import pydantic
+
+from . import scaivault
+from .manifests import SourceDataError
+
+__all__ = [
+    "BACKEND_UNAVAILABLE",
+    "FORBIDDEN",
+    "INVALID_SOURCE_DATA",
+    "INVALID_SPEC",
+    "POLICY_DENIED",
+    "READY",
+    "SOURCE_NOT_FOUND",
+    "SYNCED",
+    "TARGET_CONFLICT",
+    "UNAUTHORIZED",
+    "Failure",
+    "classify",
+    "desired_status",
+    "is_transition",
+    "now_rfc3339",
+    "ready_condition",
+    "status_patch",
+]
+
+#: The condition type that summarizes the sync.
+READY: Final = "Ready"
+
+#: The Secret holds the wanted version.
+SYNCED: Final = "Synced"
+#: 401: ScaiVault refused the token.
+UNAUTHORIZED: Final = "Unauthorized"
+#: 403: the token lacks the scope, or a ScaiVault policy denies the path.
+FORBIDDEN: Final = "Forbidden"
+#: 404: no secret at the path, or no such version.
+SOURCE_NOT_FOUND: Final = "SourceNotFound"
+#: 429, 5xx, network errors, answers that cannot be parsed, unexpected errors: retried.
+BACKEND_UNAVAILABLE: Final = "BackendUnavailable"
+#: The spec or the connection is misconfigured: unknown connection, bad token Secret reference, invalid path...
+INVALID_SPEC: Final = "InvalidSpec"
+#: The connection's access rules do not let this namespace read this path.
+POLICY_DENIED: Final = "PolicyDenied"
+#: The target Secret exists and is not ours (and creationPolicy does not allow adopting it).
+TARGET_CONFLICT: Final = "TargetConflict"
+#: The secret's data cannot become a Kubernetes Secret (missing key, invalid key name, too large).
+INVALID_SOURCE_DATA: Final = "InvalidSourceData"
+
+#: Conditions messages are cut to this many characters (Kubernetes allows 32768; status should stay readable).
+MAX_MESSAGE: Final = 4096
+_MAX_LISTED_ERRORS = 5
+
+#: pydantic error types whose message templates never include the input value (only schema facts such as the
+#: pattern, the bound or the allowed literals). Other types are reported by their type name only.
+_SAFE_PYDANTIC_MESSAGES = frozenset(
+    {
+        "missing",
+        "extra_forbidden",
+        "string_type",
+        "string_too_short",
+        "string_too_long",
+        "string_pattern_mismatch",
+        "too_short",
+        "too_long",
+        "literal_error",
+        "int_type",
+        "int_parsing",
+        "int_from_float",
+        "bool_type",
+        "bool_parsing",
+        "float_type",
+        "float_parsing",
+        "dict_type",
+        "list_type",
+        "model_type",
+        "model_attributes_type",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A classified error: the condition reason, a message fit for status, and whether to retry soon."""
+
+    reason: str
+    message: str
+    transient: bool
+    retry_after: float | None = None
+
+
+def classify(error: BaseException) -> Failure:
+    """Map an error raised while syncing onto a reason and an actionable message (see the module docstring)."""
+    if isinstance(error, scaivault.ScaiVaultError):
+        return _classify_scaivault(error)
+    if isinstance(error, SourceDataError):
+        return Failure(INVALID_SOURCE_DATA, _clip(error.message), transient=False)
+    if isinstance(error, pydantic.ValidationError):
+        return Failure(INVALID_SPEC, _clip(_validation_message(error)), transient=False)
+    return Failure(
+        BACKEND_UNAVAILABLE,
+        f"unexpected error ({type(error).__name__}) while syncing; retrying — the operator's log has details",
+        transient=True,
+    )
+
+
+def _classify_scaivault(error: scaivault.ScaiVaultError) -> Failure:
+    text = str(error)
+    if isinstance(error, scaivault.UnauthenticatedError):
+        return Failure(
+            UNAUTHORIZED,
+            _clip(
+                f"ScaiVault refused the token ({text}): check the token Secret named in the connection's "
+                f"spec.auth, or rotate the token (client credentials: check the client id and secret)"
+            ),
+            transient=False,
+        )
+    if isinstance(error, scaivault.ForbiddenError):
+        return Failure(
+            FORBIDDEN,
+            _clip(
+                f"ScaiVault denied access ({text}): the connection's token lacks the secrets:read scope or a "
+                f"ScaiVault policy denies this path; grant it in ScaiVault or use another connection"
+            ),
+            transient=False,
+        )
+    if isinstance(error, scaivault.NotFoundError):
+        return Failure(
+            SOURCE_NOT_FOUND,
+            _clip(f"ScaiVault has no such secret ({text}): check spec.path / spec.version"),
+            transient=False,
+        )
+    if isinstance(error, scaivault.RateLimitedError):
+        wait = f"in {error.retry_after:g}s" if error.retry_after is not None else "later"
+        return Failure(
+            BACKEND_UNAVAILABLE,
+            _clip(f"ScaiVault is rate limiting the operator ({text}); retrying {wait}"),
+            transient=True,
+            retry_after=error.retry_after,
+        )
+    if isinstance(error, scaivault.TransientError):
+        return Failure(
+            BACKEND_UNAVAILABLE,
+            _clip(f"ScaiVault is unavailable ({text}); retrying — the Secret keeps its last synced data"),
+            transient=True,
+        )
+    if isinstance(error, scaivault.BadRequestError):
+        return Failure(
+            INVALID_SPEC,
+            _clip(f"ScaiVault rejected the request as invalid ({text}): check spec.path / spec.version"),
+            transient=False,
+        )
+    if isinstance(error, scaivault.InvalidPathError):
+        return Failure(
+            INVALID_SPEC,
+            _clip(f"invalid ScaiVault path: {text}; fix spec.path (or the connection's pathPrefixes)"),
+            transient=False,
+        )
+    if isinstance(error, scaivault.ConfigurationError):
+        return Failure(
+            INVALID_SPEC,
+            _clip(f"the connection is misconfigured: {text}; fix the connection (its token Secret, CA bundle, URL)"),
+            transient=False,
+        )
+    if isinstance(error, scaivault.ResponseError):
+        return Failure(
+            BACKEND_UNAVAILABLE,
+            _clip(f"ScaiVault sent an answer the operator cannot understand ({text}); retrying"),
+            transient=True,
+        )
+    return Failure(BACKEND_UNAVAILABLE, _clip(f"ScaiVault request failed ({text}); retrying"), transient=True)
+
+
+def _validation_message(error: pydantic.ValidationError) -> str:
+    """Field locations and error kinds of a ValidationError; never the input values."""
+    details = error.errors(include_input=False, include_url=False, include_context=True)
+    parts: list[str] = []
+    for detail in details[:_MAX_LISTED_ERRORS]:
+        location = ".".join(str(item) for item in detail["loc"]) or "(root)"
+        kind = detail["type"]
+        cause = (detail.get("ctx") or {}).get("error")
+        if kind == "value_error" and isinstance(cause, scaivault.ScaiVaultError):
+            parts.append(f"{location}: {cause}")  # our own path validation: its text carries no input
+        elif kind in _SAFE_PYDANTIC_MESSAGES:
+            parts.append(f"{location}: {detail['msg']}")
+        else:
+            parts.append(f"{location}: {kind}")
+    if len(details) > _MAX_LISTED_ERRORS:
+        parts.append(f"and {len(details) - _MAX_LISTED_ERRORS} more")
+    return f"{error.title} is invalid: {'; '.join(parts)}; fix the resource's spec"
+
+
+def _clip(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+
+
+# -- status --------------------------------------------------------------------------------------------------
+
+
+def ready_condition(
+    *,
+    ok: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str,
+    previous: Sequence[Mapping[str, Any]] | None,
+) -> dict[str, Any]:
+    """The Ready condition; ``lastTransitionTime`` stays the previous one while the status does not change.
+
+    ``observedGeneration`` is omitted when ``generation`` is None (a null would be pruned by the API server and
+    make every comparison differ).
+    """
+    status = "True" if ok else "False"
+    transition = now
+    old = _find_condition(previous, READY)
+    if old is not None and old.get("status") == status and isinstance(old.get("lastTransitionTime"), str):
+        transition = old["lastTransitionTime"]
+    condition: dict[str, Any] = {
+        "type": READY,
+        "status": status,
+        "reason": reason,
+        "message": _clip(message),
+        "lastTransitionTime": transition,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def desired_status(
+    *,
+    previous: Mapping[str, Any] | None,
+    generation: int | None,
+    ok: bool,
+    reason: str,
+    message: str,
+    now: str,
+    synced_version: int | None,
+    secret_name: str | None,
+    synced_at: str | None,
+) -> dict[str, Any]:
+    """The whole ``status`` after a sync attempt.
+
+    ``syncedVersion``, ``secretName`` and ``syncedAt`` keep their previous values unless given: after a failure
+    the old Secret stays, and a sync that wrote nothing passes ``synced_at=None`` to keep the time of the last
+    write. Conditions other than Ready (none today) are kept. Fields without a value are omitted, not null.
+    """
+    prev = previous or {}
+    prev_conditions = _conditions(prev)
+    ready = ready_condition(
+        ok=ok, reason=reason, message=message, generation=generation, now=now, previous=prev_conditions
+    )
+    conditions: list[dict[str, Any]] = []
+    placed = False
+    for condition in prev_conditions:
+        if condition.get("type") == READY:
+            if not placed:
+                conditions.append(ready)
+                placed = True
+        else:
+            conditions.append(dict(condition))
+    if not placed:
+        conditions.insert(0, ready)
+
+    status: dict[str, Any] = {"conditions": conditions}
+    observed = generation if generation is not None else prev.get("observedGeneration")
+    for key, value in (
+        ("observedGeneration", observed),
+        ("syncedVersion", synced_version if synced_version is not None else prev.get("syncedVersion")),
+        ("syncedAt", synced_at if synced_at is not None else prev.get("syncedAt")),
+        ("secretName", secret_name if secret_name is not None else prev.get("secretName")),
+    ):
+        if value is not None:
+            status[key] = value
+    return status
+
+
+#: The status fields this module manages; others (e.g. Kopf's ``status.kopf``) are never touched.
+_OWN_FIELDS = ("conditions", "observedGeneration", "syncedVersion", "syncedAt", "secretName")
+
+
+def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The merge patch for ``status`` that turns ``current`` into ``desired``, or None when nothing changes.
+
+    A condition whose status is unchanged keeps its current ``lastTransitionTime`` whatever ``desired`` says, so
+    timestamps never cause a write by themselves. Only the fields this module manages are compared; one that
+    ``desired`` lacks is removed (``null``). Wrap the result as ``{"status": patch}``.
+    """
+    have = current or {}
+    patch: dict[str, Any] = {}
+    for key in _OWN_FIELDS:
+        if key == "conditions":
+            continue
+        if key in desired:
+            if have.get(key) != desired[key]:
+                patch[key] = desired[key]
+        elif have.get(key) is not None:
+            patch[key] = None
+
+    have_conditions = _conditions(have)
+    want_conditions = [_keep_transition_time(dict(c), have_conditions) for c in _conditions(desired)]
+    if [dict(c) for c in have_conditions] != want_conditions:
+        patch["conditions"] = want_conditions
+    return patch or None
+
+
+def is_transition(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """True when Ready's status or reason changes between two status dicts: the moment to post an Event."""
+    old = _find_condition(_conditions(current or {}), READY)
+    new = _find_condition(_conditions(desired), READY)
+    if new is None:
+        return False
+    if old is None:
+        return True
+    return old.get("status") != new.get("status") or old.get("reason") != new.get("reason")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def now_rfc3339(clock: Callable[[], datetime] = _utcnow) -> str:
+    """The current time as RFC 3339 in UTC with second precision: ``2026-04-23T14:00:00Z``.
+
+    A naive datetime from ``clock`` is taken to be UTC.
+    """
+    moment = clock()
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _conditions(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    value = status.get("conditions")
+    if not isinstance(value, list):
+        return []
+    return [c for c in value if isinstance(c, Mapping)]
+
+
+def _find_condition(conditions: Sequence[Mapping[str, Any]] | None, kind: str) -> Mapping[str, Any] | None:
+    for condition in conditions or ():
+        if condition.get("type") == kind:
+            return condition
+    return None
+
+
+def _keep_transition_time(condition: dict[str, Any], current: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    old = _find_condition(current, condition.get("type", ""))
+    if old is not None and old.get("status") == condition.get("status") and "lastTransitionTime" in old:
+        condition["lastTransitionTime"] = old["lastTransitionTime"]
+    return condition

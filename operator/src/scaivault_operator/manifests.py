@@ -1,0 +1,421 @@
+"""The Kubernetes Secret we want, and the smallest change that gets an existing Secret there.
+
+Owns the shape of every Secret the operator writes: its data (from a ScaiVault secret's JSON data), labels,
+annotations and owner reference; who owns an existing Secret; the JSON merge patch (RFC 7386) from an existing
+Secret to the desired one; and drift detection through the data-hash annotation. Pure: no I/O. The operator's
+sync module calls it after reading a secret from ScaiVault (``secret_data`` → ``desired_secret`` →
+``ownership`` / ``needs_recreate`` / ``secret_patch``) and after a restart (``data_intact``).
+
+How data becomes a Secret: every top-level key of the ScaiVault secret's JSON data is a Secret key (or only the
+keys listed in ``spec.keys``, renamed by their ``to``). A string value is stored as its UTF-8 bytes, as-is. Any
+other JSON value — number, boolean, null, object, array — is stored as compact JSON with sorted keys
+(``json.dumps(v, separators=(",", ":"), ensure_ascii=False, sort_keys=True)``): ``3`` → ``3``, ``true`` →
+``true``, ``null`` → ``null``, ``{"b":1,"a":2}`` → ``{"a":2,"b":1}``.
+
+Secret values never leave ``secret_data`` other than in the returned ``data`` map: ``SourceDataError`` messages
+name keys, never values, and are raised without a chained cause.
+
+Patches are JSON merge patches: send them with ``Content-Type: application/merge-patch+json`` (a strategic merge
+patch would merge ``ownerReferences`` by uid instead of replacing the list).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .api import KeyMapping, VaultSecretSpec
+
+__all__ = [
+    "ANNOTATION_CONNECTION",
+    "ANNOTATION_DATA_HASH",
+    "ANNOTATION_PATH",
+    "ANNOTATION_PREFIX",
+    "ANNOTATION_VERSION",
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "MAX_SECRET_BYTES",
+    "VAULTSECRET_LABEL",
+    "Owner",
+    "SourceDataError",
+    "data_hash",
+    "data_intact",
+    "desired_secret",
+    "needs_recreate",
+    "ownership",
+    "read_data_hash",
+    "secret_data",
+    "secret_patch",
+    "vaultsecret_label_value",
+]
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "scaivault-operator"
+#: Value: the VaultSecret's name (see ``vaultsecret_label_value`` for names longer than a label value may be).
+VAULTSECRET_LABEL = "scaivault.scailabs.ai/vaultsecret"
+#: Every annotation key under this prefix on a Secret we own is ours: the patch removes the ones we no longer set.
+ANNOTATION_PREFIX = "scaivault.scailabs.ai/"
+ANNOTATION_PATH = ANNOTATION_PREFIX + "path"
+ANNOTATION_VERSION = ANNOTATION_PREFIX + "version"
+#: Value: ``<kind>/<name>`` of the connection, e.g. ``ClusterVaultConnection/default``.
+ANNOTATION_CONNECTION = ANNOTATION_PREFIX + "connection"
+ANNOTATION_DATA_HASH = ANNOTATION_PREFIX + "data-hash"
+#: Kubernetes' limit on a Secret's data: the sum of key lengths and decoded value lengths.
+MAX_SECRET_BYTES = 1024 * 1024
+
+_SECRET_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
+_MAX_SECRET_KEY = 253
+_MAX_LABEL_VALUE = 63
+_LABEL_VALUE_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_MAX_NAMED_KEYS = 20
+_MAX_SHOWN_KEY = 64
+
+
+class SourceDataError(Exception):
+    """The ScaiVault secret's data cannot become a Kubernetes Secret. ``message`` names keys, never values."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+
+
+def secret_data(source: Mapping[str, Any], keys: Sequence[KeyMapping] | None) -> dict[str, str]:
+    """The Secret's ``data`` map (base64 strings) for the ScaiVault secret's JSON ``source`` data.
+
+    ``keys`` (``spec.keys``) selects and renames; ``None`` takes every top-level key. Raises ``SourceDataError``
+    — and nothing else — when a listed key is missing, a resulting key is not a valid Secret key, a value cannot
+    be encoded, two keys map to the same Secret key, or the Secret would exceed ``MAX_SECRET_BYTES``.
+    """
+    if not isinstance(source, Mapping):
+        raise SourceDataError("the ScaiVault secret's data is not a JSON object: it has no keys to copy")
+    for name in source:
+        if not isinstance(name, str):
+            raise SourceDataError("the ScaiVault secret's data has a key that is not a string")
+
+    pairs: list[tuple[str, str]]  # (source key, Secret key)
+    if keys is None:
+        pairs = [(name, name) for name in source]
+    else:
+        missing = [m.from_ for m in keys if m.from_ not in source]
+        if missing:
+            raise SourceDataError(
+                f"spec.keys lists {_plural(len(missing), 'key')} missing from the ScaiVault secret's data: "
+                f"{_names(missing)}; it has {_names(list(source)) if source else 'no keys'}"
+            )
+        pairs = [(m.from_, m.target_key) for m in keys]
+        seen: set[str] = set()
+        for _, target in pairs:
+            if target in seen:
+                raise SourceDataError(
+                    f"spec.keys maps two keys to the same Secret key {_show(target)}; give each a distinct 'to'"
+                )
+            seen.add(target)
+
+    data: dict[str, str] = {}
+    total = 0
+    for name, target in pairs:
+        problem = _key_problem(target)
+        if problem is not None:
+            raise SourceDataError(_bad_key_message(name, target, problem))
+        raw = _encode_value(name, source[name])
+        total += len(target.encode("utf-8")) + len(raw)
+        data[target] = base64.b64encode(raw).decode("ascii")
+    if total > MAX_SECRET_BYTES:
+        raise SourceDataError(
+            f"the Secret would hold {total} bytes of data; Kubernetes allows at most {MAX_SECRET_BYTES} "
+            f"(1 MiB): select fewer keys with spec.keys, or split the secret in ScaiVault"
+        )
+    return data
+
+
+def _encode_value(name: str, value: Any) -> bytes:
+    try:
+        if isinstance(value, str):
+            return value.encode("utf-8")
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True, allow_nan=False)
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        problem = "a string that is not valid Unicode (a lone surrogate)"
+    except RecursionError:
+        problem = "a value nested too deeply"
+    except (TypeError, ValueError):
+        problem = "a value that cannot be written as JSON (e.g. NaN, Infinity or a huge number)"
+    raise SourceDataError(f"key {_show(name)} of the ScaiVault secret's data holds {problem}") from None
+
+
+def _key_problem(key: str) -> str | None:
+    """Kubernetes' rule for Secret and ConfigMap keys (``IsConfigMapKey``)."""
+    if not key:
+        return "it is empty"
+    if len(key) > _MAX_SECRET_KEY:
+        return f"it is longer than {_MAX_SECRET_KEY} characters"
+    if not _SECRET_KEY_RE.fullmatch(key):
+        return "only letters, digits, '-', '_' and '.' are allowed"
+    if key in (".", "..") or key.startswith(".."):
+        return "it must not be '.' or '..' or start with '..'"
+    return None
+
+
+def _bad_key_message(source_key: str, target: str, problem: str) -> str:
+    if source_key != target:
+        return f"spec.keys renames {_show(source_key)} to {_show(target)}, which is not a valid Secret key: {problem}"
+    suggestion = re.sub(r"[^-._a-zA-Z0-9]", "_", source_key)[:_MAX_SECRET_KEY].lstrip(".") or "value"
+    return (
+        f"key {_show(source_key)} of the ScaiVault secret's data is not a valid Secret key: {problem}; "
+        f"rename it with spec.keys (e.g. from: {_show(source_key)}, to: {_show(suggestion)})"
+    )
+
+
+def _show(name: str) -> str:
+    """A key name for a message: quoted, non-printables escaped, clipped."""
+    shown = repr(name)
+    if len(shown) > _MAX_SHOWN_KEY:
+        shown = shown[: _MAX_SHOWN_KEY - 1] + "…"
+    return shown
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(_show(n) for n in names[:_MAX_NAMED_KEYS])
+    if len(names) > _MAX_NAMED_KEYS:
+        shown += f" and {len(names) - _MAX_NAMED_KEYS} more"
+    return shown
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def data_hash(data: Mapping[str, Any]) -> str:
+    """``sha256:<hex>`` of a canonical encoding of a Secret's (base64) ``data`` map.
+
+    Canonical: compact JSON with sorted keys, so equal maps hash equally and no two maps share an encoding.
+    The hash is stored only on the Secret itself (``ANNOTATION_DATA_HASH``), where whoever can read it can read
+    the data anyway; it must never go to status, logs or events (a low-entropy value could be guessed from it).
+    """
+    canonical = json.dumps(dict(data), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def read_data_hash(existing: Mapping[str, Any]) -> str | None:
+    """The data-hash annotation of an existing Secret, or None."""
+    value = _annotations(existing).get(ANNOTATION_DATA_HASH)
+    return value if isinstance(value, str) else None
+
+
+def data_intact(existing: Mapping[str, Any]) -> bool:
+    """True when the Secret's current data still hashes to its data-hash annotation (no edit by hand since)."""
+    recorded = read_data_hash(existing)
+    if recorded is None:
+        return False
+    data = existing.get("data") or {}
+    if not isinstance(data, Mapping):
+        return False
+    return hmac.compare_digest(data_hash(data).encode("ascii"), recorded.encode("ascii", "replace"))
+
+
+# -- the desired Secret --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The VaultSecret that owns the Secret."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+
+
+def vaultsecret_label_value(name: str) -> str:
+    """The ``VAULTSECRET_LABEL`` value for a VaultSecret name.
+
+    The name itself when it is a valid label value (at most 63 characters, the common case); a longer name is
+    cut to 52 characters plus ``-`` and 10 hex digits of its SHA-256, so the label stays valid and distinct.
+    """
+    if len(name) <= _MAX_LABEL_VALUE and _LABEL_VALUE_RE.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
+    head = name[: _MAX_LABEL_VALUE - 11].rstrip("-_.")
+    return f"{head}-{digest}" if head else digest
+
+
+def desired_secret(
+    *, owner: Owner, spec: VaultSecretSpec, data: Mapping[str, str], version: int, connection: str
+) -> dict[str, Any]:
+    """The full v1 Secret manifest for ``owner``'s spec, holding ``data`` (from ``secret_data``).
+
+    ``connection`` is ``<kind>/<name>`` of the connection read through. Our labels and annotations win over
+    ``spec.target.labels`` / ``spec.target.annotations`` on a collision.
+    """
+    target = spec.target
+    labels = {
+        **target.labels,
+        MANAGED_BY_LABEL: MANAGED_BY,
+        VAULTSECRET_LABEL: vaultsecret_label_value(owner.name),
+    }
+    annotations = {
+        **target.annotations,
+        ANNOTATION_PATH: spec.path,
+        ANNOTATION_VERSION: str(version),
+        ANNOTATION_CONNECTION: connection,
+        ANNOTATION_DATA_HASH: data_hash(data),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": spec.target_name(owner.name),
+            "namespace": owner.namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": owner.api_version,
+                    "kind": owner.kind,
+                    "name": owner.name,
+                    "uid": owner.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "type": target.type,
+        "data": dict(data),
+    }
+
+
+# -- an existing Secret --------------------------------------------------------------------------------------
+
+
+def ownership(existing: Mapping[str, Any] | None, owner_uid: str) -> Literal["absent", "ours", "foreign"]:
+    """``absent`` (no Secret), ``ours`` (its controller reference has ``owner_uid``) or ``foreign``.
+
+    A Secret controlled by anything else — another VaultSecret, another controller — or by nothing is foreign.
+    """
+    if existing is None:
+        return "absent"
+    controller = _controller_ref(existing)
+    if controller is not None and controller.get("uid") == owner_uid:
+        return "ours"
+    return "foreign"
+
+
+def needs_recreate(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """True when a patch cannot bring ``existing`` to ``desired``: delete and create the Secret instead.
+
+    That is when the type differs (immutable on a Secret; absent means ``Opaque``), or when the existing Secret
+    is ``immutable: true`` and its data differs.
+    """
+    if (existing.get("type") or "Opaque") != (desired.get("type") or "Opaque"):
+        return True
+    return existing.get("immutable") is True and _data_patch(existing, desired) is not None
+
+
+def secret_patch(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The JSON merge patch (RFC 7386) from ``existing`` to ``desired``, or None when nothing differs.
+
+    * ``data`` is ours entirely: changed keys are set, keys not in ``desired`` are removed (``null``).
+      ``stringData`` on ``existing`` is ignored (API servers never return it).
+    * Labels and annotations of ``desired`` are set when they differ; other labels and annotations (added by
+      other controllers or by hand) are kept — except annotations under ``ANNOTATION_PREFIX``, which are ours
+      and are removed when ``desired`` no longer has them.
+    * ``ownerReferences``: left alone when the Secret is already ours. Otherwise this is an adoption — the
+      caller has decided it is allowed — and the patch replaces the list by the existing references minus any
+      controller reference (and any reference with our uid), plus ours.
+    * ``type`` is never patched (immutable): check ``needs_recreate`` first.
+
+    Only changed fields appear, so an up-to-date Secret yields None and costs no write. To guard an adoption
+    against a concurrent change, the caller may add ``metadata.resourceVersion`` of ``existing`` to the patch.
+    """
+    patch: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    existing_meta = _mapping(existing.get("metadata"))
+    desired_meta = _mapping(desired.get("metadata"))
+
+    data = _data_patch(existing, desired)
+    if data is not None:
+        patch["data"] = data
+
+    labels = _map_patch(_mapping(existing_meta.get("labels")), _mapping(desired_meta.get("labels")), ours=None)
+    if labels:
+        metadata["labels"] = labels
+    annotations = _map_patch(
+        _mapping(existing_meta.get("annotations")),
+        _mapping(desired_meta.get("annotations")),
+        ours=ANNOTATION_PREFIX,
+    )
+    if annotations:
+        metadata["annotations"] = annotations
+
+    owner_refs = _owner_refs_patch(existing, desired)
+    if owner_refs is not None:
+        metadata["ownerReferences"] = owner_refs
+
+    if metadata:
+        patch["metadata"] = metadata
+    return patch or None
+
+
+def _data_patch(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    want = _mapping(desired.get("data"))
+    have_raw = existing.get("data")
+    if have_raw is not None and not isinstance(have_raw, Mapping):
+        return dict(want)  # malformed: replace wholesale
+    have = _mapping(have_raw)
+    changes: dict[str, Any] = {key: value for key, value in want.items() if have.get(key) != value}
+    changes.update({key: None for key in have if key not in want})
+    return changes or None
+
+
+def _map_patch(have: Mapping[str, Any], want: Mapping[str, Any], *, ours: str | None) -> dict[str, Any]:
+    changes: dict[str, Any] = {key: value for key, value in want.items() if have.get(key) != value}
+    if ours is not None:
+        changes.update({key: None for key in have if key.startswith(ours) and key not in want})
+    return changes
+
+
+def _owner_refs_patch(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    ours = _controller_ref(desired)
+    if ours is None:
+        return None
+    uid = ours.get("uid")
+    if isinstance(uid, str) and ownership(existing, uid) == "ours":
+        return None
+    kept = [
+        dict(ref)
+        for ref in _refs(existing)
+        if ref.get("controller") is not True and (uid is None or ref.get("uid") != uid)
+    ]
+    return [*kept, dict(ours)]
+
+
+def _controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for ref in _refs(obj):
+        if ref.get("controller") is True:
+            return ref
+    return None
+
+
+def _refs(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    refs = _mapping(obj.get("metadata")).get("ownerReferences")
+    if not isinstance(refs, list):
+        return []
+    return [ref for ref in refs if isinstance(ref, Mapping)]
+
+
+def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _mapping(_mapping(obj.get("metadata")).get("annotations"))
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
