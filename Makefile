@@ -7,7 +7,7 @@ PKG := operator/src/scaivault_operator
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-integration e2e lint fmt dev-vault clean
+.PHONY: help install test test-unit test-integration e2e lint fmt crds dev-vault clean
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on the package
 fmt: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix operator tests
 	$(BIN)/ruff format operator tests
+
+crds: $(STAMP) ## Regenerate crds/*.yaml from the pydantic models in api.py
+	$(BIN)/python -m scaivault_operator.crdgen --out crds
 
 dev-vault: $(STAMP) ## Serve a local ScaiVault on 127.0.0.1:8200 (token: dev-token, read+write)
 	$(BIN)/scaivault-operator dev-vault --token dev-token=secrets:read,secrets:write

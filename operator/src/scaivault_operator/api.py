@@ -165,8 +165,8 @@ class VaultSecretSpec(_Spec):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.all(k, self.exists_one(o, (has(o.to) ? o.to : o['from']) == "
-                    "(has(k.to) ? k.to : k['from'])))",
+                    "rule": "self.all(k, self.exists_one(o, "
+                    "(has(o.to) ? o.to : o.from) == (has(k.to) ? k.to : k.from)))",
                     "message": "two keys map to the same Secret key",
                 }
             ]
@@ -240,6 +240,7 @@ class ClientCredentialsAuth(_Spec):
 
     tokenUrl: str = Field(
         min_length=1,
+        max_length=2048,
         description="Token endpoint, e.g. https://scaikey.scailabs.ai/oauth/token.",
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -248,11 +249,15 @@ class ClientCredentialsAuth(_Spec):
         },
     )
     secretRef: SecretRef = Field(description="Secret holding the client id and client secret.")
-    clientIdKey: str = Field(default="client_id", min_length=1, description="Key of the client id in the Secret.")
-    clientSecretKey: str = Field(
-        default="client_secret", min_length=1, description="Key of the client secret in the Secret."
+    clientIdKey: str = Field(
+        default="client_id", min_length=1, max_length=253, description="Key of the client id in the Secret."
     )
-    scope: str | None = Field(default=None, description="Space-separated scopes to request, e.g. secrets:read.")
+    clientSecretKey: str = Field(
+        default="client_secret", min_length=1, max_length=253, description="Key of the client secret in the Secret."
+    )
+    scope: str | None = Field(
+        default=None, max_length=1024, description="Space-separated scopes to request, e.g. secrets:read."
+    )
 
 
 class ConnectionAuth(_Spec):
@@ -278,9 +283,11 @@ class ConnectionAuth(_Spec):
 class LabelSelectorRequirement(_Spec):
     """A label selector requirement (as in metav1.LabelSelector)."""
 
-    key: str = Field(min_length=1, description="Label key.")
+    key: str = Field(min_length=1, max_length=317, description="Label key.")
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="In, NotIn, Exists, DoesNotExist.")
-    values: list[str] = Field(default_factory=list, description="Values for In and NotIn.")
+    values: list[Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=list, max_length=64, description="Values for In and NotIn."
+    )
 
 
 class LabelSelector(_Spec):
@@ -288,7 +295,7 @@ class LabelSelector(_Spec):
 
     matchLabels: dict[str, str] = Field(default_factory=dict, description="Labels that must all match.")
     matchExpressions: list[LabelSelectorRequirement] = Field(
-        default_factory=list, description="Requirements that must all hold."
+        default_factory=list, max_length=32, description="Requirements that must all hold."
     )
 
 
@@ -307,13 +314,14 @@ class AccessRule(_Spec):
     )
 
     namespaces: list[DnsLabel] | None = Field(
-        default=None, min_length=1, description="Namespaces this rule applies to, by name."
+        default=None, min_length=1, max_length=256, description="Namespaces this rule applies to, by name."
     )
     namespaceSelector: LabelSelector | None = Field(
         default=None, description="Namespaces this rule applies to, by label ({} selects every namespace)."
     )
-    pathPrefixes: list[str] = Field(
+    pathPrefixes: list[Annotated[str, Field(max_length=1024)]] = Field(
         min_length=1,
+        max_length=64,
         description="Path prefixes these namespaces may read; '{namespace}' is replaced by the VaultSecret's "
         "namespace, e.g. tenants/{namespace}/. A prefix matches as a plain string prefix.",
     )
@@ -324,6 +332,7 @@ class ConnectionSpec(_Spec):
 
     url: str = Field(
         min_length=1,
+        max_length=2048,
         description="Base URL of ScaiVault, e.g. https://scaivault.scailabs.ai.",
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -337,6 +346,7 @@ class ConnectionSpec(_Spec):
     )
     pollInterval: str = Field(
         default="30s",
+        max_length=32,
         pattern=DURATION_PATTERN,
         description="How often to check for new versions of the secrets in use (one paged list per prefix). "
         "At least 1s. Default 30s.",
@@ -346,6 +356,7 @@ class ConnectionSpec(_Spec):
     )
     access: list[AccessRule] | None = Field(
         default=None,
+        max_length=64,
         description="Who may use this connection. A ClusterVaultConnection without rules serves no namespace. "
         "On a VaultConnection the rules may only narrow the paths (namespaces are always its own).",
     )

@@ -1,0 +1,95 @@
+"""The example manifests in ``crds/examples``: each custom resource passes its CRD (schema and CEL rules) and parses
+with its pydantic spec model, and together they make a working demo against the local dev server."""
+
+from __future__ import annotations
+
+import pytest
+from crd_support import EXAMPLES_DIR, JsonDict, api_server_errors, is_custom_resource, load_examples
+from pydantic import BaseModel
+
+from scaivault_operator.api import ConnectionSpec, VaultSecretSpec
+
+EXAMPLES = load_examples()
+CUSTOM_RESOURCES = [(name, doc) for name, doc in EXAMPLES if is_custom_resource(doc)]
+SPEC_MODELS: dict[str, type[BaseModel]] = {
+    "VaultSecret": VaultSecretSpec,
+    "ClusterVaultConnection": ConnectionSpec,
+    "VaultConnection": ConnectionSpec,
+}
+
+
+def _ids(examples: list[tuple[str, JsonDict]]) -> list[str]:
+    return [f"{name}:{doc['kind']}/{doc['metadata']['name']}" for name, doc in examples]
+
+
+def _find(kind: str, name: str) -> JsonDict:
+    [doc] = [doc for _, doc in EXAMPLES if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    return doc
+
+
+@pytest.mark.parametrize(("filename", "document"), CUSTOM_RESOURCES, ids=_ids(CUSTOM_RESOURCES))
+def test_example_passes_its_crd(schemas: dict[str, JsonDict], filename: str, document: JsonDict) -> None:
+    assert document["apiVersion"] == "scaivault.scailabs.ai/v1alpha1"
+    assert api_server_errors(schemas[document["kind"]], document) == []
+
+
+@pytest.mark.parametrize(("filename", "document"), CUSTOM_RESOURCES, ids=_ids(CUSTOM_RESOURCES))
+def test_example_parses_with_its_spec_model(filename: str, document: JsonDict) -> None:
+    SPEC_MODELS[document["kind"]].model_validate(document["spec"])
+
+
+def test_every_example_file_is_commented_and_namespaced_where_needed() -> None:
+    for filename, document in EXAMPLES:
+        assert document["metadata"]["name"]
+        if document["kind"] not in ("ClusterVaultConnection", "Namespace"):
+            assert document["metadata"].get("namespace"), f"{filename}: {document['kind']} needs a namespace"
+    for filename in {name for name, _ in EXAMPLES}:
+        assert (EXAMPLES_DIR / filename).read_text().startswith("# "), f"{filename} has no comment"
+
+
+def test_the_documented_examples_are_there() -> None:
+    connection = ConnectionSpec.model_validate(_find("ClusterVaultConnection", "default")["spec"])
+    assert connection.url == "http://127.0.0.1:8200"
+    assert connection.pollInterval == "2s"
+    assert connection.auth.tokenSecretRef is not None
+    assert connection.auth.tokenSecretRef.model_dump() == {
+        "namespace": "scaivault-system",
+        "name": "scaivault-token",
+        "key": "token",
+    }
+    salesforce = _find("VaultSecret", "salesforce-api")
+    assert salesforce["metadata"]["namespace"] == "default"
+    assert salesforce["spec"] == {"path": "environments/production/salesforce/api-credentials"}
+    mapped = VaultSecretSpec.model_validate(_find("VaultSecret", "salesforce-env")["spec"])
+    assert mapped.keys
+    assert mapped.target.name
+    assert mapped.target.labels
+    pinned = VaultSecretSpec.model_validate(_find("VaultSecret", "salesforce-api-v1")["spec"])
+    assert pinned.version == 1
+
+
+def test_the_token_secret_is_the_one_the_connection_reads() -> None:
+    ref = _find("ClusterVaultConnection", "default")["spec"]["auth"]["tokenSecretRef"]
+    secret = _find("Secret", ref["name"])
+    assert secret["metadata"]["namespace"] == ref["namespace"]
+    assert secret["stringData"] == {ref["key"]: "dev-token"}  # the dev server's token (`make dev-vault`)
+    assert _find("Namespace", ref["namespace"])
+
+
+@pytest.mark.parametrize(
+    "document",
+    [doc for _, doc in CUSTOM_RESOURCES if doc["kind"] == "VaultSecret"],
+    ids=lambda doc: doc["metadata"]["name"],
+)
+def test_every_example_vaultsecret_is_allowed_by_its_connection(document: JsonDict) -> None:
+    spec = VaultSecretSpec.model_validate(document["spec"])
+    ref = spec.connection
+    connection = ConnectionSpec.model_validate(_find(ref.kind, ref.name)["spec"])
+    namespace = document["metadata"]["namespace"]
+    allowed = [
+        prefix.replace("{namespace}", namespace)
+        for rule in connection.access or []
+        if rule.namespaces is not None and namespace in rule.namespaces
+        for prefix in rule.pathPrefixes
+    ]
+    assert any(spec.path.startswith(prefix) for prefix in allowed), (spec.path, allowed)

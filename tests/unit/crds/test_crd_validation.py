@@ -1,0 +1,280 @@
+"""What the CRDs accept and refuse, and which of those checks the pydantic models repeat.
+
+The API server's verdict is approximated by ``crd_support.api_server_errors`` (OpenAPI schema, then CEL rules
+evaluated with cel-python). The models repeat every schema check and the path rules; the cross-field CEL rules
+(exactly one auth method, exactly one namespace selection, unique target keys, URL schemes, poll interval >= 1s)
+live in the CRD only, and each case below says so with ``mirrored=False``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import pytest
+from crd_support import JsonDict, api_server_errors, custom_resource, rule_holds, walk
+from pydantic import BaseModel, ValidationError
+
+from scaivault_operator.api import ConnectionSpec, VaultSecretSpec
+
+PATH = "environments/production/salesforce/api-credentials"
+TOKEN_REF = {"namespace": "scaivault-system", "name": "scaivault-token", "key": "token"}
+CLIENT_CREDENTIALS = {
+    "tokenUrl": "https://scaikey.scailabs.ai/oauth/token",
+    "secretRef": {"namespace": "scaivault-system", "name": "scaikey-client"},
+}
+MODELS: dict[str, type[BaseModel]] = {
+    "VaultSecret": VaultSecretSpec,
+    "ClusterVaultConnection": ConnectionSpec,
+    "VaultConnection": ConnectionSpec,
+}
+
+
+def vsec(**fields: Any) -> JsonDict:
+    return {"path": PATH, **fields}
+
+
+def conn(**fields: Any) -> JsonDict:
+    return {"url": "https://scaivault.scailabs.ai", "auth": {"tokenSecretRef": TOKEN_REF}, **fields}
+
+
+def rule(**fields: Any) -> JsonDict:
+    return {"namespaces": ["default"], "pathPrefixes": ["environments/production/"], **fields}
+
+
+class Invalid(NamedTuple):
+    id: str
+    kind: str
+    spec: JsonDict
+    #: Whether the pydantic spec model refuses it too (False: only the CRD's CEL rule, or the kind, does).
+    mirrored: bool = True
+    #: A fragment of the API server's error, to show that the intended check fired.
+    error: str = ""
+
+
+INVALID = [
+    # VaultSecret
+    Invalid("missing path", "VaultSecret", {}, error="'path' is a required property"),
+    Invalid("empty path", "VaultSecret", {"path": ""}),
+    Invalid("path too long", "VaultSecret", {"path": "a" * 1025}),
+    Invalid("absolute path", "VaultSecret", {"path": "/" + PATH}, error="must not start or end with '/'"),
+    Invalid("trailing slash", "VaultSecret", {"path": PATH + "/"}, error="must not start or end with '/'"),
+    Invalid("doubled slash", "VaultSecret", {"path": "environments//production"}, error="contain '//'"),
+    Invalid("dot segment", "VaultSecret", {"path": "environments/./production"}, error="'.' or '..' segments"),
+    Invalid("dot-dot segment", "VaultSecret", {"path": "environments/../x"}, error="'.' or '..' segments"),
+    Invalid("version 0", "VaultSecret", vsec(version=0), error="less than the minimum of 1"),
+    Invalid("version as string", "VaultSecret", vsec(version="1"), mirrored=False, error="not of type 'integer'"),
+    Invalid("unknown field", "VaultSecret", vsec(secretName="x"), error="Additional properties"),
+    Invalid("unknown creationPolicy", "VaultSecret", vsec(target={"creationPolicy": "Replace"}), error="is not one of"),
+    Invalid("bad target name", "VaultSecret", vsec(target={"name": "Bad_Name"}), error="does not match"),
+    Invalid("bad connection kind", "VaultSecret", vsec(connectionRef={"kind": "Connection", "name": "default"})),
+    Invalid("connection without name", "VaultSecret", vsec(connectionRef={"kind": "VaultConnection"})),
+    Invalid("empty keys", "VaultSecret", vsec(keys=[]), error="should be non-empty"),
+    Invalid("key without from", "VaultSecret", vsec(keys=[{"to": "a"}])),
+    Invalid("bad to", "VaultSecret", vsec(keys=[{"from": "a", "to": "a/b"}]), error="does not match"),
+    Invalid("empty to", "VaultSecret", vsec(keys=[{"from": "a", "to": ""}])),
+    Invalid(
+        "two keys to one Secret key",
+        "VaultSecret",
+        vsec(keys=[{"from": "user"}, {"from": "login", "to": "user"}]),
+        mirrored=False,
+        error="two keys map to the same Secret key",
+    ),
+    Invalid("too many keys", "VaultSecret", vsec(keys=[{"from": f"k{i}"} for i in range(257)]), error="too long"),
+    # connections
+    Invalid("missing url", "VaultConnection", {"auth": {"tokenSecretRef": TOKEN_REF}}),
+    Invalid("missing auth", "VaultConnection", {"url": "https://scaivault.scailabs.ai"}),
+    Invalid("url not http", "VaultConnection", conn(url="ftp://vault"), mirrored=False, error="must be a URL"),
+    Invalid("pollInterval without unit", "VaultConnection", conn(pollInterval="30"), error="does not match"),
+    Invalid("pollInterval in days", "VaultConnection", conn(pollInterval="1d"), error="does not match"),
+    Invalid("pollInterval < 1s", "VaultConnection", conn(pollInterval="500ms"), mirrored=False, error="at least 1s"),
+    Invalid("pollInterval 0s", "VaultConnection", conn(pollInterval="0s"), mirrored=False, error="at least 1s"),
+    Invalid(
+        "both auth methods",
+        "VaultConnection",
+        conn(auth={"tokenSecretRef": TOKEN_REF, "clientCredentials": CLIENT_CREDENTIALS}),
+        mirrored=False,
+        error="set exactly one of tokenSecretRef or clientCredentials",
+    ),
+    Invalid(
+        "no auth method",
+        "VaultConnection",
+        conn(auth={}),
+        mirrored=False,
+        error="set exactly one of tokenSecretRef or clientCredentials",
+    ),
+    Invalid("bad token key", "VaultConnection", conn(auth={"tokenSecretRef": {**TOKEN_REF, "key": "a/b"}})),
+    Invalid(
+        "tokenUrl not http",
+        "VaultConnection",
+        conn(auth={"clientCredentials": {**CLIENT_CREDENTIALS, "tokenUrl": "scaikey.scailabs.ai/oauth/token"}}),
+        mirrored=False,
+        error="must be a URL",
+    ),
+    Invalid(
+        "namespaces and selector",
+        "ClusterVaultConnection",
+        conn(access=[rule(namespaceSelector={})]),
+        mirrored=False,
+        error="set exactly one of namespaces or namespaceSelector",
+    ),
+    Invalid(
+        "neither namespaces nor selector",
+        "ClusterVaultConnection",
+        conn(access=[{"pathPrefixes": ["x/"]}]),
+        mirrored=False,
+        error="set exactly one of namespaces or namespaceSelector",
+    ),
+    Invalid("no pathPrefixes", "ClusterVaultConnection", conn(access=[{"namespaces": ["default"]}])),
+    Invalid("empty pathPrefixes", "ClusterVaultConnection", conn(access=[rule(pathPrefixes=[])])),
+    Invalid("bad namespace", "ClusterVaultConnection", conn(access=[rule(namespaces=["Default"])])),
+    Invalid(
+        "bad selector operator",
+        "ClusterVaultConnection",
+        conn(
+            access=[
+                {"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Has"}]}, "pathPrefixes": ["x/"]}
+            ]
+        ),
+    ),
+    Invalid(
+        "cluster connection: token without namespace",
+        "ClusterVaultConnection",
+        conn(auth={"tokenSecretRef": {"name": "scaivault-token"}}),
+        mirrored=False,
+        error="tokenSecretRef.namespace is required on a ClusterVaultConnection",
+    ),
+    Invalid(
+        "cluster connection: client secret without namespace",
+        "ClusterVaultConnection",
+        conn(auth={"clientCredentials": {**CLIENT_CREDENTIALS, "secretRef": {"name": "scaikey-client"}}}),
+        mirrored=False,
+        error="secretRef.namespace is required on a ClusterVaultConnection",
+    ),
+]
+
+VALID = [
+    ("VaultSecret", vsec()),
+    ("VaultSecret", {"path": "team a/db#1"}),
+    ("VaultSecret", {"path": "a/.hidden/b..c"}),
+    ("VaultSecret", vsec(version=2**40, connectionRef={"kind": "VaultConnection", "name": "team-a"})),
+    ("VaultSecret", vsec(keys=[{"from": "user"}, {"from": "user", "to": "USERNAME"}])),
+    ("VaultSecret", vsec(target={"name": "x", "type": "kubernetes.io/dockerconfigjson", "creationPolicy": "Adopt"})),
+    ("VaultConnection", conn()),
+    ("VaultConnection", conn(auth={"tokenSecretRef": {"name": "scaivault-token"}})),
+    ("VaultConnection", conn(auth={"clientCredentials": {**CLIENT_CREDENTIALS, "secretRef": {"name": "c"}}})),
+    ("VaultConnection", conn(pollInterval="1m30s", caBundle="-----BEGIN CERTIFICATE-----\n...")),
+    ("VaultConnection", conn(pollInterval="1.5h")),
+    ("VaultConnection", conn(pollInterval="1000ms")),
+    ("ClusterVaultConnection", conn(access=[rule(), rule(pathPrefixes=["tenants/{namespace}/", ""])])),
+    ("ClusterVaultConnection", conn(access=[{"namespaceSelector": {}, "pathPrefixes": ["shared/"]}])),
+    (
+        "ClusterVaultConnection",
+        conn(
+            auth={"clientCredentials": {**CLIENT_CREDENTIALS, "scope": "secrets:read"}},
+            access=[
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"team": "a"},
+                        "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}],
+                    },
+                    "pathPrefixes": ["teams/a/"],
+                }
+            ],
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[case.id for case in INVALID])
+def test_api_server_refuses(schemas: dict[str, JsonDict], case: Invalid) -> None:
+    errors = api_server_errors(schemas[case.kind], custom_resource(case.kind, case.spec))
+    assert errors
+    assert case.error in "\n".join(errors), errors
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[case.id for case in INVALID])
+def test_model_refuses_exactly_the_mirrored_cases(case: Invalid) -> None:
+    if case.mirrored:
+        with pytest.raises(ValidationError):
+            MODELS[case.kind].model_validate(case.spec)
+    else:  # the CRD is the only guard: when a model starts to mirror the rule, flip the case to mirrored=True
+        MODELS[case.kind].model_validate(case.spec)
+
+
+@pytest.mark.parametrize(("kind", "spec"), VALID, ids=[f"{kind}-{i}" for i, (kind, _) in enumerate(VALID)])
+def test_valid_specs_pass_both(schemas: dict[str, JsonDict], kind: str, spec: JsonDict) -> None:
+    assert api_server_errors(schemas[kind], custom_resource(kind, spec)) == []
+    MODELS[kind].model_validate(spec)
+
+
+# -- each CEL rule on its own ------------------------------------------------------------------------------------
+
+#: Rule message -> (values ``self`` may take, values it may not).
+RULE_CASES: dict[str, tuple[list[Any], list[Any]]] = {
+    "path must not start or end with '/' or contain '//'": (
+        ["a", "a/b", "a/b.c", "team a/db#1"],
+        ["/a", "a/", "a//b", "/"],
+    ),
+    "path must not contain '.' or '..' segments": (
+        ["a/.b", "a/b..", "...", "a/.../b"],
+        [".", "..", "a/.", "../a", "a/./b", "a/../b"],
+    ),
+    "two keys map to the same Secret key": (
+        [
+            [{"from": "a"}],
+            [{"from": "a"}, {"from": "a", "to": "b"}],
+            [{"from": "a", "to": "b"}, {"from": "b", "to": "a"}],
+        ],
+        [[{"from": "a"}, {"from": "a"}], [{"from": "a"}, {"from": "b", "to": "a"}], [{"from": "x", "to": "k"}] * 3],
+    ),
+    "must be a URL": (["https://x", "http://127.0.0.1:8200"], ["ftp://x", "x", "HTTPS://x", "https:/x"]),
+    "must be at least 1s": (["1s", "30s", "1000ms", "1m", "1.5h", "1h30m"], ["0s", "999ms", "0.5s"]),
+    "set exactly one of tokenSecretRef or clientCredentials": (
+        [{"tokenSecretRef": TOKEN_REF}, {"clientCredentials": CLIENT_CREDENTIALS}],
+        [{}, {"tokenSecretRef": TOKEN_REF, "clientCredentials": CLIENT_CREDENTIALS}],
+    ),
+    "set exactly one of namespaces or namespaceSelector": (
+        [{"namespaces": ["a"], "pathPrefixes": ["x"]}, {"namespaceSelector": {}, "pathPrefixes": ["x"]}],
+        [{"pathPrefixes": ["x"]}, {"namespaces": ["a"], "namespaceSelector": {}, "pathPrefixes": ["x"]}],
+    ),
+    "auth.tokenSecretRef.namespace is required on a ClusterVaultConnection": (
+        [conn(), conn(auth={"clientCredentials": CLIENT_CREDENTIALS})],
+        [conn(auth={"tokenSecretRef": {"name": "t"}})],
+    ),
+    "auth.clientCredentials.secretRef.namespace is required on a ClusterVaultConnection": (
+        [conn(), conn(auth={"clientCredentials": CLIENT_CREDENTIALS})],
+        [conn(auth={"clientCredentials": {**CLIENT_CREDENTIALS, "secretRef": {"name": "c"}}})],
+    ),
+}
+
+
+def _all_rules(schemas: dict[str, JsonDict]) -> dict[str, str]:
+    """Message -> rule, over every CRD."""
+    return {
+        validation["message"]: validation["rule"]
+        for schema in schemas.values()
+        for _, node in walk(schema)
+        for validation in node.get("x-kubernetes-validations", [])
+    }
+
+
+def test_every_rule_has_cases(schemas: dict[str, JsonDict]) -> None:
+    assert sorted(_all_rules(schemas)) == sorted(RULE_CASES)
+
+
+def test_rule_messages_are_unique_per_rule(schemas: dict[str, JsonDict]) -> None:
+    pairs = {
+        (validation["message"], validation["rule"])
+        for schema in schemas.values()
+        for _, node in walk(schema)
+        for validation in node.get("x-kubernetes-validations", [])
+    }
+    assert len(pairs) == len({message for message, _ in pairs})
+
+
+@pytest.mark.parametrize("message", sorted(RULE_CASES))
+def test_rule_on_good_and_bad_values(schemas: dict[str, JsonDict], message: str) -> None:
+    cel = _all_rules(schemas)[message]
+    good, bad = RULE_CASES[message]
+    assert [value for value in good if not rule_holds(cel, value)] == []
+    assert [value for value in bad if rule_holds(cel, value)] == []
