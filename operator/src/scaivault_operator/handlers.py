@@ -1,0 +1,95 @@
+"""Kopf wiring — the only module with Kopf decorators. Every handler is one line into ``runtime``.
+
+Owned here: which resources are watched and how Kopf is configured (our own finalizer and annotation prefix,
+watch timeouts, server-side label selector for Secrets, Events only for warnings). Handlers are registered in
+a fresh ``kopf.OperatorRegistry`` per call of ``build_registry``, so tests can run the real operator repeatedly
+in one process.
+
+Only ``on.event`` handlers are used: they let Kopf stream changes without writing anything back (no diff-base
+or progress annotations on any object, no finalizers that could block deletion); the runtime decides what to
+do from the registry and does it with a fixed set of workers — no per-object tasks or timers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+
+from .api import GROUP, VERSION
+from .kube import Kube
+from .manifests import MANAGED_BY, MANAGED_BY_LABEL
+from .runtime import Runtime
+from .settings import OperatorSettings
+
+__all__ = ["build_registry", "configure_kopf"]
+
+
+def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
+    """Kopf settings that matter at scale and for hygiene (see docs/architecture.md)."""
+    kopf_settings.persistence.finalizer = f"{GROUP}/finalizer"
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"kopf.{GROUP}")
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=f"kopf.{GROUP}", key="last-handled-configuration"
+    )
+    kopf_settings.posting.level = logging.WARNING
+    kopf_settings.watching.server_timeout = settings.watch_server_timeout
+    kopf_settings.watching.client_timeout = settings.watch_client_timeout
+    kopf_settings.watching.connect_timeout = 30
+    kopf_settings.watching.label_selectors["v1/secrets"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    kopf_settings.networking.request_timeout = 60
+
+
+def build_registry(
+    settings: OperatorSettings,
+    kube_factory: Callable[[], Kube],
+    *,
+    server: str | None = None,
+    runtime_ready: Callable[[Runtime], None] | None = None,
+) -> kopf.OperatorRegistry:
+    """A Kopf registry with our handlers. ``server`` points Kopf at an unauthenticated local API (the emulator)."""
+    registry = kopf.OperatorRegistry()
+
+    if server is not None:
+
+        @kopf.on.login(registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=server, insecure=True)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        configure_kopf(settings, op_settings)
+        runtime = Runtime(kube_factory(), op_settings)
+        await runtime.start()
+        memo.runtime = runtime
+        if runtime_ready is not None:
+            runtime_ready(runtime)
+
+    op_settings = settings
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        runtime: Runtime | None = memo.get("runtime")
+        if runtime is not None:
+            await runtime.stop()
+            await runtime.kube.aclose()
+
+    @kopf.on.event(GROUP, VERSION, "vaultsecrets", registry=registry)
+    async def vaultsecret_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await memo.runtime.on_vaultsecret(event.get("type"), body)
+
+    @kopf.on.event(GROUP, VERSION, "clustervaultconnections", registry=registry)
+    async def cluster_connection_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await memo.runtime.on_connection("ClusterVaultConnection", event.get("type"), body)
+
+    @kopf.on.event(GROUP, VERSION, "vaultconnections", registry=registry)
+    async def connection_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await memo.runtime.on_connection("VaultConnection", event.get("type"), body)
+
+    @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY_LABEL: MANAGED_BY}, registry=registry)
+    def secret_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        memo.runtime.on_secret(event.get("type"), body)
+
+    return registry

@@ -1,0 +1,241 @@
+"""Kubernetes access for the operator's own calls (Kopf does its own watching): lightkube, async, on httpx.
+
+Owned here: the lightkube client, the few calls the operator makes (Secrets, the VaultSecret status
+subresource, namespace labels, Events), and the translation of lightkube/httpx errors into ``KubeError`` —
+only here. Objects travel as plain dicts, so the pure modules (``manifests``, ``conditions``) never see
+lightkube types. Called by ``sync``, ``connections`` and ``runtime``.
+
+Logs name objects, never Secret data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Event, Namespace, Secret
+from lightkube.types import PatchType
+
+from .api import GROUP, VERSION
+
+__all__ = ["Conflict", "Kube", "KubeError", "ObjectRef", "VaultSecretResource"]
+
+logger = logging.getLogger(__name__)
+
+VaultSecretResource = create_namespaced_resource(GROUP, VERSION, "VaultSecret", "vaultsecrets")
+ClusterVaultConnectionResource = create_global_resource(
+    GROUP, VERSION, "ClusterVaultConnection", "clustervaultconnections"
+)
+VaultConnectionResource = create_namespaced_resource(GROUP, VERSION, "VaultConnection", "vaultconnections")
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed. ``status`` is the HTTP status, None for network errors."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        return self.status is None or self.status == 429 or self.status >= 500
+
+
+class Conflict(KubeError):
+    """409: the object already exists (create) or changed under us."""
+
+
+ObjectRef = Mapping[str, str]  # apiVersion, kind, name, namespace, uid
+
+
+def _status(exc: Exception) -> int | None:
+    """The HTTP status of a failed call. lightkube raises ``ApiError`` only for ``application/json`` answers
+    exactly; other JSON content types arrive as plain ``httpx.HTTPStatusError``."""
+    if isinstance(exc, ApiError) and exc.status.code:
+        return int(exc.status.code)
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code
+    return None
+
+
+def _translate(what: str, exc: Exception) -> KubeError:
+    status = _status(exc)
+    if status is None:
+        return KubeError(f"{what}: {type(exc).__name__}", None)
+    reason = (exc.status.reason or "") if isinstance(exc, ApiError) else ""
+    cls = Conflict if status == 409 else KubeError
+    return cls(f"{what}: HTTP {status} {reason}".rstrip(), status)
+
+
+class Kube:
+    """The operator's Kubernetes calls. One instance per process, sharing one connection pool."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    @classmethod
+    def from_environment(cls, *, kubeconfig: str | None = None, context: str | None = None) -> Kube:
+        """In-cluster config when running in a pod, else the kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``)."""
+        config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
+        if context:
+            config = config.get(context_name=context)  # type: ignore[assignment]
+        return cls(AsyncClient(config, field_manager="scaivault-operator"))
+
+    @classmethod
+    def for_server(cls, server: str) -> Kube:
+        """An unauthenticated client for a local API (the emulated one of tests and the demo)."""
+        config = KubeConfig.from_dict(
+            {
+                "clusters": [{"name": "local", "cluster": {"server": server.rstrip("/")}}],
+                "users": [{"name": "local", "user": {}}],
+                "contexts": [{"name": "local", "context": {"cluster": "local", "user": "local"}}],
+                "current-context": "local",
+            }
+        )
+        return cls(AsyncClient(config, field_manager="scaivault-operator"))
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = await self._client.get(Secret, name, namespace=namespace)
+        except (ApiError, httpx.HTTPError) as exc:
+            if _status(exc) == 404:
+                return None
+            raise _translate(f"get Secret {namespace}/{name}", exc) from None
+        return _as_dict(obj)
+
+    async def create_secret(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        meta = manifest["metadata"]
+        try:
+            obj = await self._client.create(Secret.from_dict(dict(manifest)))  # type: ignore[no-untyped-call]
+        except (ApiError, httpx.HTTPError) as exc:
+            raise _translate(f"create Secret {meta['namespace']}/{meta['name']}", exc) from None
+        return _as_dict(obj)
+
+    async def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            obj = await self._client.patch(Secret, name, dict(patch), namespace=namespace, patch_type=PatchType.MERGE)
+        except (ApiError, httpx.HTTPError) as exc:
+            raise _translate(f"patch Secret {namespace}/{name}", exc) from None
+        return _as_dict(obj)
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        try:
+            await self._client.delete(Secret, name, namespace=namespace)
+        except (ApiError, httpx.HTTPError) as exc:
+            if _status(exc) == 404:
+                return
+            raise _translate(f"delete Secret {namespace}/{name}", exc) from None
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
+        """The decoded value of one key of a Secret (a token), or None when the Secret or key is missing."""
+        secret = await self.get_secret(namespace, name)
+        encoded = (secret or {}).get("data", {}).get(key) if secret else None
+        if not isinstance(encoded, str):
+            return None
+        try:
+            return base64.b64decode(encoded, validate=True).decode("utf-8").strip() or None
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+
+    async def namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        try:
+            obj = await self._client.get(Namespace, namespace)
+        except (ApiError, httpx.HTTPError) as exc:
+            logger.warning("cannot read labels of namespace %s: %s", namespace, _translate("get", exc))
+            return None
+        return dict(obj.metadata.labels or {}) if obj.metadata else {}
+
+    async def list_secrets(self, namespaces: Sequence[str], labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Secrets with ``labels`` in ``namespaces`` (empty: all), filtered here too in case the API ignores
+        the selector."""
+        found: list[dict[str, Any]] = []
+        for namespace in namespaces or ["*"]:
+            try:
+                async for obj in self._client.list(Secret, namespace=namespace, labels=dict(labels), chunk_size=500):
+                    item = _as_dict(obj)
+                    item_labels = item.get("metadata", {}).get("labels") or {}
+                    if all(item_labels.get(k) == v for k, v in labels.items()):
+                        found.append(item)
+            except (ApiError, httpx.HTTPError) as exc:
+                raise _translate(f"list Secrets in {namespace}", exc) from None
+        return found
+
+    async def list_connections(self, namespaces: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+        """Every connection object as ``(kind, body)``: cluster-wide ones, then namespaced ones in ``namespaces``."""
+        found: list[tuple[str, dict[str, Any]]] = []
+        try:
+            async for cluster_obj in self._client.list(ClusterVaultConnectionResource):
+                found.append(("ClusterVaultConnection", _as_dict(cluster_obj)))
+            for namespace in namespaces or ["*"]:
+                async for obj in self._client.list(VaultConnectionResource, namespace=namespace):
+                    found.append(("VaultConnection", _as_dict(obj)))
+        except (ApiError, httpx.HTTPError) as exc:
+            raise _translate("list connections", exc) from None
+        return found
+
+    async def patch_vaultsecret_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        try:
+            await self._client.patch(
+                VaultSecretResource.Status,
+                name,
+                {"status": dict(status)},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
+        except (ApiError, httpx.HTTPError) as exc:
+            if _status(exc) == 404:
+                return  # deleted meanwhile: nothing to report on
+            raise _translate(f"patch status of VaultSecret {namespace}/{name}", exc) from None
+
+    async def post_event(self, involved: ObjectRef, *, type_: str, reason: str, message: str) -> None:
+        """Post a core/v1 Event about ``involved``. Failures are logged, never raised (Events are best effort)."""
+        now = datetime.now(UTC)
+        event = Event(
+            # Named like kubectl's events (object name + a unique suffix); generateName would do on a real API
+            # server, but an explicit name works on the emulator too.
+            metadata=ObjectMeta(name=f"{involved['name']}.{uuid.uuid4().hex[:16]}", namespace=involved["namespace"]),
+            involvedObject=ObjectReference(
+                apiVersion=involved["apiVersion"],
+                kind=involved["kind"],
+                name=involved["name"],
+                namespace=involved["namespace"],
+                uid=involved.get("uid") or None,
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=type_,
+            source=EventSource(component="scaivault-operator"),
+            reportingComponent="scaivault-operator",
+            firstTimestamp=now,
+            lastTimestamp=now,
+            count=1,
+        )
+        try:
+            await self._client.create(event)
+        except (ApiError, httpx.HTTPError) as exc:
+            logger.warning("cannot post Event %s on %s/%s: %s", reason, involved["namespace"], involved["name"],
+                           _translate("create Event", exc))  # fmt: skip
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    result: dict[str, Any] = obj.to_dict()
+    return result
+
+
+ClusterVaultConnectionResource = create_global_resource(
+    GROUP, VERSION, "ClusterVaultConnection", "clustervaultconnections"
+)
+VaultConnectionResource = create_namespaced_resource(GROUP, VERSION, "VaultConnection", "vaultconnections")

@@ -1,0 +1,264 @@
+"""In-memory index of what the operator knows: VaultSecrets, their sources, managed Secrets, latest versions.
+
+Owned here: the bookkeeping that decides *what needs a sync*. No I/O and no secret data: entries hold specs,
+versions and flags. Kopf watch events (through ``runtime``) and the version watchers feed it; ``sync`` reads
+and updates it; ``runtime`` queues the sources it reports as dirty.
+
+A *source* is what one ScaiVault GET serves: ``(connection, path, pinned version or None)``. All VaultSecrets
+with the same source are synced together from one fetched secret, so a new version costs one GET however
+many VaultSecrets use the path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import conditions
+from .api import API_VERSION, VaultSecretSpec
+from .manifests import ANNOTATION_VERSION, data_intact
+
+__all__ = ["ConnKey", "Entry", "Priority", "Registry", "SecretInfo", "SourceKey", "VSKey"]
+
+logger = logging.getLogger(__name__)
+
+VSKey = tuple[str, str]  # (namespace, name)
+ConnKey = tuple[str, str, str]  # (kind, namespace or "", name)
+SourceKey = tuple[ConnKey, str, int | None]  # (connection, path, pinned version)
+
+
+_UNSEEN = -1
+
+
+class Priority:
+    """Lower runs first: new and changed objects never wait behind routine work (peers' pain #4)."""
+
+    NEW = 0
+    DRIFT = 1
+    VERSION = 2
+    RETRY = 3
+
+
+@dataclass
+class SecretInfo:
+    """What the index keeps of a managed Secret: no data, only whether its data is intact and its version."""
+
+    owner_uid: str  # uid of the controlling ownerReference, "" when none
+    version: int | None
+    intact: bool
+
+
+@dataclass
+class Entry:
+    """One VaultSecret as the operator last saw it."""
+
+    key: VSKey
+    uid: str
+    generation: int | None
+    spec: VaultSecretSpec | None
+    spec_error: str | None
+    status: dict[str, Any]
+    source: SourceKey | None = None
+    synced_version: int | None = None
+    synced_spec: VaultSecretSpec | None = None
+    failures: int = 0
+
+    @property
+    def namespace(self) -> str:
+        return self.key[0]
+
+    @property
+    def name(self) -> str:
+        return self.key[1]
+
+    @property
+    def ref(self) -> dict[str, str]:
+        return {"apiVersion": API_VERSION, "kind": "VaultSecret", "namespace": self.key[0],
+                "name": self.key[1], "uid": self.uid}  # fmt: skip
+
+    @property
+    def target_name(self) -> str | None:
+        return self.spec.target_name(self.name) if self.spec else None
+
+
+def connection_key(spec: VaultSecretSpec, namespace: str) -> ConnKey:
+    ref = spec.connection
+    return (ref.kind, namespace if ref.kind == "VaultConnection" else "", ref.name)
+
+
+def _spec_error(error: ValidationError) -> str:
+    return conditions.classify(error).message
+
+
+@dataclass
+class Registry:
+    """The operator's memory. Every method is synchronous and cheap (called on every watch event)."""
+
+    entries: dict[VSKey, Entry] = field(default_factory=dict)
+    by_source: dict[SourceKey, set[VSKey]] = field(default_factory=lambda: defaultdict(set))
+    dirty: dict[VSKey, int] = field(default_factory=dict)
+    secrets: dict[VSKey, SecretInfo] = field(default_factory=dict)  # (namespace, secret name)
+    latest: dict[tuple[ConnKey, str], int | None] = field(default_factory=dict)
+    by_target: dict[VSKey, VSKey] = field(default_factory=dict)  # (namespace, Secret name) -> VaultSecret
+
+    # -- VaultSecrets ----------------------------------------------------------------------------------
+
+    def upsert(self, body: Mapping[str, Any]) -> SourceKey | None:
+        """Record a VaultSecret from a watch event; return its source when it needs a sync now."""
+        meta = body.get("metadata") or {}
+        key: VSKey = (meta.get("namespace", ""), meta.get("name", ""))
+        uid = str(meta.get("uid") or "")
+        generation = meta.get("generation")
+        status = dict(body.get("status") or {})
+        try:
+            spec: VaultSecretSpec | None = VaultSecretSpec.model_validate(body.get("spec") or {})
+            error = None
+        except ValidationError as exc:
+            spec, error = None, _spec_error(exc)
+
+        old = self.entries.get(key)
+        if old is not None and old.uid == uid and old.spec == spec and old.spec_error == error:
+            old.generation = generation
+            return None  # our own status write, or a metadata change: nothing to do
+        entry = Entry(key=key, uid=uid, generation=generation, spec=spec, spec_error=error, status=status)
+        if old is not None and old.uid == uid:
+            entry.synced_version, entry.synced_spec = old.synced_version, old.synced_spec
+            entry.status = old.status | status
+        self._detach(key)
+        self.entries[key] = entry
+        if spec is not None:
+            entry.source = (connection_key(spec, key[0]), spec.path, spec.version)
+            self.by_source[entry.source].add(key)
+            self.by_target[(key[0], spec.target_name(key[1]))] = key
+        if old is None and self._looks_synced(entry):
+            entry.synced_version = status.get("syncedVersion")
+            entry.synced_spec = spec
+            return None  # warm restart: trust the status until a watcher or the Secret index says otherwise
+        self.dirty[key] = Priority.NEW
+        return entry.source
+
+    def _looks_synced(self, entry: Entry) -> bool:
+        """Whether a VaultSecret seen for the first time (operator start) is already in sync."""
+        status, spec = entry.status, entry.spec
+        if spec is None or entry.generation is None or status.get("observedGeneration") != entry.generation:
+            return False
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+        version = status.get("syncedVersion")
+        if not ready or ready.get("status") != "True" or not isinstance(version, int):
+            return False
+        if spec.version is not None and spec.version != version:
+            return False
+        info = self.secrets.get((entry.namespace, spec.target_name(entry.name)))
+        return info is not None and info.intact and info.version == version and info.owner_uid == entry.uid
+
+    def remove(self, key: VSKey) -> None:
+        self._detach(key)
+        self.entries.pop(key, None)
+        self.dirty.pop(key, None)
+
+    def _detach(self, key: VSKey) -> None:
+        old = self.entries.get(key)
+        if old is not None and old.spec is not None:
+            target = (key[0], old.spec.target_name(key[1]))
+            if self.by_target.get(target) == key:
+                del self.by_target[target]
+        if old is not None and old.source is not None:
+            members = self.by_source.get(old.source)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self.by_source[old.source]
+
+    def mark_dirty(self, key: VSKey, priority: int) -> SourceKey | None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        self.dirty[key] = min(priority, self.dirty.get(key, priority))
+        return entry.source
+
+    def take_dirty(self, source: SourceKey) -> list[tuple[Entry, int]]:
+        """The dirty members of ``source`` with their priority, no longer marked dirty (a failure re-marks)."""
+        taken = []
+        for key in sorted(self.by_source.get(source, ())):
+            priority = self.dirty.pop(key, None)
+            if priority is not None:
+                taken.append((self.entries[key], priority))
+        return taken
+
+    def members(self, source: SourceKey) -> list[Entry]:
+        return [self.entries[key] for key in sorted(self.by_source.get(source, ()))]
+
+    def sources_of(self, conn: ConnKey) -> list[SourceKey]:
+        return [source for source in self.by_source if source[0] == conn]
+
+    def invalid_entries(self) -> list[Entry]:
+        return [entry for entry in self.entries.values() if entry.spec is None]
+
+    # -- version watching -------------------------------------------------------------------------------
+
+    def followed_paths(self, conn: ConnKey) -> set[str]:
+        """Paths of unpinned VaultSecrets on ``conn``: what the version watcher lists."""
+        return {source[1] for source in self.by_source if source[0] == conn and source[2] is None}
+
+    def observe_versions(self, conn: ConnKey, versions: Mapping[str, int | None]) -> list[SourceKey]:
+        """Record listed versions (None: the path is gone); return the sources with members behind it."""
+        changed = []
+        for path, version in versions.items():
+            previous = self.latest.get((conn, path), _UNSEEN)
+            self.latest[(conn, path)] = version
+            if previous == version:
+                continue  # nothing moved since the last poll (a failed sync retries on its own schedule)
+            source: SourceKey = (conn, path, None)
+            stale = [key for key in self.by_source.get(source, ()) if self.entries[key].synced_version != version]
+            for key in stale:
+                self.mark_dirty(key, Priority.VERSION)
+            if stale:
+                changed.append(source)
+        return changed
+
+    # -- managed Secrets (drift) ------------------------------------------------------------------------
+
+    def observe_secret(self, event_type: str, body: Mapping[str, Any]) -> SourceKey | None:
+        """Index a managed Secret from a watch event; return the owner's source when the Secret drifted."""
+        meta = body.get("metadata") or {}
+        skey: VSKey = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self.secrets.pop(skey, None)
+        else:
+            self.secrets[skey] = SecretInfo(owner_uid=_controller_uid(meta), version=_annotation_version(meta),
+                                            intact=data_intact(body))  # fmt: skip
+        owner_key = self.by_target.get(skey)
+        entry = self.entries.get(owner_key) if owner_key else None
+        if entry is None or entry.synced_version is None:
+            return None
+        info = self.secrets.get(skey)
+        if info is not None and info.intact and info.version == entry.synced_version:
+            return None
+        logger.info("Secret %s/%s drifted from VaultSecret %s (%s); restoring", skey[0], skey[1], entry.name,
+                    "deleted" if info is None else "edited")  # fmt: skip
+        return self.mark_dirty(entry.key, Priority.DRIFT)
+
+    def index_secrets(self, bodies: Iterable[Mapping[str, Any]]) -> None:
+        """Fill the Secret index from a list at start-up, before the VaultSecret watch delivers anything."""
+        for body in bodies:
+            self.observe_secret("ADDED", body)
+
+
+def _controller_uid(meta: Mapping[str, Any]) -> str:
+    for ref in meta.get("ownerReferences") or []:
+        if isinstance(ref, Mapping) and ref.get("controller"):
+            return str(ref.get("uid") or "")
+    return ""
+
+
+def _annotation_version(meta: Mapping[str, Any]) -> int | None:
+    raw = (meta.get("annotations") or {}).get(ANNOTATION_VERSION)
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,188 @@
+"""The running operator: wires the registry, connections, work queue, workers, version watchers and ``sync``.
+
+Owned here: lifecycle (start: index existing Secrets and connections, then start workers; stop: cancel and
+close) and the reactions to watch events, which only update the registry and queue work — they never call
+ScaiVault themselves. Kopf handlers (``handlers``) call the ``on_*`` methods; tests drive them the same way.
+
+Flow of a watch event to a written Secret::
+
+    handlers.vaultsecret_event → Runtime.on_vaultsecret → Registry.upsert → WorkQueue.push(source)
+    worker → Syncer.sync_source(source) → one GET → manifests.desired_secret → Kube create/patch → status
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from . import conditions
+from .connections import Connection, Connections
+from .kube import Kube, KubeError
+from .manifests import MANAGED_BY, MANAGED_BY_LABEL
+from .registry import ConnKey, Priority, Registry, SourceKey
+from .settings import OperatorSettings
+from .sync import Syncer
+from .watcher import VersionWatcher
+from .workqueue import WorkQueue
+
+__all__ = ["Runtime"]
+
+logger = logging.getLogger(__name__)
+
+_LABEL_TTL = 30.0
+
+
+class Runtime:
+    """One per operator process."""
+
+    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.registry = Registry()
+        self.connections = Connections(kube, settings)
+        self.queue: WorkQueue[SourceKey] = WorkQueue()
+        self.syncer = Syncer(
+            kube=kube,
+            registry=self.registry,
+            connections=self.connections,
+            settings=settings,
+            namespace_labels=self._namespace_labels,
+            on_breaker_closed=self._resync_unready,
+        )
+        self.watchers: dict[ConnKey, tuple[VersionWatcher, asyncio.Task[None]]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._labels: dict[str, tuple[float, Mapping[str, str] | None]] = {}
+        self.syncs = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Learn what exists before any watch event arrives, so a warm restart costs no ScaiVault GETs."""
+        namespaces = list(self.settings.namespaces)
+        secrets = await self.kube.list_secrets(namespaces, {MANAGED_BY_LABEL: MANAGED_BY})
+        self.registry.index_secrets(secrets)
+        for kind, body in await self.kube.list_connections(namespaces):
+            await self.connections.upsert(kind, body)
+            self._ensure_watcher((kind, body["metadata"].get("namespace") or "", body["metadata"]["name"]))
+        self._workers = [asyncio.create_task(self._worker(), name=f"sync-worker-{i}")
+                         for i in range(self.settings.workers)]  # fmt: skip
+        logger.info("started: %d managed Secrets, %d connections, %d workers", len(secrets),
+                    len(self.connections.keys()), len(self._workers))  # fmt: skip
+
+    async def stop(self) -> None:
+        tasks = self._workers + [task for _, task in self.watchers.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers, self.watchers = [], {}
+        await self.connections.aclose()
+
+    # -- watch events (called by the Kopf handlers) -------------------------------------------------------
+
+    async def on_vaultsecret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self.registry.remove(key)
+            return
+        source = self.registry.upsert(body)
+        entry = self.registry.entries[key]
+        if entry.spec is None:
+            self.registry.dirty.pop(key, None)
+            failure = conditions.Failure(conditions.INVALID_SPEC, entry.spec_error or "invalid spec", transient=False)
+            await self.syncer.report_failure(entry, failure)
+        elif source is not None:
+            self.schedule(source, self.registry.dirty.get(key, Priority.NEW))
+
+    async def on_connection(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key: ConnKey = (kind, meta.get("namespace") or "", meta.get("name", ""))
+        if event_type == "DELETED":
+            await self.connections.remove(key)
+            self._stop_watcher(key)
+            self._resync(key, only_unready=False)
+            return
+        known = self.connections.get(key) is not None
+        if await self.connections.upsert(kind, body):
+            self._ensure_watcher(key)
+            self._resync(key, only_unready=not known)
+
+    def on_secret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        labels = (body.get("metadata") or {}).get("labels") or {}
+        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
+            return  # an API that ignores label selectors (the emulator) sends every Secret
+        source = self.registry.observe_secret(event_type or "ADDED", body)
+        if source is not None:
+            self.schedule(source, Priority.DRIFT)
+
+    # -- scheduling ---------------------------------------------------------------------------------------
+
+    def schedule(self, source: SourceKey, priority: int, delay: float = 0.0) -> None:
+        self.queue.push(source, priority, delay)
+
+    def _resync(self, conn: ConnKey, *, only_unready: bool) -> None:
+        for source in self.registry.sources_of(conn):
+            for entry in self.registry.members(source):
+                if not only_unready or not _ready(entry.status):
+                    self.registry.mark_dirty(entry.key, Priority.RETRY)
+                    self.schedule(source, Priority.RETRY)
+
+    def _resync_unready(self, conn: Connection) -> None:
+        self._resync(conn.key, only_unready=True)
+
+    def _resync_all(self, conn: Connection) -> None:
+        self._resync(conn.key, only_unready=False)
+
+    def _ensure_watcher(self, key: ConnKey) -> None:
+        if key in self.watchers:
+            return
+        watcher = VersionWatcher(key, self.connections, self.registry, self.settings, self.schedule,
+                                 self._resync_all)  # fmt: skip
+        self.watchers[key] = (watcher, asyncio.create_task(watcher.run(), name=f"version-watcher-{key}"))
+
+    def _stop_watcher(self, key: ConnKey) -> None:
+        item = self.watchers.pop(key, None)
+        if item is not None:
+            item[1].cancel()
+
+    async def _worker(self) -> None:
+        while True:
+            source = await self.queue.get()
+            delay: float | None = None
+            try:
+                self.syncs += 1
+                delay = await self.syncer.sync_source(source)
+            except KubeError as exc:
+                logger.warning("sync of %s failed: %s; retrying", source[1], exc)
+                delay = self.settings.retry_base
+            except Exception:
+                logger.exception("sync of %s failed unexpectedly; retrying", source[1])
+                delay = self.settings.retry_max
+            finally:
+                self.queue.done(source)
+            pending = [
+                self.registry.dirty[e.key] for e in self.registry.members(source) if e.key in self.registry.dirty
+            ]
+            if delay is not None and pending:
+                self.schedule(source, Priority.RETRY, delay)
+            elif pending:
+                self.schedule(source, min(pending))
+
+    async def _namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        cached = self._labels.get(namespace)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        labels = await self.kube.namespace_labels(namespace)
+        self._labels[namespace] = (now + _LABEL_TTL, labels)
+        return labels
+
+
+def _ready(status: Mapping[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])

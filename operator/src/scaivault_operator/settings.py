@@ -1,0 +1,36 @@
+"""Operator settings: one pydantic-settings model, read from ``SCAIVAULT_OPERATOR_*`` environment variables.
+
+Owned here: every tunable of the running operator and its default. ``cli run`` builds one ``OperatorSettings``
+(flags override the environment) and hands it to ``runtime``; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["OperatorSettings"]
+
+
+class OperatorSettings(BaseSettings):
+    """Tunables of a running operator. Defaults suit a cluster with thousands of VaultSecrets."""
+
+    model_config = SettingsConfigDict(env_prefix="SCAIVAULT_OPERATOR_", frozen=True)
+
+    namespaces: tuple[str, ...] = Field(
+        default=(), description="Namespaces to serve; empty means every namespace (cluster-wide)."
+    )
+    workers: int = Field(default=8, ge=1, le=256, description="Sync jobs that run at once.")
+    page_size: int = Field(default=500, ge=1, le=1000, description="Items per ScaiVault list page.")
+    max_concurrency: int = Field(default=16, ge=1, description="In-flight ScaiVault requests per connection.")
+    retry_base: float = Field(default=2.0, gt=0, description="First retry delay (s) after a failed sync.")
+    retry_max: float = Field(default=300.0, gt=0, description="Longest retry delay (s) after repeated failures.")
+    forbidden_retry: float = Field(default=300.0, gt=0, description="Retry delay (s) after a 403: not hot.")
+    poll_jitter: float = Field(default=0.1, ge=0, le=0.5, description="Poll interval jitter, as a share (±).")
+    liveness_endpoint: str | None = Field(
+        default="http://0.0.0.0:8080/healthz", description="Kopf liveness probe URL; empty disables it."
+    )
+    watch_server_timeout: int = Field(default=300, ge=10, description="Server-side watch timeout (kopf#585).")
+    watch_client_timeout: int = Field(default=330, ge=10, description="Client-side watch timeout (kopf#957).")
+    log_format: str = Field(default="plain", description="plain or json.")
+    verbose: bool = Field(default=False, description="Debug logging.")

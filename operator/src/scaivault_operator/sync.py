@@ -1,0 +1,279 @@
+"""One sync job: bring every dirty VaultSecret of one source to the source's current (or pinned) version.
+
+Owned here: the flow from "this source needs work" to written Secrets and statuses. It reads as::
+
+    entries  = registry.take_dirty(source)           # who needs this source now
+    allowed  = the entries the connection's access rules permit     → PolicyDenied for the others
+    secret   = one GET (path, version), unless the breaker is open  → Unauthorized/Forbidden/... for all
+    for each allowed entry: build the Secret (pure), write it only if it differs, report status
+
+Secret data lives only inside ``sync_source`` and is dropped when it returns. Every outcome goes through
+``_report``, which writes the status only when it changed and posts an Event only on a transition (or when a
+Secret was really written), so a sync that changes nothing makes no Kubernetes write at all.
+
+Called by ``runtime``'s workers; returns the delay after which the source should run again, if any.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from . import conditions
+from .api import VaultSecretSpec
+from .connections import Connection, Connections
+from .kube import Conflict, Kube, KubeError
+from .manifests import (
+    ANNOTATION_VERSION,
+    Owner,
+    SourceDataError,
+    data_intact,
+    desired_secret,
+    needs_recreate,
+    ownership,
+    read_data_hash,
+    secret_data,
+    secret_patch,
+)
+from .policy import check_access
+from .registry import Entry, Priority, Registry, SourceKey
+from .scaivault import ForbiddenError, ScaiVaultError, Secret, UnauthenticatedError
+from .settings import OperatorSettings
+
+__all__ = ["Syncer"]
+
+logger = logging.getLogger(__name__)
+
+
+class TargetConflictError(Exception):
+    """The target Secret exists and belongs to someone else."""
+
+
+@dataclass
+class Syncer:
+    kube: Kube
+    registry: Registry
+    connections: Connections
+    settings: OperatorSettings
+    namespace_labels: Callable[[str], Awaitable[Mapping[str, str] | None]]  # cached by runtime
+    on_breaker_closed: Callable[[Connection], None]
+
+    async def sync_source(self, source: SourceKey) -> float | None:
+        """Run the source; return seconds until it should run again (retries), or None."""
+        taken = self.registry.take_dirty(source)
+        if not taken:
+            return None
+        conn = self.connections.get(source[0])
+        if conn is None:
+            kind, namespace, name = source[0]
+            where = f" in namespace {namespace}" if namespace else ""
+            failure = conditions.Failure(conditions.INVALID_SPEC, f"{kind} {name!r}{where} does not exist; create it "
+                                         "or fix spec.connectionRef", transient=False)  # fmt: skip
+            for entry, _ in taken:
+                await self.report_failure(entry, failure)
+            return None  # the connection's arrival re-queues its sources
+        allowed = [entry for entry, priority in taken if await self._permitted(entry, conn)
+                   and (priority != Priority.DRIFT or await self._still_drifted(entry))]  # fmt: skip
+        if not allowed:
+            return None
+        if not conn.breaker.allow():
+            assert conn.breaker.failure is not None
+            return await self._fail(allowed, conn.breaker.failure, delay=self._breaker_delay(conn))
+        try:
+            client = await self.connections.client(conn)
+            secret = await client.read(source[1], source[2])
+        except ScaiVaultError as exc:
+            failure = conditions.classify(exc)
+            if isinstance(exc, UnauthenticatedError) or conn.breaker.probing:
+                conn.breaker.trip(failure)
+                return await self._fail(allowed, failure, delay=self._breaker_delay(conn))
+            return await self._fail(allowed, failure, delay=self._backoff(allowed, exc, failure))
+        if conn.breaker.reset():
+            self.on_breaker_closed(conn)
+        retry: float | None = None
+        for entry in allowed:
+            delay = await self._materialize(entry, conn, secret)
+            retry = delay if retry is None or (delay is not None and delay < retry) else retry
+        return retry
+
+    # -- steps --------------------------------------------------------------------------------------------
+
+    async def _permitted(self, entry: Entry, conn: Connection) -> bool:
+        assert entry.spec is not None
+        access = conn.spec.access if conn.spec else None
+        labels = await self.namespace_labels(entry.namespace)
+        decision = check_access(
+            connection_kind=conn.key[0],
+            connection_namespace=conn.key[1] or None,
+            connection_name=conn.key[2],
+            access=access,
+            namespace=entry.namespace,
+            namespace_labels=labels,
+            path=entry.spec.path,
+        )
+        if not decision.allowed:
+            logger.info("VaultSecret %s/%s denied by %s: path %s", entry.namespace, entry.name, conn.display,
+                        entry.spec.path)  # fmt: skip
+            failure = conditions.Failure(conditions.POLICY_DENIED, decision.message, transient=False)
+            await self.report_failure(entry, failure)
+        return decision.allowed
+
+    async def _still_drifted(self, entry: Entry) -> bool:
+        """A drift signal may be stale (an event from before our own write): check the Secret itself."""
+        name = entry.target_name
+        assert name is not None
+        try:
+            existing = await self.kube.get_secret(entry.namespace, name)
+        except KubeError:
+            return True
+        if existing is None or ownership(existing, entry.uid) != "ours" or not data_intact(existing):
+            return True
+        version = (existing.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_VERSION)
+        return version != str(entry.synced_version) or read_data_hash(existing) is None
+
+    async def _materialize(self, entry: Entry, conn: Connection, secret: Secret) -> float | None:
+        spec = entry.spec
+        assert spec is not None
+        owner = Owner(api_version=entry.ref["apiVersion"], kind="VaultSecret", name=entry.name,
+                      namespace=entry.namespace, uid=entry.uid)  # fmt: skip
+        kind, _, conn_name = conn.key
+        previous = entry.synced_version, entry.synced_spec
+        try:
+            data = secret_data(secret.data, spec.keys)
+            desired = desired_secret(owner=owner, spec=spec, data=data, version=secret.version,
+                                     connection=f"{kind}/{conn_name}")  # fmt: skip
+            entry.synced_version, entry.synced_spec = secret.version, spec  # before the write: its watch event
+            written = await self._write_target(entry, spec, desired)  # must not look like drift
+            await self._delete_old_target(entry, previous[1], spec)
+        except SourceDataError as exc:
+            entry.synced_version, entry.synced_spec = previous
+            await self.report_failure(entry, conditions.classify(exc))
+            return None
+        except TargetConflictError as exc:
+            entry.synced_version, entry.synced_spec = previous
+            failure = conditions.Failure(conditions.TARGET_CONFLICT, str(exc), transient=False)
+            return await self._fail([entry], failure, delay=self.settings.retry_max)
+        except KubeError as exc:
+            entry.synced_version, entry.synced_spec = previous
+            logger.warning("writing the Secret of VaultSecret %s/%s failed: %s", entry.namespace, entry.name, exc)
+            failure = conditions.Failure(conditions.BACKEND_UNAVAILABLE,
+                                         f"writing the Secret failed ({exc}); retrying", transient=True)  # fmt: skip
+            return await self._fail([entry], failure, delay=self._backoff([entry], exc, failure))
+        entry.failures = 0
+        name = desired["metadata"]["name"]
+        message = f"version {secret.version} of {spec.path} is in Secret {name}"
+        if written:
+            logger.info("VaultSecret %s/%s: wrote version %d to Secret %s", entry.namespace, entry.name,
+                        secret.version, name)  # fmt: skip
+        await self._report(entry, ok=True, reason=conditions.SYNCED, message=message,
+                           synced_version=secret.version, secret_name=name, written=written)  # fmt: skip
+        return None
+
+    async def _write_target(self, entry: Entry, spec: VaultSecretSpec, desired: dict[str, object]) -> bool:
+        """Create or patch the target Secret; True when something was written."""
+        meta = desired["metadata"]
+        assert isinstance(meta, dict)
+        namespace, name = meta["namespace"], meta["name"]
+        existing = await self.kube.get_secret(namespace, name)
+        if existing is None:
+            try:
+                await self.kube.create_secret(desired)
+                return True
+            except Conflict:
+                existing = await self.kube.get_secret(namespace, name)
+                if existing is None:
+                    raise KubeError(f"Secret {namespace}/{name} appeared and vanished; retrying", None) from None
+        if ownership(existing, entry.uid) == "foreign" and spec.target.creationPolicy != "Adopt":
+            raise TargetConflictError(
+                f"Secret {name} already exists and is not managed by this VaultSecret; delete or rename it, "
+                "set spec.target.name to another name, or set spec.target.creationPolicy: Adopt to take it over"
+            )
+        if needs_recreate(existing, desired):
+            await self.kube.delete_secret(namespace, name)
+            await self.kube.create_secret(desired)
+            return True
+        patch = secret_patch(existing, desired)
+        if patch is None:
+            return False
+        await self.kube.patch_secret(namespace, name, patch)
+        return True
+
+    async def _delete_old_target(self, entry: Entry, old: VaultSecretSpec | None, new: VaultSecretSpec) -> None:
+        """After spec.target.name changed, remove the Secret we wrote under the old name."""
+        if old is None or old.target_name(entry.name) == new.target_name(entry.name):
+            return
+        old_name = old.target_name(entry.name)
+        existing = await self.kube.get_secret(entry.namespace, old_name)
+        if existing is not None and ownership(existing, entry.uid) == "ours":
+            await self.kube.delete_secret(entry.namespace, old_name)
+            logger.info("VaultSecret %s/%s: deleted its previous Secret %s", entry.namespace, entry.name, old_name)
+
+    # -- outcomes -----------------------------------------------------------------------------------------
+
+    async def _fail(self, entries: list[Entry], failure: conditions.Failure, *, delay: float) -> float:
+        for entry in entries:
+            entry.failures += 1
+            self.registry.mark_dirty(entry.key, Priority.RETRY)
+            await self.report_failure(entry, failure)
+        return delay
+
+    def _breaker_delay(self, conn: Connection) -> float:
+        # While another job probes, ``remaining`` is 0: wait a little rather than spin.
+        return max(conn.breaker.remaining(), self.settings.retry_base) * random.uniform(1.0, 1.5)
+
+    def _backoff(self, entries: list[Entry], exc: BaseException, failure: conditions.Failure) -> float:
+        if isinstance(exc, ForbiddenError):
+            base = self.settings.forbidden_retry  # a scope problem: report it, don't retry hot
+        elif not failure.transient:
+            base = self.settings.retry_max
+        else:
+            attempts = max((entry.failures for entry in entries), default=0)
+            base = min(self.settings.retry_max, self.settings.retry_base * 2 ** max(0, attempts))
+        delay = base * random.uniform(0.5, 1.0)
+        return max(delay, failure.retry_after or 0.0)
+
+    async def report_failure(self, entry: Entry, failure: conditions.Failure) -> None:
+        await self._report(entry, ok=False, reason=failure.reason, message=failure.message)
+
+    async def _report(
+        self,
+        entry: Entry,
+        *,
+        ok: bool,
+        reason: str,
+        message: str,
+        synced_version: int | None = None,
+        secret_name: str | None = None,
+        written: bool = False,
+    ) -> None:
+        now = conditions.now_rfc3339()
+        previous_version = entry.status.get("syncedVersion")
+        moved = written or (synced_version is not None and synced_version != previous_version)
+        desired = conditions.desired_status(
+            previous=entry.status,
+            generation=entry.generation,
+            ok=ok,
+            reason=reason,
+            message=message,
+            now=now,
+            synced_version=synced_version,
+            secret_name=secret_name,
+            synced_at=now if moved else None,
+        )
+        patch = conditions.status_patch(entry.status, desired)
+        if patch is None:
+            return
+        transition = conditions.is_transition(entry.status, desired)
+        try:
+            await self.kube.patch_vaultsecret_status(entry.namespace, entry.name, patch)
+        except KubeError as exc:
+            logger.warning("cannot write the status of VaultSecret %s/%s: %s", entry.namespace, entry.name, exc)
+            self.registry.mark_dirty(entry.key, Priority.RETRY)
+            return
+        entry.status = desired
+        if transition and not ok:
+            await self.kube.post_event(entry.ref, type_="Warning", reason=reason, message=message)
+        elif written or (transition and ok):
+            await self.kube.post_event(entry.ref, type_="Normal", reason=reason, message=message)

@@ -1,0 +1,162 @@
+"""Run the real operator in-process against an emulated Kubernetes API — for tests and ``make demo``.
+
+Owned here: starting kmock's ``KubernetesEmulator`` with our resources declared, a small async client for it
+that fills in what the emulator does not (``uid``, ``generation`` bumps on spec changes, ``resourceVersion``),
+and ``running_operator``, which runs Kopf with our handlers on the caller's event loop until the block exits.
+kmock is a development dependency (the ``dev`` extra); it is imported only when these helpers are used.
+
+The emulator is not a cluster: it has no garbage collection, no admission (CRD schema and CEL are not
+enforced) and ignores label selectors. ``tests/e2e`` covers those against a real API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .api import GROUP, VERSION
+from .kube import Kube
+from .runtime import Runtime
+from .settings import OperatorSettings
+
+__all__ = ["EmulatedCluster", "emulated_cluster", "running_operator"]
+
+_NAMESPACED_VERBS = {"list", "watch", "get", "create", "patch", "delete"}
+_RESOURCES: dict[str, dict[str, Any]] = {
+    "v1/namespaces": {"kind": "Namespace", "namespaced": False},
+    "apiextensions.k8s.io/v1/customresourcedefinitions": {"kind": "CustomResourceDefinition", "namespaced": False},
+    "v1/secrets": {"kind": "Secret", "namespaced": True},
+    "v1/events": {"kind": "Event", "namespaced": True},
+    f"{GROUP}/{VERSION}/vaultsecrets": {"kind": "VaultSecret", "namespaced": True, "subresources": {"status"}},
+    f"{GROUP}/{VERSION}/vaultconnections": {"kind": "VaultConnection", "namespaced": True},
+    f"{GROUP}/{VERSION}/clustervaultconnections": {"kind": "ClusterVaultConnection", "namespaced": False},
+}
+_PLURALS = {"Namespace": "namespaces", "Secret": "secrets", "VaultSecret": "vaultsecrets",
+            "VaultConnection": "vaultconnections", "ClusterVaultConnection": "clustervaultconnections"}  # fmt: skip
+
+
+@dataclass
+class EmulatedCluster:
+    """An async client for the emulated API that behaves a little more like a real API server."""
+
+    url: str
+    emulator: Any
+    http: httpx.AsyncClient
+
+    def _path(self, kind: str, namespace: str | None, name: str | None = None) -> str:
+        plural = _PLURALS[kind]
+        base = "/api/v1" if kind in ("Namespace", "Secret") else f"/apis/{GROUP}/{VERSION}"
+        scope = f"/namespaces/{namespace}" if namespace and kind not in ("Namespace", "ClusterVaultConnection") else ""
+        return f"{base}{scope}/{plural}" + (f"/{name}" if name else "")
+
+    async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        obj = copy.deepcopy(dict(body))
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("generation", 1)
+        meta.setdefault("resourceVersion", str(next(_RV)))
+        meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        response = await self.http.post(self._path(obj["kind"], meta.get("namespace")), json=obj)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        response = await self.http.get(self._path(kind, namespace, name))
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def patch(self, kind: str, namespace: str | None, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A merge patch; a change of ``spec`` bumps ``metadata.generation`` as a real API server does."""
+        body = dict(patch)
+        if "spec" in body:
+            current = await self.get(kind, namespace, name) or {}
+            generation = int((current.get("metadata") or {}).get("generation") or 0) + 1
+            body["metadata"] = {**(body.get("metadata") or {}), "generation": generation}
+        body["metadata"] = {**(body.get("metadata") or {}), "resourceVersion": str(next(_RV))}
+        response = await self.http.patch(self._path(kind, namespace, name), json=body,
+                                          headers={"Content-Type": "application/merge-patch+json"})  # fmt: skip
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def delete(self, kind: str, namespace: str | None, name: str) -> None:
+        response = await self.http.delete(self._path(kind, namespace, name))
+        if response.status_code != 404:
+            response.raise_for_status()
+
+
+_RV = itertools.count(1000)
+
+
+@contextlib.asynccontextmanager
+async def emulated_cluster() -> AsyncIterator[EmulatedCluster]:
+    """Start kmock's Kubernetes emulator with the resources the operator and Kopf need."""
+    import kmock  # development dependency
+
+    emulator = kmock.KubernetesEmulator()
+    for resource, info in _RESOURCES.items():
+        emulator.resources[resource] = kmock.ResourceInfo(verbs=_NAMESPACED_VERBS, **info)
+    async with emulator, kmock.Server(emulator) as server:
+        url = str(server.url).rstrip("/")
+        async with httpx.AsyncClient(base_url=url, timeout=10.0) as http:
+            yield EmulatedCluster(url=url, emulator=emulator, http=http)
+
+
+@contextlib.asynccontextmanager
+async def running_operator(
+    settings: OperatorSettings | None = None,
+    *,
+    server: str | None = None,
+    startup_timeout: float = 30.0,
+) -> AsyncIterator[Runtime]:
+    """Run the operator (Kopf + our handlers) on this event loop; yield its ``Runtime`` once it started.
+
+    ``server``: an unauthenticated API URL (the emulator); None uses the kubeconfig or in-cluster config.
+    """
+    import kopf
+
+    from .handlers import build_registry
+
+    settings = settings or OperatorSettings(liveness_endpoint=None)
+    started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
+
+    def kube_factory() -> Kube:
+        return Kube.for_server(server) if server else Kube.from_environment()
+
+    registry = build_registry(settings, kube_factory, server=server, runtime_ready=started.set_result)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        kopf.operator(
+            registry=registry,
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            stop_flag=stop,
+            liveness_endpoint=settings.liveness_endpoint or None,
+        )
+    )
+    try:
+        waiting: set[asyncio.Future[Any]] = {task, started}
+        done, _ = await asyncio.wait(waiting, timeout=startup_timeout, return_when=asyncio.FIRST_COMPLETED)
+        if started not in done:
+            if task.done():
+                task.result()  # raise the operator's own error
+            raise TimeoutError(f"the operator did not start within {startup_timeout}s")
+        await asyncio.sleep(0.3)  # let the first watch requests arrive before the caller creates objects
+        yield started.result()
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=15)

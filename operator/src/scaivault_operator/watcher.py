@@ -1,0 +1,121 @@
+"""Version watchers: one loop per connection that notices new versions with paged lists, not per-object GETs.
+
+Owned here: when to poll and what to list. Each poll lists the fewest prefixes that cover the paths of the
+unpinned VaultSecrets on the connection (``covering_prefixes``, pure), pages through them, and hands the
+versions to the registry, which marks the VaultSecrets that are behind. A new version therefore costs
+ceil(listed / page size) list requests per poll plus one GET per (path, version) — never a request per
+VaultSecret per interval. Pinned VaultSecrets are not listed at all. Polls are jittered (no thundering herd),
+and a 401/403 on the list trips the connection's breaker instead of being retried hot.
+
+Started and stopped by ``runtime`` as connections come and go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterable
+
+from . import conditions
+from .connections import Connection, Connections
+from .registry import ConnKey, Priority, Registry, SourceKey
+from .scaivault import ForbiddenError, ScaiVaultError, UnauthenticatedError
+from .settings import OperatorSettings
+
+__all__ = ["VersionWatcher", "covering_prefixes"]
+
+logger = logging.getLogger(__name__)
+
+
+def covering_prefixes(paths: Iterable[str]) -> list[str]:
+    """The parent "directories" of ``paths`` (``a/b/c`` → ``a/b/``), minus any covered by a shorter one.
+
+    A top-level path (no ``/``) is its own prefix. Listing a prefix returns everything below it, so ``a/``
+    makes ``a/b/`` redundant.
+    """
+    parents = sorted({path[: path.rfind("/") + 1] or path for path in paths})
+    kept: list[str] = []
+    for prefix in parents:
+        if not any(prefix.startswith(shorter) and shorter.endswith("/") for shorter in kept):
+            kept.append(prefix)
+    return kept
+
+
+class VersionWatcher:
+    """Polls one connection's list endpoint and schedules the sources whose version moved."""
+
+    def __init__(
+        self,
+        conn_key: ConnKey,
+        connections: Connections,
+        registry: Registry,
+        settings: OperatorSettings,
+        schedule: Callable[[SourceKey, int], None],
+        on_auth_failure: Callable[[Connection], None],
+    ) -> None:
+        self.conn_key = conn_key
+        self._connections = connections
+        self._registry = registry
+        self._settings = settings
+        self._schedule = schedule
+        self._on_auth_failure = on_auth_failure
+        self.polls = 0
+        self.list_requests = 0
+
+    async def run(self) -> None:
+        """Poll forever: at once, then every jittered pollInterval (or the breaker's backoff)."""
+        delay = 0.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                delay = await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not silently stop version watching
+                logger.exception("version watcher of %s failed; retrying", self.conn_key)
+                delay = self._interval()
+
+    def _interval(self) -> float:
+        conn = self._connections.get(self.conn_key)
+        seconds = conn.spec.poll_seconds if conn and conn.spec else 30.0
+        jitter = self._settings.poll_jitter
+        return seconds * random.uniform(1 - jitter, 1 + jitter)
+
+    async def poll_once(self) -> float:
+        """One poll. Returns the delay until the next one."""
+        conn = self._connections.get(self.conn_key)
+        paths = self._registry.followed_paths(self.conn_key)
+        if conn is None or conn.spec is None or not paths:
+            return self._interval()
+        if not conn.breaker.allow():
+            return max(self._interval(), conn.breaker.remaining())
+        self.polls += 1
+        try:
+            versions = await self._list(conn, paths)
+        except ScaiVaultError as exc:
+            failure = conditions.classify(exc)
+            if isinstance(exc, UnauthenticatedError | ForbiddenError) or conn.breaker.probing:
+                conn.breaker.trip(failure)
+                logger.warning("%s: listing failed (%s); pausing requests for %.0fs", conn.display,
+                               failure.reason, conn.breaker.remaining())  # fmt: skip
+                self._on_auth_failure(conn)
+                return max(self._interval(), conn.breaker.remaining())
+            logger.warning("%s: listing failed (%s); next poll as scheduled", conn.display, failure.message)
+            return max(self._interval(), failure.retry_after or 0.0)
+        if conn.breaker.reset():
+            self._on_auth_failure(conn)  # closed again: re-sync what the outage marked
+        for source in self._registry.observe_versions(self.conn_key, versions):
+            self._schedule(source, Priority.VERSION)
+        return self._interval()
+
+    async def _list(self, conn: Connection, paths: set[str]) -> dict[str, int | None]:
+        client = await self._connections.client(conn)
+        found: dict[str, int | None] = dict.fromkeys(paths)
+        for prefix in covering_prefixes(paths):
+            async for page in client.list_secrets(prefix, page_size=self._settings.page_size):
+                self.list_requests += 1
+                for item in page.secrets:
+                    if item.path in found:
+                        found[item.path] = item.version
+        return found
