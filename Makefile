@@ -7,7 +7,7 @@ PKG := operator/src/scaivault_operator
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-integration e2e lint fmt crds dev-vault clean
+.PHONY: help install demo run test test-unit test-integration e2e lint fmt crds dev-vault clean
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package editable with its dev extras
+
+demo: $(STAMP) ## Local ScaiVault + the operator + crds/examples: watch a Secret appear and follow version 2
+	$(BIN)/scaivault-operator demo
+
+run: $(STAMP) ## Run the operator against the cluster in your kubeconfig (all namespaces)
+	$(BIN)/scaivault-operator run
 
 test: $(STAMP) ## Run the whole test suite (e2e tests skip unless KUBECONFIG reaches a cluster)
 	$(BIN)/pytest -q tests

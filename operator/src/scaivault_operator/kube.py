@@ -154,7 +154,8 @@ class Kube:
         try:
             obj = await self._client.get(Namespace, namespace)
         except (ApiError, httpx.HTTPError) as exc:
-            logger.warning("cannot read labels of namespace %s: %s", namespace, _translate("get", exc))
+            level = logging.DEBUG if _status(exc) == 404 else logging.WARNING
+            logger.log(level, "cannot read labels of namespace %s: %s", namespace, _translate("get", exc))
             return None
         return dict(obj.metadata.labels or {}) if obj.metadata else {}
 

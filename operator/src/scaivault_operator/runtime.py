@@ -136,14 +136,16 @@ class Runtime:
     def _resync_unready(self, conn: Connection) -> None:
         self._resync(conn.key, only_unready=True)
 
-    def _resync_all(self, conn: Connection) -> None:
-        self._resync(conn.key, only_unready=False)
+    def _breaker_changed(self, conn: Connection, opened: bool) -> None:
+        # Opened: every user of the connection reports the failure (no request goes out while it is open).
+        # Closed: those that are not Ready re-sync; the in-sync ones only get their status back, without a GET.
+        self._resync(conn.key, only_unready=not opened)
 
     def _ensure_watcher(self, key: ConnKey) -> None:
         if key in self.watchers:
             return
         watcher = VersionWatcher(key, self.connections, self.registry, self.settings, self.schedule,
-                                 self._resync_all)  # fmt: skip
+                                 self._breaker_changed)  # fmt: skip
         self.watchers[key] = (watcher, asyncio.create_task(watcher.run(), name=f"version-watcher-{key}"))
 
     def _stop_watcher(self, key: ConnKey) -> None:

@@ -78,6 +78,9 @@ class Syncer:
                    and (priority != Priority.DRIFT or await self._still_drifted(entry))]  # fmt: skip
         if not allowed:
             return None
+        allowed = [entry for entry in allowed if not await self._confirm_current(entry, conn)]
+        if not allowed:
+            return None
         if not conn.breaker.allow():
             assert conn.breaker.failure is not None
             return await self._fail(allowed, conn.breaker.failure, delay=self._breaker_delay(conn))
@@ -103,7 +106,8 @@ class Syncer:
     async def _permitted(self, entry: Entry, conn: Connection) -> bool:
         assert entry.spec is not None
         access = conn.spec.access if conn.spec else None
-        labels = await self.namespace_labels(entry.namespace)
+        needs_labels = any(rule.namespaceSelector is not None for rule in access or ())
+        labels = await self.namespace_labels(entry.namespace) if needs_labels else None
         decision = check_access(
             connection_kind=conn.key[0],
             connection_namespace=conn.key[1] or None,
@@ -119,6 +123,22 @@ class Syncer:
             failure = conditions.Failure(conditions.POLICY_DENIED, decision.message, transient=False)
             await self.report_failure(entry, failure)
         return decision.allowed
+
+    async def _confirm_current(self, entry: Entry, conn: Connection) -> bool:
+        """Already in sync (e.g. only its status is stale after an outage)? Then report it without a GET."""
+        spec = entry.spec
+        if spec is None or entry.synced_version is None or entry.synced_spec != spec:
+            return False
+        wanted = spec.version if spec.version is not None else self.registry.latest.get((conn.key, spec.path))
+        info = self.registry.secrets.get((entry.namespace, spec.target_name(entry.name)))
+        if wanted != entry.synced_version or info is None or not info.intact or info.version != wanted:
+            return False
+        if info.owner_uid != entry.uid:
+            return False
+        await self._report(entry, ok=True, reason=conditions.SYNCED, synced_version=wanted,
+                           message=_synced_message(wanted, spec.path, spec.target_name(entry.name)),
+                           secret_name=spec.target_name(entry.name))  # fmt: skip
+        return True
 
     async def _still_drifted(self, entry: Entry) -> bool:
         """A drift signal may be stale (an event from before our own write): check the Secret itself."""
@@ -163,7 +183,7 @@ class Syncer:
             return await self._fail([entry], failure, delay=self._backoff([entry], exc, failure))
         entry.failures = 0
         name = desired["metadata"]["name"]
-        message = f"version {secret.version} of {spec.path} is in Secret {name}"
+        message = _synced_message(secret.version, spec.path, name)
         if written:
             logger.info("VaultSecret %s/%s: wrote version %d to Secret %s", entry.namespace, entry.name,
                         secret.version, name)  # fmt: skip
@@ -277,3 +297,7 @@ class Syncer:
             await self.kube.post_event(entry.ref, type_="Warning", reason=reason, message=message)
         elif written or (transition and ok):
             await self.kube.post_event(entry.ref, type_="Normal", reason=reason, message=message)
+
+
+def _synced_message(version: int, path: str, secret_name: str) -> str:
+    return f"version {version} of {path} is in Secret {secret_name}"

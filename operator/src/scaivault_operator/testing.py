@@ -12,22 +12,22 @@ enforced) and ignores label selectors. ``tests/e2e`` covers those against a real
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from .api import GROUP, VERSION
-from .kube import Kube
 from .runtime import Runtime
 from .settings import OperatorSettings
 
-__all__ = ["EmulatedCluster", "emulated_cluster", "running_operator"]
+__all__ = ["Cluster", "EmulatedCluster", "RealCluster", "emulated_cluster", "real_cluster", "running_operator"]
 
 _NAMESPACED_VERBS = {"list", "watch", "get", "create", "patch", "delete"}
 _RESOURCES: dict[str, dict[str, Any]] = {
@@ -64,6 +64,9 @@ class EmulatedCluster:
         meta.setdefault("generation", 1)
         meta.setdefault("resourceVersion", str(next(_RV)))
         meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        if obj.get("kind") == "Secret" and "stringData" in obj:  # an API server folds stringData into data
+            encoded = {k: base64.b64encode(str(v).encode()).decode() for k, v in obj.pop("stringData").items()}
+            obj["data"] = {**(obj.get("data") or {}), **encoded}
         response = await self.http.post(self._path(obj["kind"], meta.get("namespace")), json=obj)
         response.raise_for_status()
         result: dict[str, Any] = response.json()
@@ -100,6 +103,105 @@ class EmulatedCluster:
 _RV = itertools.count(1000)
 
 
+class Cluster(Protocol):
+    """What the demo and tests need from a cluster, emulated or real: plain-dict CRUD by kind."""
+
+    url: str
+
+    async def create(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None: ...
+
+    async def patch(self, kind: str, namespace: str | None, name: str, patch: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def delete(self, kind: str, namespace: str | None, name: str) -> None: ...
+
+
+@dataclass
+class RealCluster:
+    """The cluster of the kubeconfig (or in-cluster config), through lightkube, with the same dict interface."""
+
+    url: str
+    client: Any  # lightkube.AsyncClient
+
+    @staticmethod
+    def _resource(kind: str) -> Any:
+        from lightkube.generic_resource import get_generic_resource
+        from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+        from lightkube.resources.core_v1 import Namespace, Secret
+
+        builtin = {"Namespace": Namespace, "Secret": Secret, "CustomResourceDefinition": CustomResourceDefinition}
+        if kind in builtin:
+            return builtin[kind]
+        resource = get_generic_resource(f"{GROUP}/{VERSION}", kind)  # type: ignore[no-untyped-call]
+        if resource is None:
+            raise KeyError(f"unknown kind {kind}")
+        return resource
+
+    async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        from lightkube import codecs
+
+        import scaivault_operator.kube  # noqa: F401  (registers our generic resources)
+
+        obj = await self.client.create(codecs.from_dict(dict(body)))
+        result: dict[str, Any] = obj.to_dict()
+        return result
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        from lightkube import ApiError
+
+        try:
+            obj = await self.client.get(self._resource(kind), name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+        result: dict[str, Any] = obj.to_dict()
+        return result
+
+    async def patch(self, kind: str, namespace: str | None, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        from lightkube.types import PatchType
+
+        obj = await self.client.patch(self._resource(kind), name, dict(patch), namespace=namespace,
+                                      patch_type=PatchType.MERGE)  # fmt: skip
+        result: dict[str, Any] = obj.to_dict()
+        return result
+
+    async def delete(self, kind: str, namespace: str | None, name: str) -> None:
+        from lightkube import ApiError
+
+        try:
+            await self.client.delete(self._resource(kind), name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+
+
+@contextlib.asynccontextmanager
+async def real_cluster(probe_timeout: float = 3.0) -> AsyncIterator[RealCluster]:
+    """Connect to the kubeconfig's cluster; raise ``ConnectionError`` (with the reason) when it is unreachable."""
+    from lightkube import ApiError, AsyncClient, KubeConfig
+    from lightkube.core.exceptions import ConfigError
+    from lightkube.resources.core_v1 import Namespace
+
+    try:
+        config = KubeConfig.from_env()
+        client = AsyncClient(config, timeout=httpx.Timeout(probe_timeout), field_manager="scaivault-operator-demo")
+    except (ConfigError, OSError, ValueError) as exc:
+        raise ConnectionError(f"no usable kubeconfig ({type(exc).__name__}: {exc})") from None
+    try:
+        try:
+            await client.get(Namespace, "default")
+        except ApiError:
+            pass  # the API server answered (403/404 still prove it is there)
+        except httpx.HTTPError as exc:
+            raise ConnectionError(f"the API server did not answer ({type(exc).__name__})") from None
+        single = config.get()
+        yield RealCluster(url=str(single.cluster.server) if single else "", client=client)
+    finally:
+        await client.close()
+
+
 @contextlib.asynccontextmanager
 async def emulated_cluster() -> AsyncIterator[EmulatedCluster]:
     """Start kmock's Kubernetes emulator with the resources the operator and Kopf need."""
@@ -125,28 +227,12 @@ async def running_operator(
 
     ``server``: an unauthenticated API URL (the emulator); None uses the kubeconfig or in-cluster config.
     """
-    import kopf
-
-    from .handlers import build_registry
+    from .runner import operate
 
     settings = settings or OperatorSettings(liveness_endpoint=None)
     started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
-
-    def kube_factory() -> Kube:
-        return Kube.for_server(server) if server else Kube.from_environment()
-
-    registry = build_registry(settings, kube_factory, server=server, runtime_ready=started.set_result)
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        kopf.operator(
-            registry=registry,
-            standalone=True,
-            clusterwide=not settings.namespaces,
-            namespaces=list(settings.namespaces),
-            stop_flag=stop,
-            liveness_endpoint=settings.liveness_endpoint or None,
-        )
-    )
+    task = asyncio.create_task(operate(settings, server=server, stop_flag=stop, runtime_ready=started.set_result))
     try:
         waiting: set[asyncio.Future[Any]] = {task, started}
         done, _ = await asyncio.wait(waiting, timeout=startup_timeout, return_when=asyncio.FIRST_COMPLETED)

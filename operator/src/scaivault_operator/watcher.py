@@ -52,14 +52,14 @@ class VersionWatcher:
         registry: Registry,
         settings: OperatorSettings,
         schedule: Callable[[SourceKey, int], None],
-        on_auth_failure: Callable[[Connection], None],
+        on_breaker: Callable[[Connection, bool], None],
     ) -> None:
         self.conn_key = conn_key
         self._connections = connections
         self._registry = registry
         self._settings = settings
         self._schedule = schedule
-        self._on_auth_failure = on_auth_failure
+        self._on_breaker = on_breaker
         self.polls = 0
         self.list_requests = 0
 
@@ -99,12 +99,12 @@ class VersionWatcher:
                 conn.breaker.trip(failure)
                 logger.warning("%s: listing failed (%s); pausing requests for %.0fs", conn.display,
                                failure.reason, conn.breaker.remaining())  # fmt: skip
-                self._on_auth_failure(conn)
+                self._on_breaker(conn, True)
                 return max(self._interval(), conn.breaker.remaining())
             logger.warning("%s: listing failed (%s); next poll as scheduled", conn.display, failure.message)
             return max(self._interval(), failure.retry_after or 0.0)
         if conn.breaker.reset():
-            self._on_auth_failure(conn)  # closed again: re-sync what the outage marked
+            self._on_breaker(conn, False)  # closed again: re-sync what the outage marked
         for source in self._registry.observe_versions(self.conn_key, versions):
             self._schedule(source, Priority.VERSION)
         return self._interval()

@@ -1,0 +1,76 @@
+"""Starting the operator process: logging, the Kopf registry, and ``kopf.operator`` on an event loop.
+
+Owned here: how ``scaivault-operator run`` (``cli``), ``make demo`` (``demo``) and the in-process test harness
+(``testing``) start the same operator — one function, ``operate``, so all three run identical code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .kube import Kube
+from .runtime import Runtime
+from .settings import OperatorSettings
+
+__all__ = ["configure_logging", "operate"]
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(settings: OperatorSettings) -> None:
+    """Root logging for the process. Kopf's per-handler "succeeded" lines are quieted unless verbose."""
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if settings.verbose else logging.INFO)
+    if not settings.verbose:
+        for noisy in ("kopf.objects", "kopf.activities", "httpx", "aiohttp.access"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def operate(
+    settings: OperatorSettings,
+    *,
+    server: str | None = None,
+    stop_flag: asyncio.Event | None = None,
+    runtime_ready: Callable[[Runtime], None] | None = None,
+) -> None:
+    """Run the operator until ``stop_flag`` is set (or SIGINT/SIGTERM in the main thread).
+
+    ``server``: an unauthenticated API URL (the emulated one); None means in-cluster config or the kubeconfig.
+    """
+    import kopf
+
+    from .handlers import build_registry
+
+    def kube_factory() -> Kube:
+        return Kube.for_server(server) if server else Kube.from_environment()
+
+    registry = build_registry(settings, kube_factory, server=server, runtime_ready=runtime_ready)
+    await kopf.operator(
+        registry=registry,
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        stop_flag=stop_flag,
+        liveness_endpoint=settings.liveness_endpoint or None,
+    )
