@@ -18,6 +18,8 @@ import asyncio
 import base64
 import binascii
 import json
+import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,9 +35,21 @@ from ._exceptions import (
     error_for_status,
 )
 
-__all__ = ["ClientCredentials", "StaticToken", "TokenProvider"]
+__all__ = ["ClientCredentials", "StaticToken", "TokenProvider", "is_sendable_token"]
 
 Clock = Callable[[], float]
+
+#: Visible ASCII only. A bearer token (RFC 6750) holds no whitespace, and control characters or non-ASCII cannot
+#: travel in an HTTP header at all: httpx/h11 would refuse them with an error quoting the header, token included.
+_SENDABLE_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def is_sendable_token(token: str) -> bool:
+    """Whether ``token`` can be sent as ``Authorization: Bearer <token>``."""
+    return _SENDABLE_TOKEN.fullmatch(token) is not None
+
+
+_UNSENDABLE = "characters an HTTP header cannot carry (inner whitespace, control characters or non-ASCII)"
 
 
 @runtime_checkable
@@ -65,6 +79,8 @@ class StaticToken:
         self._lock = asyncio.Lock()
         if self._token == "":
             raise ConfigurationError("StaticToken was given an empty token")
+        if self._token is not None and not is_sendable_token(self._token):
+            raise ConfigurationError(f"StaticToken was given a token with {_UNSENDABLE}")
 
     def __repr__(self) -> str:
         source = f"path={str(self._path)!r}" if self._path else "token=<redacted>"
@@ -89,13 +105,21 @@ class StaticToken:
     async def _read(self) -> str:
         assert self._path is not None
         path = self._path
+        problem: str | None = None
+        text = ""
         try:
             text = await asyncio.to_thread(path.read_text, "utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigurationError(f"cannot read token file {str(path)!r}: {type(exc).__name__}") from None
+            problem = type(exc).__name__
+        if problem is not None:
+            # Raised outside the except block: a UnicodeDecodeError holds the file's bytes (the token), and would
+            # stay reachable as ``__context__`` even with ``from None``.
+            raise ConfigurationError(f"cannot read token file {str(path)!r}: {problem}")
         token = text.strip()
         if not token:
             raise ConfigurationError(f"token file {str(path)!r} is empty")
+        if not is_sendable_token(token):
+            raise ConfigurationError(f"token file {str(path)!r} holds {_UNSENDABLE}")
         return token
 
 
@@ -184,11 +208,15 @@ class ClientCredentials:
         if response.status_code in (400, 401):
             # RFC 6749: a bad client or grant is a 400/401 with {"error": "invalid_client"}; either way the
             # credentials are what the operator must fix, so both are "unauthenticated".
-            err = error_for_status(response.status_code, what=what, body=body)
+            err = error_for_status(response.status_code, what=what, body=body, redact=(self._client_secret,))
             raise UnauthenticatedError(str(err), status_code=response.status_code, code=err.code) from None
         if not response.is_success:
             raise error_for_status(
-                response.status_code, what=what, body=body, retry_after=response.headers.get("Retry-After")
+                response.status_code,
+                what=what,
+                body=body,
+                retry_after=response.headers.get("Retry-After"),
+                redact=(self._client_secret,),
             )
         token, lifetime = _parse_token_answer(body, what)
         self.fetch_count += 1
@@ -199,7 +227,7 @@ class ClientCredentials:
 def _json_or_none(response: httpx.Response) -> Any:
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser's stack
         return None
 
 
@@ -209,10 +237,23 @@ def _parse_token_answer(body: Any, what: str) -> tuple[str, float | None]:
     token = body.get("access_token")
     if not isinstance(token, str) or not token:
         raise ResponseError(f"{what}: answer has no access_token")
-    expires_in = body.get("expires_in")
-    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
-        return token, float(expires_in)
+    if not is_sendable_token(token):
+        raise ResponseError(f"{what}: the access_token has {_UNSENDABLE}")
+    expires_in = _finite_seconds(body.get("expires_in"))
+    if expires_in is not None and expires_in > 0:
+        return token, expires_in
     return token, _jwt_lifetime(token)
+
+
+def _finite_seconds(value: Any) -> float | None:
+    """``value`` as a finite float, or None (not a number, a bool, infinite, NaN, or too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # JSON integers have no size limit
+        return None
+    return seconds if math.isfinite(seconds) else None
 
 
 def _jwt_lifetime(token: str) -> float | None:
@@ -222,10 +263,10 @@ def _jwt_lifetime(token: str) -> float | None:
         return None
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         return None
-    exp = payload.get("exp") if isinstance(payload, dict) else None
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
+    exp = _finite_seconds(payload.get("exp") if isinstance(payload, dict) else None)
+    if exp is None:
         return None
-    remaining = float(exp) - time.time()
+    remaining = exp - time.time()
     return remaining if remaining > 0 else 0.0

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -23,7 +23,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from .. import __version__
-from ._auth import ClientCredentials, TokenProvider
+from ._auth import ClientCredentials, TokenProvider, is_sendable_token
 from ._exceptions import (
     ConfigurationError,
     ResponseError,
@@ -73,10 +73,7 @@ class ScaiVaultClient:
     ) -> None:
         if max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be at least 1")
-        url = httpx.URL(base_url)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ConfigurationError(f"ScaiVault URL must be http(s)://host[:port][/base], got {base_url!r}")
-        self._base = str(url).rstrip("/")
+        self._base = _service_url(base_url)
         self._auth = auth
         self._retry = retry if retry is not None else RetryPolicy()
         self._semaphore = asyncio.Semaphore(max_concurrency)
@@ -150,6 +147,8 @@ class ScaiVaultClient:
         page = _parse(SecretPage, body, what)
         if page.has_more and not page.cursor:
             raise ResponseError(f"{what}: has_more is true but no cursor was given")
+        if page.cursor is not None and not _is_utf8(page.cursor):  # "\ud800" in JSON: it could not be sent back
+            raise ResponseError(f"{what}: the cursor is not valid UTF-8 text")
         return page
 
     async def list_secrets(
@@ -187,7 +186,9 @@ class ScaiVaultClient:
         if metadata is not None:
             payload["metadata"] = dict(metadata)
         what = f"PUT secret {path!r}"
-        body = await self._call("PUT", f"/v1/secrets/{encoded}", what=what, json=payload, retry=NO_RETRY)
+        body = await self._call(
+            "PUT", f"/v1/secrets/{encoded}", what=what, json=payload, retry=NO_RETRY, redact=_leaf_strings(data)
+        )
         return _parse(WriteResult, body, what)
 
     # -- plumbing -----------------------------------------------------------------------------------------
@@ -201,15 +202,19 @@ class ScaiVaultClient:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         retry: RetryPolicy | None = None,
+        redact: Collection[str] = (),
     ) -> Any:
-        """Send with auth and retries; return the decoded JSON of a 2xx answer or raise from the tree."""
+        """Send with auth and retries; return the decoded JSON of a 2xx answer or raise from the tree.
+
+        ``redact``: secret values of the request; an error answer quoting one (or the token) is not repeated.
+        """
         policy = retry if retry is not None else self._retry
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._authenticated(method, url_path, what=what, params=params, json=json)
+                return await self._authenticated(method, url_path, what=what, params=params, json=json, redact=redact)
             except TransientError as exc:
                 wait = policy.delay(attempt, exc, time.monotonic() - started)
                 if wait is None:
@@ -221,15 +226,24 @@ class ScaiVaultClient:
                 await asyncio.sleep(wait)
 
     async def _authenticated(
-        self, method: str, url_path: str, *, what: str, params: Mapping[str, str] | None, json: Any
+        self,
+        method: str,
+        url_path: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None,
+        json: Any,
+        redact: Collection[str],
     ) -> Any:
         token = await self._auth.token()
         response = await self._send(method, url_path, token, what=what, params=params, json=json)
+        tokens = [token]
         if response.status_code == 401 and await self._auth.renew(token):
             logger.info("%s: token refused with 401; retrying once with a renewed token", what)
             token = await self._auth.token()
+            tokens.append(token)
             response = await self._send(method, url_path, token, what=what, params=params, json=json)
-        return _decode(response, what)
+        return _decode(response, what, redact=[*tokens, *redact])
 
     async def _send(
         self,
@@ -241,6 +255,9 @@ class ScaiVaultClient:
         params: Mapping[str, str] | None,
         json: Any,
     ) -> httpx.Response:
+        if not is_sendable_token(token):
+            # Checked here for every provider: httpx would raise an error quoting the header, token and all.
+            raise ConfigurationError(f"{what}: the token provider returned a token no HTTP header can carry")
         async with self._semaphore:
             try:
                 return await self._http.request(
@@ -256,6 +273,22 @@ class ScaiVaultClient:
                 raise UnavailableError(f"{what}: {type(exc).__name__}: {_short(exc)}") from exc
 
 
+def _service_url(base_url: str) -> str:
+    """Check the service root and return it without a trailing ``/``; never echo credentials it may hold."""
+    try:
+        url = httpx.URL(base_url)
+        port = url.port
+    except (httpx.InvalidURL, TypeError):
+        raise ConfigurationError("ScaiVault URL is not a valid URL") from None
+    if url.userinfo:
+        raise ConfigurationError("ScaiVault URL must not contain user:password@; the token provider authenticates")
+    if url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
+        raise ConfigurationError(f"ScaiVault URL must be http(s)://host[:port][/base], got {base_url!r}")
+    if port is not None and not 0 < port < 65536:
+        raise ConfigurationError(f"ScaiVault URL has an invalid port: {base_url!r}")
+    return str(url).rstrip("/")
+
+
 def _ssl_context(verify: bool, ca_file: str | Path | None, ca_data: str | None) -> ssl.SSLContext | bool:
     if not verify:
         if ca_file or ca_data:
@@ -269,15 +302,45 @@ def _ssl_context(verify: bool, ca_file: str | Path | None, ca_data: str | None) 
         raise ConfigurationError(f"cannot load the CA bundle: {type(exc).__name__}") from None
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc) or "no detail"
     return text if len(text) <= 200 else text[:199] + "…"
 
 
-def _decode(response: httpx.Response, what: str) -> Any:
+#: Shorter data values are not looked for in error messages: they match ordinary words by chance
+#: (``"w"`` in "secrets:write") and would withhold every message, while revealing little themselves.
+_MIN_REDACTED_LENGTH = 4
+
+
+def _leaf_strings(value: Any) -> set[str]:
+    """Every string and number inside ``value`` (the values of a secret's data, not its keys), as text."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            found.add(str(item))
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+    return {text for text in found if len(text) >= _MIN_REDACTED_LENGTH}
+
+
+def _decode(response: httpx.Response, what: str, *, redact: Collection[str] = ()) -> Any:
     try:
         body: Any = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser's stack
         body = _NO_BODY
     if not response.is_success:
         raise error_for_status(
@@ -285,6 +348,7 @@ def _decode(response: httpx.Response, what: str) -> Any:
             what=what,
             body=None if body is _NO_BODY else body,
             retry_after=response.headers.get("Retry-After"),
+            redact=redact,
         )
     if body is _NO_BODY:
         raise ResponseError(f"{what}: HTTP {response.status_code} answer is not JSON")
@@ -300,5 +364,7 @@ def _parse(model: type[M], body: Any, what: str) -> M:
             f"{'.'.join(str(part) for part in error['loc']) or 'body'} ({error['type']})"
             for error in exc.errors(include_input=False, include_url=False, include_context=False)
         ]
-        shown = ", ".join(problems[:5]) + (f" and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise ResponseError(f"{what}: unexpected answer: {shown}") from None
+    # Raised outside the except block: even with ``from None`` the ValidationError (which holds the input,
+    # secret data included) would stay reachable as ``__context__``.
+    shown = ", ".join(problems[:5]) + (f" and {len(problems) - 5} more" if len(problems) > 5 else "")
+    raise ResponseError(f"{what}: unexpected answer: {shown}")

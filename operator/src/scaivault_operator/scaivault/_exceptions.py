@@ -18,12 +18,17 @@ Who uses it: ``_client`` translates every httpx error and every non-2xx answer i
 
 Secrets never reach an exception: messages carry the method, the secret *path* (a name, not a value), the status
 and the server's short error code and message (truncated). Response bodies, request bodies and tokens are never
-included, and pydantic validation errors are reduced to field locations without their input values.
+included, and pydantic validation errors are reduced to field locations without their input values. The server's
+free-text error message is kept out of the exception text altogether (a read cannot know which stored values it
+might quote); it is available as ``APIError.server_message`` for interactive debugging — never log it. A server
+code quoting a value the client knows to be secret (the token it sent, the client secret, the data of a write)
+is withheld (``redact``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 __all__ = [
@@ -69,6 +74,8 @@ class APIError(ScaiVaultError):
     status_code: int | None
     #: The server's machine-readable error code (e.g. ``access_denied``), when it sent one.
     code: str | None
+    #: The server's free-text message (clipped). Not part of ``str(error)``: it could quote anything. Never log it.
+    server_message: str | None = None
 
     def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -146,6 +153,13 @@ def extract_error_code(body: Any) -> tuple[str | None, str | None]:
     ``{"error": {"code": "...", "message": "..."}}``, ``{"code": "...", "message": "..."}`` and
     ``{"detail": "..."}``. Anything else yields ``(None, None)``: the status code alone decides the class.
     """
+    code, message = _raw_code_and_message(body)
+    clean_code = code if isinstance(code, str) and _CODE_RE.match(code) else None
+    clean_message = _clip(message) if isinstance(message, str) else None
+    return clean_code, clean_message
+
+
+def _raw_code_and_message(body: Any) -> tuple[Any, Any]:
     if not isinstance(body, dict):
         return None, None
     err = body.get("error")
@@ -158,9 +172,11 @@ def extract_error_code(body: Any) -> tuple[str | None, str | None]:
         code = err
     else:
         code = body.get("code")
-    clean_code = code if isinstance(code, str) and _CODE_RE.match(code) else None
-    clean_message = _clip(message) if isinstance(message, str) else None
-    return clean_code, clean_message
+    return code, message
+
+
+def _quotes(text: Any, redact: Collection[str]) -> bool:
+    return isinstance(text, str) and any(secret and secret in text for secret in redact)
 
 
 def _clip(text: str) -> str:
@@ -176,20 +192,31 @@ def error_for_status(
     what: str,
     body: Any = None,
     retry_after: str | None = None,
+    redact: Collection[str] = (),
 ) -> APIError:
-    """Build the exception for a non-2xx answer. ``what`` names the call, e.g. ``GET secret 'a/b'``."""
+    """Build the exception for a non-2xx answer. ``what`` names the call, e.g. ``GET secret 'a/b'``.
+
+    ``redact``: values the caller knows to be secret; a server code or message quoting one is left out.
+    """
     code, server_message = extract_error_code(body)
+    raw_code, raw_message = _raw_code_and_message(body)
+    if _quotes(raw_code, redact):
+        code = None
+    if _quotes(raw_message, redact):
+        server_message = "server message withheld: it quoted a credential or secret value"
     detail = f"{what}: HTTP {status_code}"
     if code:
         detail += f" {code}"
-    if server_message:
-        detail += f" ({server_message})"
     cls = STATUS_TO_ERROR.get(status_code)
+    error: APIError
     if cls is RateLimitedError or status_code == 429:
         seconds = parse_retry_after(retry_after)
         if seconds is not None:
             detail += f"; retry after {seconds:g}s"
-        return RateLimitedError(detail, status_code=status_code, code=code, retry_after=seconds)
-    if cls is None:
-        cls = UnavailableError if status_code >= 500 else BadRequestError
-    return cls(detail, status_code=status_code, code=code)
+        error = RateLimitedError(detail, status_code=status_code, code=code, retry_after=seconds)
+    else:
+        if cls is None:
+            cls = UnavailableError if status_code >= 500 else BadRequestError
+        error = cls(detail, status_code=status_code, code=code)
+    error.server_message = server_message
+    return error

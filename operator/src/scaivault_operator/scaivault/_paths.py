@@ -4,7 +4,7 @@ A secret path is hierarchical: segments separated by ``/``. The client keeps the
 percent-encodes everything else in each segment, so ``team a/db#1`` travels as ``team%20a/db%231``. Before any
 request is sent it rejects what no server should be asked for: empty paths, empty segments (leading, trailing
 or doubled ``/``), the segments ``.`` and ``..`` (which proxies and servers may collapse into another path),
-control characters, and paths longer than ``MAX_PATH_LENGTH``.
+control characters, lone surrogates (not encodable as UTF-8), and paths longer than ``MAX_PATH_LENGTH``.
 
 Used by ``_client`` (client side) and by ``scaivault_operator.devvault`` (server side), so both agree on what
 a valid path is.
@@ -24,8 +24,11 @@ MAX_PATH_LENGTH = 1024
 
 def _check_characters(value: str, kind: str) -> None:
     for index, char in enumerate(value):
-        if unicodedata.category(char) == "Cc":
+        category = unicodedata.category(char)
+        if category == "Cc":
             raise InvalidPathError(f"{kind} contains a control character at offset {index}")
+        if category == "Cs":  # a lone surrogate has no UTF-8 encoding, so it cannot travel in a URL
+            raise InvalidPathError(f"{kind} contains a lone surrogate at offset {index}")
     if len(value) > MAX_PATH_LENGTH:
         raise InvalidPathError(f"{kind} is {len(value)} characters long; the limit is {MAX_PATH_LENGTH}")
 
