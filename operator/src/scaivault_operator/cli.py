@@ -5,7 +5,8 @@ happen inside the command functions, so ``scaivault-operator version`` loads not
 version string. To add a subcommand: write both functions and call the second from ``build_parser``.
 
     scaivault-operator version
-    scaivault-operator run [--namespace NS ...] [--kubeconfig FILE] [--workers N] [--liveness URL] [--log-format F] [-v]
+    scaivault-operator run [--namespace NS ...] [--kubeconfig FILE] [--workers N] [--liveness URL]
+                           [--metrics-port P] [--peering NAME] [--log-format F] [-v]
     scaivault-operator demo [--emulated]
     scaivault-operator dev-vault [--host H] [--port P] [--token TOKEN=SCOPES ...] [--client ID:SECRET=SCOPES ...]
                                  [--data FILE] [--token-ttl S] [--max-body BYTES] [fault flags]
@@ -172,6 +173,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["workers"] = args.workers
     if args.liveness is not None:
         overrides["liveness_endpoint"] = args.liveness or None
+    if args.metrics_port is not None:
+        overrides["metrics_port"] = args.metrics_port
+    if args.peering is not None:
+        overrides["peering"] = args.peering or None
     if args.log_format is not None:
         overrides["log_format"] = args.log_format
     if args.verbose:
@@ -207,6 +212,11 @@ def _add_run_parser(subcommands: argparse._SubParsersAction[argparse.ArgumentPar
     parser.add_argument("--workers", type=int, metavar="N", help="sync jobs that run at once (default 8)")
     parser.add_argument("--liveness", metavar="URL", help="liveness endpoint, '' to disable "
                         "(default http://0.0.0.0:8080/healthz)")  # fmt: skip
+    parser.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="port of /metrics, 0 to disable (default 9090)"
+    )
+    parser.add_argument("--peering", metavar="NAME", help="Kopf peering name for several replicas (one is active); "
+                        "needs Kopf's peering CRDs (default: standalone)")  # fmt: skip
     parser.add_argument("--log-format", choices=["plain", "json"], help="log line format (default plain)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(func=_cmd_run)

@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -111,7 +111,12 @@ class Connection:
     error: str | None
     breaker: Breaker
     client: ScaiVaultClient | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``Kind/[namespace/]name``: the connection in metrics labels and annotations."""
+        kind, namespace, name = self.key
+        return f"{kind}/{namespace + '/' if namespace else ''}{name}"
 
     @property
     def display(self) -> str:
@@ -132,6 +137,9 @@ class Connections:
 
     def keys(self) -> list[ConnKey]:
         return list(self._items)
+
+    def all(self) -> list[Connection]:
+        return list(self._items.values())
 
     async def upsert(self, kind: str, body: Mapping[str, Any]) -> bool:
         """Record a connection object; True when its spec changed (its users then need a re-sync)."""

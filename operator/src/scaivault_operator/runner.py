@@ -66,11 +66,33 @@ async def operate(
         return Kube.for_server(server) if server else Kube.from_environment()
 
     registry = build_registry(settings, kube_factory, server=server, runtime_ready=runtime_ready)
-    await kopf.operator(
-        registry=registry,
-        standalone=True,
-        clusterwide=not settings.namespaces,
-        namespaces=list(settings.namespaces),
-        stop_flag=stop_flag,
-        liveness_endpoint=settings.liveness_endpoint or None,
-    )
+    options: dict[str, Any] = {
+        "registry": registry,
+        "standalone": settings.peering is None,
+        "peering_name": settings.peering,
+        "clusterwide": not settings.namespaces,
+        "namespaces": list(settings.namespaces),
+        "liveness_endpoint": settings.liveness_endpoint or None,
+    }
+    if stop_flag is None:
+        await kopf.operator(**options)
+        return
+    # In-process (tests, the demo): at exit, ``kopf.operator`` waits 5 s for every task created after it started
+    # and then cancels them — the caller's own tasks included (the one that set ``stop_flag`` and awaits us, a
+    # test's next step). Tasks alive when the caller asks to stop are the caller's: the Runtime stops its own in
+    # the cleanup handler, and Kopf's root tasks cancel theirs.
+    ignored: set[asyncio.Task[Any]] = set()
+    kopf_stop = asyncio.Event()
+
+    async def relay_stop() -> None:
+        await stop_flag.wait()
+        ignored.update(asyncio.all_tasks())
+        kopf_stop.set()
+
+    relay = asyncio.create_task(relay_stop(), name="scaivault-operator-stop-relay")
+    ignored.update(asyncio.all_tasks())
+    try:
+        tasks = await kopf.spawn_tasks(stop_flag=kopf_stop, **options)
+        await kopf.run_tasks(tasks, ignored=ignored)
+    finally:
+        relay.cancel()

@@ -23,6 +23,7 @@ from . import conditions
 from .connections import Connection, Connections
 from .kube import Kube, KubeError
 from .manifests import MANAGED_BY, MANAGED_BY_LABEL
+from .metrics import Metrics
 from .registry import ConnKey, Priority, Registry, SourceKey
 from .settings import OperatorSettings
 from .sync import Syncer
@@ -45,6 +46,7 @@ class Runtime:
         self.registry = Registry()
         self.connections = Connections(kube, settings)
         self.queue: WorkQueue[SourceKey] = WorkQueue()
+        self.metrics = Metrics()
         self.syncer = Syncer(
             kube=kube,
             registry=self.registry,
@@ -52,7 +54,11 @@ class Runtime:
             settings=settings,
             namespace_labels=self._namespace_labels,
             on_breaker_closed=self._resync_unready,
+            metrics=self.metrics,
         )
+        self.metrics.gauge("queue_depth", lambda: [({}, float(len(self.queue)))])
+        self.metrics.gauge("vaultsecrets", self._count_by_reason)
+        self.metrics.gauge("breaker_open", self._breakers)
         self.watchers: dict[ConnKey, tuple[VersionWatcher, asyncio.Task[None]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._labels: dict[str, tuple[float, Mapping[str, str] | None]] = {}
@@ -68,6 +74,8 @@ class Runtime:
         for kind, body in await self.kube.list_connections(namespaces):
             await self.connections.upsert(kind, body)
             self._ensure_watcher((kind, body["metadata"].get("namespace") or "", body["metadata"]["name"]))
+        if self.settings.metrics_port:
+            await self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
         self._workers = [asyncio.create_task(self._worker(), name=f"sync-worker-{i}")
                          for i in range(self.settings.workers)]  # fmt: skip
         logger.info("started: %d managed Secrets, %d connections, %d workers", len(secrets),
@@ -82,6 +90,7 @@ class Runtime:
                 await task
         self._workers, self.watchers = [], {}
         await self.connections.aclose()
+        await self.metrics.close()
 
     # -- watch events (called by the Kopf handlers) -------------------------------------------------------
 
@@ -145,7 +154,7 @@ class Runtime:
         if key in self.watchers:
             return
         watcher = VersionWatcher(key, self.connections, self.registry, self.settings, self.schedule,
-                                 self._breaker_changed)  # fmt: skip
+                                 self._breaker_changed, self.metrics)  # fmt: skip
         self.watchers[key] = (watcher, asyncio.create_task(watcher.run(), name=f"version-watcher-{key}"))
 
     def _stop_watcher(self, key: ConnKey) -> None:
@@ -175,6 +184,17 @@ class Runtime:
                 self.schedule(source, Priority.RETRY, delay)
             elif pending:
                 self.schedule(source, min(pending))
+
+    def _count_by_reason(self) -> list[tuple[dict[str, str], float]]:
+        counts: dict[str, int] = {}
+        for entry in self.registry.entries.values():
+            ready = next((c for c in entry.status.get("conditions") or [] if c.get("type") == "Ready"), None)
+            reason = str(ready.get("reason")) if ready else "Pending"
+            counts[reason] = counts.get(reason, 0) + 1
+        return [({"reason": reason}, float(n)) for reason, n in sorted(counts.items())]
+
+    def _breakers(self) -> list[tuple[dict[str, str], float]]:
+        return [({"connection": c.label}, 1.0 if c.breaker.is_open else 0.0) for c in self.connections.all()]
 
     async def _namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         cached = self._labels.get(namespace)

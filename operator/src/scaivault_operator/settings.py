@@ -30,6 +30,12 @@ class OperatorSettings(BaseSettings):
     liveness_endpoint: str | None = Field(
         default="http://0.0.0.0:8080/healthz", description="Kopf liveness probe URL; empty disables it."
     )
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics; 0 disables it.")
+    metrics_host: str = Field(default="0.0.0.0", description="Address /metrics binds to (all: it runs in a pod).")  # noqa: S104
+    peering: str | None = Field(
+        default=None,
+        description="Kopf peering name: with several replicas exactly one is active. None: standalone (one replica).",
+    )
     watch_server_timeout: int = Field(default=300, ge=10, description="Server-side watch timeout (kopf#585).")
     watch_client_timeout: int = Field(default=330, ge=10, description="Client-side watch timeout (kopf#957).")
     log_format: str = Field(default="plain", description="plain or json.")

@@ -37,6 +37,7 @@ from .manifests import (
     secret_data,
     secret_patch,
 )
+from .metrics import Metrics
 from .policy import check_access
 from .registry import Entry, Priority, Registry, SourceKey
 from .scaivault import ForbiddenError, ScaiVaultError, Secret, UnauthenticatedError
@@ -59,6 +60,7 @@ class Syncer:
     settings: OperatorSettings
     namespace_labels: Callable[[str], Awaitable[Mapping[str, str] | None]]  # cached by runtime
     on_breaker_closed: Callable[[Connection], None]
+    metrics: Metrics
 
     async def sync_source(self, source: SourceKey) -> float | None:
         """Run the source; return seconds until it should run again (retries), or None."""
@@ -84,11 +86,14 @@ class Syncer:
         if not conn.breaker.allow():
             assert conn.breaker.failure is not None
             return await self._fail(allowed, conn.breaker.failure, delay=self._breaker_delay(conn))
+        labels = {"connection": conn.label, "call": "read"}
         try:
             client = await self.connections.client(conn)
+            self.metrics.inc("backend_requests_total", labels)
             secret = await client.read(source[1], source[2])
         except ScaiVaultError as exc:
             failure = conditions.classify(exc)
+            self.metrics.inc("backend_errors_total", {"connection": labels["connection"], "reason": failure.reason})
             if isinstance(exc, UnauthenticatedError) or conn.breaker.probing:
                 conn.breaker.trip(failure)
                 return await self._fail(allowed, failure, delay=self._breaker_delay(conn))
@@ -200,6 +205,7 @@ class Syncer:
         if existing is None:
             try:
                 await self.kube.create_secret(desired)
+                self.metrics.inc("secret_writes_total", {"operation": "create"})
                 return True
             except Conflict:
                 existing = await self.kube.get_secret(namespace, name)
@@ -213,11 +219,13 @@ class Syncer:
         if needs_recreate(existing, desired):
             await self.kube.delete_secret(namespace, name)
             await self.kube.create_secret(desired)
+            self.metrics.inc("secret_writes_total", {"operation": "recreate"})
             return True
         patch = secret_patch(existing, desired)
         if patch is None:
             return False
         await self.kube.patch_secret(namespace, name, patch)
+        self.metrics.inc("secret_writes_total", {"operation": "patch"})
         return True
 
     async def _delete_old_target(self, entry: Entry, old: VaultSecretSpec | None, new: VaultSecretSpec) -> None:
@@ -228,6 +236,7 @@ class Syncer:
         existing = await self.kube.get_secret(entry.namespace, old_name)
         if existing is not None and ownership(existing, entry.uid) == "ours":
             await self.kube.delete_secret(entry.namespace, old_name)
+            self.metrics.inc("secret_writes_total", {"operation": "delete"})
             logger.info("VaultSecret %s/%s: deleted its previous Secret %s", entry.namespace, entry.name, old_name)
 
     # -- outcomes -----------------------------------------------------------------------------------------
@@ -292,11 +301,16 @@ class Syncer:
             logger.warning("cannot write the status of VaultSecret %s/%s: %s", entry.namespace, entry.name, exc)
             self.registry.mark_dirty(entry.key, Priority.RETRY)
             return
+        self.metrics.inc("status_writes_total")
         entry.status = desired
         if transition and not ok:
-            await self.kube.post_event(entry.ref, type_="Warning", reason=reason, message=message)
+            await self._event(entry, "Warning", reason, message)
         elif written or (transition and ok):
-            await self.kube.post_event(entry.ref, type_="Normal", reason=reason, message=message)
+            await self._event(entry, "Normal", reason, message)
+
+    async def _event(self, entry: Entry, type_: str, reason: str, message: str) -> None:
+        self.metrics.inc("events_total", {"type": type_})
+        await self.kube.post_event(entry.ref, type_=type_, reason=reason, message=message)
 
 
 def _synced_message(version: int, path: str, secret_name: str) -> str:

@@ -222,14 +222,18 @@ async def running_operator(
     *,
     server: str | None = None,
     startup_timeout: float = 30.0,
+    serve_endpoints: bool = False,
 ) -> AsyncIterator[Runtime]:
     """Run the operator (Kopf + our handlers) on this event loop; yield its ``Runtime`` once it started.
 
     ``server``: an unauthenticated API URL (the emulator); None uses the kubeconfig or in-cluster config.
+    The liveness and metrics ports stay closed unless ``serve_endpoints`` (tests run operators side by side).
     """
     from .runner import operate
 
-    settings = settings or OperatorSettings(liveness_endpoint=None)
+    settings = settings or OperatorSettings()
+    if not serve_endpoints:
+        settings = settings.model_copy(update={"liveness_endpoint": None, "metrics_port": 0})
     started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(operate(settings, server=server, stop_flag=stop, runtime_ready=started.set_result))

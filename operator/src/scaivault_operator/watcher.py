@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 
 from . import conditions
 from .connections import Connection, Connections
+from .metrics import Metrics
 from .registry import ConnKey, Priority, Registry, SourceKey
 from .scaivault import ForbiddenError, ScaiVaultError, UnauthenticatedError
 from .settings import OperatorSettings
@@ -53,6 +54,7 @@ class VersionWatcher:
         settings: OperatorSettings,
         schedule: Callable[[SourceKey, int], None],
         on_breaker: Callable[[Connection, bool], None],
+        metrics: Metrics,
     ) -> None:
         self.conn_key = conn_key
         self._connections = connections
@@ -60,6 +62,7 @@ class VersionWatcher:
         self._settings = settings
         self._schedule = schedule
         self._on_breaker = on_breaker
+        self._metrics = metrics
         self.polls = 0
         self.list_requests = 0
 
@@ -95,6 +98,7 @@ class VersionWatcher:
             versions = await self._list(conn, paths)
         except ScaiVaultError as exc:
             failure = conditions.classify(exc)
+            self._metrics.inc("backend_errors_total", {"connection": conn.label, "reason": failure.reason})
             if isinstance(exc, UnauthenticatedError | ForbiddenError) or conn.breaker.probing:
                 conn.breaker.trip(failure)
                 logger.warning("%s: listing failed (%s); pausing requests for %.0fs", conn.display,
@@ -115,6 +119,7 @@ class VersionWatcher:
         for prefix in covering_prefixes(paths):
             async for page in client.list_secrets(prefix, page_size=self._settings.page_size):
                 self.list_requests += 1
+                self._metrics.inc("backend_requests_total", {"connection": conn.label, "call": "list"})
                 for item in page.secrets:
                     if item.path in found:
                         found[item.path] = item.version
