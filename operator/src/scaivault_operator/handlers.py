@@ -38,7 +38,8 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.watching.server_timeout = settings.watch_server_timeout
     kopf_settings.watching.client_timeout = settings.watch_client_timeout
     kopf_settings.watching.connect_timeout = 30
-    kopf_settings.watching.label_selectors["v1/secrets"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    # Server-side selection: only our Secrets are streamed (a ("v1/secrets") string key would match nothing).
+    kopf_settings.watching.label_selectors["v1", "secrets"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
     kopf_settings.networking.request_timeout = 60
 
 
@@ -58,9 +59,20 @@ def build_registry(
         def login(**_: Any) -> kopf.ConnectionInfo:
             return kopf.ConnectionInfo(server=server, insecure=True)
 
+    else:
+        # A fresh registry has none of Kopf's default login handlers: in-cluster service account, else kubeconfig.
+        @kopf.on.login(registry=registry)
+        def login_default(**kwargs: Any) -> kopf.ConnectionInfo | None:
+            info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(
+                **kwargs
+            )
+            return info
+
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure_kopf(settings, op_settings)
+        if server is not None and op_settings.namespaces:
+            settings.scanning.disabled = True  # the emulator cannot list Namespace objects
         runtime = Runtime(kube_factory(), op_settings)
         await runtime.start()
         memo.runtime = runtime

@@ -234,9 +234,3 @@ class Kube:
 def _as_dict(obj: Any) -> dict[str, Any]:
     result: dict[str, Any] = obj.to_dict()
     return result
-
-
-ClusterVaultConnectionResource = create_global_resource(
-    GROUP, VERSION, "ClusterVaultConnection", "clustervaultconnections"
-)
-VaultConnectionResource = create_namespaced_resource(GROUP, VERSION, "VaultConnection", "vaultconnections")

@@ -1,0 +1,140 @@
+"""Fixtures of the end-to-end tests: a real cluster, our CRDs on it, a namespace per test, the operator in-process.
+
+The cluster is the one the operator itself would use: the in-cluster service account, else ``$KUBECONFIG``,
+else ``~/.kube/config``. ``cluster`` probes its ``/version`` once per session (3 s timeout) and skips every test
+when it cannot be reached; set ``SVO_E2E_REQUIRE_CLUSTER=1`` to fail instead (a CI job that brought up kind).
+
+Per test: a fresh namespace ``svo-e2e-<random>`` (deleted at teardown, not waited for) holding the token Secret
+``scaivault-token`` (the dev vault's read-only token) and the VaultConnection ``vault`` to ``dev_vault`` polling
+every second (``env``), and, for the tests that ask for ``operator``, the real operator running on the test's
+event loop and restricted to that namespace — it never touches anything else on the cluster, except that it
+watches the cluster-scoped ClusterVaultConnections (read only).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from e2e_support import (
+    CONNECTION,
+    E2E,
+    TOKEN_KEY,
+    TOKEN_SECRET,
+    ClusterAccess,
+    ClusterConnectionFactory,
+    ClusterUnavailable,
+    DevVaultLike,
+    KubeApi,
+    connection_manifest,
+    install_crds,
+    namespace_manifest,
+    probe_cluster,
+    secret_manifest,
+    unique_name,
+)
+
+from scaivault_operator.runtime import Runtime
+from scaivault_operator.settings import OperatorSettings
+from scaivault_operator.testing import running_operator
+
+REQUIRE_CLUSTER_ENV = "SVO_E2E_REQUIRE_CLUSTER"
+
+
+@pytest.fixture(scope="session")
+def cluster() -> ClusterAccess:
+    """The reachable cluster, or a skip (cached by pytest: the probe runs once per session)."""
+    try:
+        return probe_cluster()
+    except ClusterUnavailable as exc:
+        reason = f"no reachable Kubernetes cluster — {exc}; point KUBECONFIG at a cluster to run tests/e2e"
+        if os.environ.get(REQUIRE_CLUSTER_ENV):
+            pytest.fail(f"{reason} ({REQUIRE_CLUSTER_ENV} is set)", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def crds(cluster: ClusterAccess) -> AsyncIterator[list[str]]:
+    """The three CRDs, Established. Removed at the end only if this session created them: deleting a CRD deletes
+    every object of its kind on the cluster."""
+    api = KubeApi(cluster)
+    created: list[str] = []
+    try:
+        yield await install_crds(api, created)
+    finally:
+        for name in created:
+            await api.delete("CustomResourceDefinition", name)
+        await api.aclose()
+
+
+@pytest_asyncio.fixture
+async def api(cluster: ClusterAccess, crds: list[str]) -> AsyncIterator[KubeApi]:
+    client = KubeApi(cluster)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def namespace(api: KubeApi) -> AsyncIterator[str]:
+    """A fresh namespace; deletion is requested at teardown and not waited for."""
+    name = unique_name()
+    await api.create(namespace_manifest(name))
+    try:
+        yield name
+    finally:
+        await api.delete("Namespace", name)
+
+
+@pytest_asyncio.fixture
+async def env(api: KubeApi, namespace: str, dev_vault: DevVaultLike) -> E2E:
+    """The namespace with the token Secret and the VaultConnection to ``dev_vault`` (no operator yet)."""
+    await api.create(secret_manifest(TOKEN_SECRET, namespace, {TOKEN_KEY: dev_vault.ro_token}))
+    await api.create(
+        connection_manifest(
+            "VaultConnection",
+            CONNECTION,
+            url=dev_vault.url,
+            namespace=namespace,
+            token_secret=(namespace, TOKEN_SECRET),
+        )
+    )
+    return E2E(api=api, namespace=namespace, vault=dev_vault)
+
+
+@pytest_asyncio.fixture
+async def operator(env: E2E) -> AsyncIterator[Runtime]:
+    """The real operator (Kopf and our handlers) on this test's event loop, serving only the test namespace."""
+    settings = OperatorSettings(namespaces=(env.namespace,), liveness_endpoint=None)
+    async with running_operator(settings) as runtime:
+        yield runtime
+
+
+@pytest_asyncio.fixture
+async def cluster_connection(env: E2E) -> AsyncIterator[ClusterConnectionFactory]:
+    """Creates ClusterVaultConnections (unique names) reading the test namespace's token; deleted at teardown."""
+    names: list[str] = []
+
+    async def create(access: Sequence[Mapping[str, Any]]) -> str:
+        name = unique_name()
+        names.append(name)
+        await env.api.create(
+            connection_manifest(
+                "ClusterVaultConnection",
+                name,
+                url=env.vault.url,
+                access=access,
+                token_secret=(env.namespace, TOKEN_SECRET),
+            )
+        )
+        return name
+
+    try:
+        yield create
+    finally:
+        for name in names:
+            await env.api.delete("ClusterVaultConnection", name)

@@ -1,0 +1,143 @@
+"""The happy paths on a real cluster: a VaultSecret becomes a Secret, follows new versions, or stays pinned."""
+
+from __future__ import annotations
+
+import pytest
+from e2e_support import E2E, annotations_of, decoded_data, labels_of, ready_condition, wait_for
+
+from scaivault_operator.api import API_VERSION
+from scaivault_operator.manifests import (
+    ANNOTATION_CONNECTION,
+    ANNOTATION_DATA_HASH,
+    ANNOTATION_PATH,
+    ANNOTATION_VERSION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    VAULTSECRET_LABEL,
+)
+from scaivault_operator.runtime import Runtime
+
+pytestmark = pytest.mark.e2e
+
+PATH = "e2e/billing/salesforce"
+DATA = {"client_id": "client-1", "client_secret": "s3cr3t-1"}
+ROTATED = {"client_id": "client-1", "client_secret": "s3cr3t-2"}
+
+
+async def test_create_materializes_the_secret(env: E2E, operator: Runtime) -> None:
+    """Secret data, owner reference, labels and annotations; status; `kubectl get` columns; a Normal Event."""
+    env.write(PATH, DATA)
+    created = await env.create_vaultsecret("salesforce", PATH)
+    uid = created["metadata"]["uid"]
+
+    vs = await env.wait_ready("salesforce", version=1)
+    secret = await env.wait_secret_data("salesforce", DATA)
+
+    assert secret.get("type") == "Opaque"
+    refs = secret["metadata"].get("ownerReferences") or []
+    assert [
+        (r["apiVersion"], r["kind"], r["name"], r["uid"], r.get("controller"), r.get("blockOwnerDeletion"))
+        for r in refs
+    ] == [(API_VERSION, "VaultSecret", "salesforce", uid, True, True)], refs
+    labels = labels_of(secret)
+    assert labels.get(MANAGED_BY_LABEL) == MANAGED_BY, labels
+    assert labels.get(VAULTSECRET_LABEL) == "salesforce", labels
+    annotations = annotations_of(secret)
+    assert annotations.get(ANNOTATION_PATH) == PATH, annotations
+    assert annotations.get(ANNOTATION_VERSION) == "1", annotations
+    assert annotations.get(ANNOTATION_CONNECTION) == "VaultConnection/vault", annotations
+    assert annotations.get(ANNOTATION_DATA_HASH, "").startswith("sha256:"), annotations
+
+    status = vs["status"]
+    ready = ready_condition(vs)
+    assert ready is not None
+    assert ready["status"] == "True", ready
+    assert ready["reason"] == "Synced", ready
+    assert PATH in ready["message"], ready
+    assert ready.get("lastTransitionTime"), ready
+    assert ready.get("observedGeneration") == vs["metadata"]["generation"], ready
+    assert status.get("syncedVersion") == 1, status
+    assert status.get("secretName") == "salesforce", status
+    assert status.get("syncedAt"), status
+
+    # What `kubectl get vaultsecret -o wide` shows: the API server evaluates the CRD's printer columns.
+    columns = await env.api.printer_columns(env.namespace, "salesforce")
+    assert columns.get("Name") == "salesforce", columns
+    assert columns.get("Path") == PATH, columns
+    assert columns.get("Version") == 1, columns
+    assert columns.get("Ready") == "True", columns
+    assert columns.get("Reason") == "Synced", columns
+    assert columns.get("Secret") == "salesforce", columns
+    assert columns.get("Pinned") in (None, ""), columns
+    assert columns.get("Age"), columns
+
+    events = await wait_for(
+        lambda: env.api.list("Event", env.namespace, fields={"involvedObject.name": "salesforce"}),
+        lambda items: any(
+            e.get("reason") == "Synced"
+            and (e.get("involvedObject") or {}).get("uid") == uid
+            and e.get("type") == "Normal"
+            for e in items
+        ),
+        what="a Normal Event with reason Synced on the VaultSecret",
+    )
+    assert events
+
+
+async def test_new_version_updates_the_secret(env: E2E, operator: Runtime) -> None:
+    await env.create_synced("app", PATH, DATA)
+
+    assert env.write(PATH, ROTATED) == 2
+    secret = await env.wait_secret_data("app", ROTATED)
+    await env.wait_ready("app", version=2)
+    assert annotations_of(secret).get(ANNOTATION_VERSION) == "2"
+
+
+async def test_pinned_version_is_not_updated(env: E2E, operator: Runtime) -> None:
+    """A follower of the same path moving to version 2 shows the operator saw it; the pinned one stays at 1
+    until its pin moves."""
+    await env.create_synced("pinned", PATH, DATA, version=1)
+    await env.create_vaultsecret("follower", PATH)
+    await env.wait_ready("follower", version=1)
+
+    env.write(PATH, ROTATED)
+    await env.wait_ready("follower", version=2)
+    await env.wait_secret_data("follower", ROTATED)
+
+    pinned = await env.vaultsecret("pinned")
+    assert pinned is not None
+    assert pinned["status"].get("syncedVersion") == 1, pinned["status"]
+    await env.assert_secret_intact("pinned", DATA, version=1)
+
+    await env.api.patch("VaultSecret", "pinned", {"spec": {"version": 2}}, env.namespace)
+    await env.wait_ready("pinned", version=2)
+    await env.wait_secret_data("pinned", ROTATED)
+
+
+async def test_keys_mapping_and_target_shape(env: E2E, operator: Runtime) -> None:
+    """spec.keys selects and renames keys (non-strings become JSON); spec.target names the Secret and adds
+    labels and annotations. Changing spec.keys removes keys no longer selected."""
+    env.write(PATH, {"client_id": "client-1", "client_secret": "s3cr3t-1", "port": 5432, "unused": "x"})
+    await env.create_vaultsecret(
+        "billing",
+        PATH,
+        keys=[{"from": "client_id", "to": "SALESFORCE_CLIENT_ID"}, {"from": "port"}],
+        target={
+            "name": "billing-env",
+            "labels": {"app.kubernetes.io/part-of": "billing"},
+            "annotations": {"scailabs.ai/owner": "billing-team"},
+        },
+    )
+
+    vs = await env.wait_ready("billing", version=1)
+    assert vs["status"].get("secretName") == "billing-env", vs["status"]
+    secret = await env.wait_secret_data("billing-env", {"SALESFORCE_CLIENT_ID": "client-1", "port": "5432"})
+    assert labels_of(secret).get("app.kubernetes.io/part-of") == "billing"
+    assert labels_of(secret).get(MANAGED_BY_LABEL) == MANAGED_BY
+    assert annotations_of(secret).get("scailabs.ai/owner") == "billing-team"
+    assert await env.secret("billing") is None, "the Secret must be named by spec.target.name"
+
+    await env.api.patch("VaultSecret", "billing", {"spec": {"keys": [{"from": "client_secret"}]}}, env.namespace)
+    secret = await env.wait_secret_data("billing-env", {"client_secret": "s3cr3t-1"})
+    assert sorted(decoded_data(secret)) == ["client_secret"]
+    await env.wait_ready("billing", version=1)
