@@ -99,8 +99,14 @@ class Demo:
             status = vs.get("status") or {}
             ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
             spec = vs.get("spec") or {}
-            cells = [f"{namespace}/{name}", spec.get("path", ""), spec.get("version", "-"),
-                     status.get("syncedVersion", "-"), ready.get("status", "-"), ready.get("reason", "-")]
+            cells = [
+                f"{namespace}/{name}",
+                spec.get("path", ""),
+                spec.get("version", "-"),
+                status.get("syncedVersion", "-"),
+                ready.get("status", "-"),
+                ready.get("reason", "-"),
+            ]
             self.say("  {:<28} {:<52} {!s:>6} {!s:>6}  {:<6} {}".format(*cells))  # fmt: skip
 
 
