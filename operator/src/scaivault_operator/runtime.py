@@ -171,10 +171,10 @@ class Runtime:
                 delay = await self.syncer.sync_source(source)
             except KubeError as exc:
                 logger.warning("sync of %s failed: %s; retrying", source[1], exc)
-                delay = self.settings.retry_base
+                delay = self._requeue_members(source, self.settings.retry_base)
             except Exception:
                 logger.exception("sync of %s failed unexpectedly; retrying", source[1])
-                delay = self.settings.retry_max
+                delay = self._requeue_members(source, self.settings.retry_max)
             finally:
                 self.queue.done(source)
             pending = [
@@ -195,6 +195,12 @@ class Runtime:
 
     def _breakers(self) -> list[tuple[dict[str, str], float]]:
         return [({"connection": c.label}, 1.0 if c.breaker.is_open else 0.0) for c in self.connections.all()]
+
+    def _requeue_members(self, source: SourceKey, delay: float) -> float:
+        """A job died half-way: its members lost their dirty mark in ``take_dirty``; give it back."""
+        for entry in self.registry.members(source):
+            self.registry.mark_dirty(entry.key, Priority.RETRY)
+        return delay
 
     async def _namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         cached = self._labels.get(namespace)
