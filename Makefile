@@ -5,22 +5,25 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PKG := operator/src/scaivault_operator
 STAMP := $(VENV)/.installed
+CHART := charts/scaivault-operator
+IMAGE ?= scaivault-operator:dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo run test test-unit test-integration e2e lint fmt crds dev-vault clean
+.PHONY: help install demo run test test-unit test-integration chart-test e2e e2e-cluster image lint fmt crds dev-vault clean
 
 help: ## List every target
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install-kube-tools.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@if $(BIN)/python -c 'import kubernetes' 2>/dev/null || $(BIN)/python -c 'import kubernetes_asyncio' 2>/dev/null; then \
 		echo 'error: kubernetes / kubernetes_asyncio got installed; Kopf would import it (+40 MiB RSS)'; exit 1; fi
+	$(BIN)/python scripts/install-kube-tools.py
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the package editable with its dev extras
+install: $(STAMP) ## Create .venv, install the package editable with its dev extras, and helm + kubectl into .venv/bin
 
 demo: $(STAMP) ## Local ScaiVault + the operator + crds/examples: watch a Secret appear and follow version 2
 	$(BIN)/scaivault-operator demo
@@ -37,20 +40,33 @@ test-unit: $(STAMP) ## Run only the fast unit tests
 test-integration: $(STAMP) ## Run only the integration tests (local ScaiVault server over real HTTP)
 	$(BIN)/pytest -q tests/integration
 
-e2e: $(STAMP) ## Run tests/e2e against the cluster in KUBECONFIG
+chart-test: $(STAMP) ## Lint, render and validate the Helm chart (tests/unit/chart; no cluster needed)
+	$(BIN)/pytest -q tests/unit/chart
+
+e2e: ## kind cluster + image + helm install + tests/e2e against it, then teardown (needs Docker and kind)
+	@scripts/e2e-kind.sh --preflight
+	@$(MAKE) --no-print-directory install
+	PATH="$(abspath $(BIN)):$$PATH" IMAGE="$(IMAGE)" scripts/e2e-kind.sh
+
+e2e-cluster: $(STAMP) ## Run tests/e2e against the cluster in KUBECONFIG, with the operator in-process
 	$(BIN)/pytest -q tests/e2e
 
+image: ## Build the container image (IMAGE=scaivault-operator:dev by default; needs Docker)
+	@docker info >/dev/null 2>&1 || { echo 'make image: no Docker engine answers (docker info failed): build the image where Docker runs' >&2; exit 1; }
+	docker build --tag "$(IMAGE)" .
+
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on the package
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests scripts
+	$(BIN)/ruff format --check operator tests scripts
 	$(BIN)/mypy
 
 fmt: $(STAMP) ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix operator tests
-	$(BIN)/ruff format operator tests
+	$(BIN)/ruff check --fix operator tests scripts
+	$(BIN)/ruff format operator tests scripts
 
-crds: $(STAMP) ## Regenerate crds/*.yaml from the pydantic models in api.py
+crds: $(STAMP) ## Regenerate crds/*.yaml from the pydantic models in api.py, and copy them into the chart
 	$(BIN)/python -m scaivault_operator.crdgen --out crds
+	cp crds/*.yaml $(CHART)/crds/
 
 dev-vault: $(STAMP) ## Serve a local ScaiVault on 127.0.0.1:8200 (token: dev-token, read+write)
 	$(BIN)/scaivault-operator dev-vault --token dev-token=secrets:read,secrets:write

@@ -6,7 +6,7 @@ version string. To add a subcommand: write both functions and call the second fr
 
     scaivault-operator version
     scaivault-operator run [--namespace NS ...] [--kubeconfig FILE] [--workers N] [--liveness URL]
-                           [--metrics-port P] [--peering NAME] [--log-format F] [-v]
+                           [--metrics-port P] [--peering NAME [--peering-priority N]] [--log-format F] [-v]
     scaivault-operator demo [--emulated]
     scaivault-operator dev-vault [--host H] [--port P] [--token TOKEN=SCOPES ...] [--client ID:SECRET=SCOPES ...]
                                  [--data FILE] [--token-ttl S] [--max-body BYTES] [fault flags]
@@ -177,6 +177,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["metrics_port"] = args.metrics_port
     if args.peering is not None:
         overrides["peering"] = args.peering or None
+    if args.peering_priority is not None:
+        overrides["peering_priority"] = args.peering_priority
     if args.log_format is not None:
         overrides["log_format"] = args.log_format
     if args.verbose:
@@ -216,7 +218,9 @@ def _add_run_parser(subcommands: argparse._SubParsersAction[argparse.ArgumentPar
         "--metrics-port", type=int, metavar="PORT", help="port of /metrics, 0 to disable (default 9090)"
     )
     parser.add_argument("--peering", metavar="NAME", help="Kopf peering name for several replicas (one is active); "
-                        "needs Kopf's peering CRDs (default: standalone)")  # fmt: skip
+                        "needs Kopf's peering CRDs and the peering object (default: standalone)")  # fmt: skip
+    parser.add_argument("--peering-priority", type=int, metavar="N", help="peering priority: the highest live one "
+                        "is active (default: by seniority, the replica started first)")  # fmt: skip
     parser.add_argument("--log-format", choices=["plain", "json"], help="log line format (default plain)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(func=_cmd_run)

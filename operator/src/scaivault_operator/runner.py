@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,10 @@ from .kube import Kube
 from .runtime import Runtime
 from .settings import OperatorSettings
 
-__all__ = ["configure_logging", "operate"]
+__all__ = ["configure_logging", "operate", "seniority_priority"]
+
+# Kopf peering priorities are stored as JSON numbers: stay below 2**53, where they are exact everywhere.
+_PRIORITY_CEILING = 2**52
 
 
 class _JsonFormatter(logging.Formatter):
@@ -47,6 +51,23 @@ def configure_logging(settings: OperatorSettings) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def seniority_priority(now_ns: int | None = None) -> int:
+    """A Kopf peering priority that is higher the earlier the process started (microseconds).
+
+    With several replicas (``--peering``), Kopf runs only the live peer of the highest priority and freezes every
+    peer when two share the top one. Deriving it from the start time keeps the running replica active when a new
+    one starts (a rolling update, a rescheduled standby) and never ties in practice.
+    """
+    started_us = (time.time_ns() if now_ns is None else now_ns) // 1000
+    return _PRIORITY_CEILING - started_us
+
+
+def _peering_priority(settings: OperatorSettings) -> int | None:
+    if settings.peering is None:
+        return None  # standalone: Kopf ignores priorities
+    return seniority_priority() if settings.peering_priority is None else settings.peering_priority
+
+
 async def operate(
     settings: OperatorSettings,
     *,
@@ -70,6 +91,7 @@ async def operate(
         "registry": registry,
         "standalone": settings.peering is None,
         "peering_name": settings.peering,
+        "priority": _peering_priority(settings),
         "clusterwide": not settings.namespaces,
         "namespaces": list(settings.namespaces),
         "liveness_endpoint": settings.liveness_endpoint or None,

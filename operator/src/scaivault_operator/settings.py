@@ -36,6 +36,11 @@ class OperatorSettings(BaseSettings):
         default=None,
         description="Kopf peering name: with several replicas exactly one is active. None: standalone (one replica).",
     )
+    peering_priority: int | None = Field(
+        default=None,
+        description="Kopf peering priority; the live replica with the highest one is active, the others wait. None: "
+        "by seniority (the replica that started first stays active). Equal priorities freeze every replica (Kopf).",
+    )
     watch_server_timeout: int = Field(default=300, ge=10, description="Server-side watch timeout (kopf#585).")
     watch_client_timeout: int = Field(default=330, ge=10, description="Client-side watch timeout (kopf#957).")
     log_format: str = Field(default="plain", description="plain or json.")

@@ -1,0 +1,65 @@
+"""What README.md and docs/install.md tell users to run works: the `helm install` command renders with a default
+connection, and the complete example's manifests are valid (the VaultSecret against its CRD, the Deployment
+against Kubernetes' schema) and fit together."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+
+import kubernetes_validate
+import pytest
+import yaml
+from chart_support import REPO, JsonDict, find, render
+
+sys.path.insert(0, str(REPO / "tests" / "unit" / "crds"))
+from crd_support import api_server_errors, load_crds, openapi_schema
+
+DOCS = {name: (REPO / name).read_text(encoding="utf-8") for name in ("README.md", "docs/install.md")}
+
+
+def _blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def _helm_install_sets(text: str) -> list[str]:
+    [command] = [b for b in _blocks(text, "bash") if "helm install scaivault-operator charts/scaivault-operator" in b]
+    words = shlex.split(command.replace("\\\n", " "), comments=True)
+    return [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+
+
+@pytest.mark.parametrize("doc", sorted(DOCS))
+def test_the_documented_helm_install_renders_a_usable_default_connection(doc: str) -> None:
+    sets = _helm_install_sets(DOCS[doc])
+    assert sets
+    docs = render(None, *sets)
+    spec = find(docs, "ClusterVaultConnection", "default")["spec"]
+    assert spec["url"] == "https://scaivault.scailabs.ai"
+    assert spec["auth"]["tokenSecretRef"]["name"] == "scaivault-token"  # the Secret the same block creates
+    assert spec["access"]
+
+
+def _complete_example() -> list[JsonDict]:
+    [block] = [b for b in _blocks(DOCS["README.md"], "yaml") if "kind: VaultSecret" in b and "kind: Deployment" in b]
+    return [doc for doc in yaml.safe_load_all(block) if doc]
+
+
+def test_the_complete_example_is_valid_and_consistent() -> None:
+    vault_secret = find(_complete_example(), "VaultSecret")
+    deployment = find(_complete_example(), "Deployment")
+    schema = openapi_schema(load_crds()["VaultSecret"])
+    assert api_server_errors(schema, vault_secret) == []
+    kubernetes_validate.validate(deployment, "1.37", strict=True)
+    secret_name = vault_secret["spec"]["target"]["name"]
+    pod = deployment["spec"]["template"]["spec"]
+    [env] = pod["containers"][0]["env"]
+    assert env["valueFrom"]["secretKeyRef"]["name"] == secret_name  # as an environment variable
+    [volume] = pod["volumes"]
+    assert volume["secret"]["secretName"] == secret_name  # and as files
+    assert "subPath" not in pod["containers"][0]["volumeMounts"][0]  # subPath mounts never refresh
+    # The documented install's access rules allow this namespace and path.
+    rules = render(None, *_helm_install_sets(DOCS["README.md"]))
+    [rule] = find(rules, "ClusterVaultConnection", "default")["spec"]["access"]
+    assert vault_secret["metadata"]["namespace"] in rule["namespaces"]
+    assert any(vault_secret["spec"]["path"].startswith(prefix) for prefix in rule["pathPrefixes"])

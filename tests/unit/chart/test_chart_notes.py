@@ -1,0 +1,37 @@
+"""NOTES.txt, printed after `helm install`, tells the next step (rendered with ``helm install --dry-run=client``)."""
+
+from __future__ import annotations
+
+from chart_support import CHART, NAMESPACE, VALUES_DIR, helm
+
+
+def notes(*args: str) -> str:
+    output = helm("install", "svo", str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *args)
+    return output.split("NOTES:", 1)[1]
+
+
+def test_without_a_url_it_says_how_to_add_the_default_connection() -> None:
+    text = notes()
+    assert "serving every namespace" in text
+    assert 'no ClusterVaultConnection "default" was created' in text
+    assert "--set scaivault.url=" in text
+    assert "rollout status deployment/svo-scaivault-operator" in text
+
+
+def test_with_a_connection_it_shows_a_vaultsecret_to_apply() -> None:
+    text = notes("--values", str(VALUES_DIR / "token.yaml"))
+    assert 'The ClusterVaultConnection "default" points at https://scaivault.example.com' in text
+    assert "kind: VaultSecret" in text
+    assert "kubectl get vsec -A" in text
+    assert "WARNING" not in text
+
+
+def test_a_connection_without_access_rules_is_flagged() -> None:
+    text = notes("--set", "scaivault.url=https://v.example.com", "--set", "scaivault.auth.token.existingSecret=t")
+    assert "WARNING: scaivault.access is empty" in text
+
+
+def test_namespaced_and_peering_modes_are_named() -> None:
+    text = notes("--values", str(VALUES_DIR / "ha-namespaced.yaml"))
+    assert "serving namespaces: team-a, team-b" in text
+    assert "2 replicas share the peering object svo-scaivault-operator: one is active" in text

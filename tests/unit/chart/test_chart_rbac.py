@@ -1,0 +1,127 @@
+"""RBAC: exactly the verbs the operator and Kopf use, no more — cluster-wide, namespaced, and with peering.
+
+Where each rule comes from (kube.py, runtime.py, handlers.py and Kopf 1.45's reactor):
+
+- vaultsecrets list/watch: Kopf's watch for ``on.event``; vaultsecrets/status patch: ``Kube.patch_vaultsecret_status``;
+  vaultsecrets/finalizers update: the managed Secrets' ownerReference has ``blockOwnerDeletion: true``, which the
+  OwnerReferencesPermissionEnforcement admission plugin allows only with update on the owner's finalizers.
+- clustervaultconnections, vaultconnections list/watch: ``Kube.list_connections`` at start-up, then Kopf.
+- secrets get/create/patch/delete: ``Kube.get_secret`` (also tokens), ``create_secret``, ``patch_secret``,
+  ``delete_secret``; list: ``Kube.list_secrets`` at start-up; watch: Kopf (label-selected).
+- events create: ``Kube.post_event`` and Kopf's warnings. namespaces get: ``Kube.namespace_labels``; list/watch only
+  in namespaced mode, where Kopf's namespace observer follows the served namespaces.
+- customresourcedefinitions list/watch: Kopf's resource observer.
+- kopf.dev peerings: Kopf's peering observer (list/watch) and keep-alives (patch of the named object).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from chart_support import FULLNAME, GROUP, NAMESPACE, Rule, find, find_all, render, rules
+
+from scaivault_operator.kube import Kube
+
+CLUSTER_READS: set[Rule] = {
+    (GROUP, "clustervaultconnections", ("list", "watch"), ()),
+    ("", "namespaces", ("get",), ()),
+    ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), ()),
+}
+NAMESPACED: set[Rule] = {
+    (GROUP, "vaultsecrets", ("list", "watch"), ()),
+    (GROUP, "vaultsecrets/status", ("patch",), ()),
+    (GROUP, "vaultsecrets/finalizers", ("update",), ()),
+    (GROUP, "vaultconnections", ("list", "watch"), ()),
+    ("", "secrets", ("create", "delete", "get", "list", "patch", "watch"), ()),
+    ("", "events", ("create",), ()),
+}
+#: Every public call of ``Kube`` and the RBAC rule it needs. A new call must be added here and to the chart.
+KUBE_CALLS: dict[str, tuple[str, str, str]] = {
+    "get_secret": ("", "secrets", "get"),
+    "read_secret_key": ("", "secrets", "get"),
+    "create_secret": ("", "secrets", "create"),
+    "patch_secret": ("", "secrets", "patch"),
+    "delete_secret": ("", "secrets", "delete"),
+    "list_secrets": ("", "secrets", "list"),
+    "namespace_labels": ("", "namespaces", "get"),
+    "list_connections": (GROUP, "vaultconnections", "list"),
+    "patch_vaultsecret_status": (GROUP, "vaultsecrets/status", "patch"),
+    "post_event": ("", "events", "create"),
+}
+
+
+def _peering(resource: str, name: str) -> set[Rule]:
+    return {("kopf.dev", resource, ("list", "watch"), ()), ("kopf.dev", resource, ("patch",), (name,))}
+
+
+def test_cluster_wide_mode_has_one_cluster_role_with_exactly_the_needed_rules() -> None:
+    docs = render("token.yaml")
+    assert rules(find(docs, "ClusterRole", FULLNAME)) == CLUSTER_READS | NAMESPACED
+    assert find_all(docs, "Role") == []
+    assert find_all(docs, "RoleBinding") == []
+
+
+def test_namespaced_mode_grants_secrets_only_through_roles_in_the_watched_namespaces() -> None:
+    docs = render("namespaced.yaml")
+    cluster_rules = rules(find(docs, "ClusterRole", FULLNAME))
+    assert cluster_rules == (CLUSTER_READS - {("", "namespaces", ("get",), ())}) | {
+        ("", "namespaces", ("get", "list", "watch"), ())
+    }
+    assert not any(resource == "secrets" for _, resource, _, _ in cluster_rules)
+    for namespace in ("team-a", "team-b"):
+        assert rules(find(docs, "Role", FULLNAME, namespace)) == NAMESPACED
+        binding = find(docs, "RoleBinding", FULLNAME, namespace)
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": FULLNAME}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+    # The release namespace is not served: only the connection credentials (get) and Kopf's Events there.
+    credentials = find(docs, "Role", f"{FULLNAME}-credentials", NAMESPACE)
+    assert rules(credentials) == {("", "secrets", ("get",), ()), ("", "events", ("create",), ())}
+    assert find(docs, "RoleBinding", f"{FULLNAME}-credentials", NAMESPACE)["roleRef"]["kind"] == "Role"
+    assert {role["metadata"]["namespace"] for role in find_all(docs, "Role")} == {"team-a", "team-b", NAMESPACE}
+
+
+def test_a_served_release_namespace_needs_no_extra_role() -> None:
+    docs = render("namespaced.yaml", f"watchNamespaces={{team-a,{NAMESPACE}}}")
+    assert {role["metadata"]["name"] for role in find_all(docs, "Role")} == {FULLNAME}
+    assert rules(find(docs, "Role", FULLNAME, NAMESPACE)) == NAMESPACED
+
+
+def test_peering_rules_only_with_several_replicas_and_patch_only_our_peering_object() -> None:
+    assert not any(group == "kopf.dev" for group, *_ in rules(find(render("token.yaml"), "ClusterRole")))
+    ha = rules(find(render("ha.yaml"), "ClusterRole", FULLNAME))
+    assert ha == CLUSTER_READS | NAMESPACED | _peering("clusterkopfpeerings", "scaivault-peering")
+    docs = render("ha-namespaced.yaml")
+    assert not any(group == "kopf.dev" for group, *_ in rules(find(docs, "ClusterRole")))
+    for namespace in ("team-a", "team-b"):
+        assert rules(find(docs, "Role", FULLNAME, namespace)) == NAMESPACED | _peering("kopfpeerings", FULLNAME)
+
+
+@pytest.mark.parametrize("values", ["token.yaml", "namespaced.yaml", "ha.yaml", "client-credentials-secret.yaml"])
+def test_no_wildcards_and_bindings_name_our_service_account(values: str) -> None:
+    docs = render(values)
+    account = find_all(docs, "ServiceAccount")
+    name = account[0]["metadata"]["name"] if account else "scaivault-operator"  # serviceAccount.create: false
+    for role in find_all(docs, "ClusterRole") + find_all(docs, "Role"):
+        for group, resource, verbs, _ in rules(role):
+            assert "*" not in (group, resource, *verbs)
+    for binding in find_all(docs, "ClusterRoleBinding") + find_all(docs, "RoleBinding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]
+
+
+def test_rbac_off_renders_no_rbac() -> None:
+    docs = render("token.yaml", "rbac.create=false")
+    assert not [d for d in docs if d["apiVersion"].startswith("rbac.authorization.k8s.io/")]
+
+
+def test_every_kube_call_is_covered_by_the_chart() -> None:
+    """Guards the RBAC against new API calls: every public ``Kube`` method is mapped to a granted rule."""
+    public = {
+        name
+        for name, member in inspect.getmembers(Kube, inspect.isfunction)
+        if not name.startswith("_") and name not in ("aclose",)
+    }
+    assert public == set(KUBE_CALLS), "a Kube call was added or removed: update KUBE_CALLS and templates/rbac.yaml"
+    granted = CLUSTER_READS | NAMESPACED
+    for call, (group, resource, verb) in KUBE_CALLS.items():
+        assert any(g == group and r == resource and verb in verbs for g, r, verbs, _ in granted), call
