@@ -13,6 +13,7 @@ watches the cluster-scoped ClusterVaultConnections (read only).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -42,6 +43,11 @@ from scaivault_operator.settings import OperatorSettings
 from scaivault_operator.testing import running_operator
 
 REQUIRE_CLUSTER_ENV = "SVO_E2E_REQUIRE_CLUSTER"
+#: ``installed``: the operator deployed by the chart does the work (``make e2e`` on kind); start none in-process.
+OPERATOR_ENV = "SVO_E2E_OPERATOR"
+#: Address the dev vaults bind to, and the host pods use to reach them (the kind network's gateway).
+VAULT_BIND_ENV = "SVO_E2E_VAULT_BIND"
+VAULT_HOST_ENV = "SVO_E2E_VAULT_HOST"
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +96,18 @@ async def namespace(api: KubeApi) -> AsyncIterator[str]:
         await api.delete("Namespace", name)
 
 
+@pytest.fixture
+def dev_vault(start_dev_vault: Any) -> DevVaultLike:
+    """tests/conftest.py's dev vault; with ``SVO_E2E_VAULT_BIND``/``_HOST`` bound where pods can reach it."""
+    bind = os.environ.get(VAULT_BIND_ENV)
+    running = start_dev_vault(host=bind) if bind else start_dev_vault()
+    host = os.environ.get(VAULT_HOST_ENV)
+    if not host:
+        return running  # type: ignore[no-any-return]
+    port = running.url.rsplit(":", 1)[1]
+    return dataclasses.replace(running, url=f"http://{host}:{port}")  # type: ignore[no-any-return]
+
+
 @pytest_asyncio.fixture
 async def env(api: KubeApi, namespace: str, dev_vault: DevVaultLike) -> E2E:
     """The namespace with the token Secret and the VaultConnection to ``dev_vault`` (no operator yet)."""
@@ -107,8 +125,12 @@ async def env(api: KubeApi, namespace: str, dev_vault: DevVaultLike) -> E2E:
 
 
 @pytest_asyncio.fixture
-async def operator(env: E2E) -> AsyncIterator[Runtime]:
-    """The real operator (Kopf and our handlers) on this test's event loop, serving only the test namespace."""
+async def operator(env: E2E) -> AsyncIterator[Runtime | None]:
+    """The real operator (Kopf and our handlers) on this test's event loop, serving only the test namespace —
+    or, with ``SVO_E2E_OPERATOR=installed``, nothing: the operator installed by the chart serves every namespace."""
+    if os.environ.get(OPERATOR_ENV) == "installed":
+        yield None
+        return
     settings = OperatorSettings(namespaces=(env.namespace,), liveness_endpoint=None)
     async with running_operator(settings) as runtime:
         yield runtime

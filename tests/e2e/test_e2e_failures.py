@@ -16,7 +16,7 @@ PATH = "e2e/payments/db"
 DATA = {"username": "payments", "password": "pw-1"}
 
 
-async def test_revoked_token_is_unauthorized(env: E2E, operator: Runtime) -> None:
+async def test_revoked_token_is_unauthorized(env: E2E, operator: Runtime | None) -> None:
     """401: ScaiVault stops accepting the connection's token; the next poll reports it on every VaultSecret."""
     await env.create_synced("db", PATH, DATA)
 
@@ -28,7 +28,7 @@ async def test_revoked_token_is_unauthorized(env: E2E, operator: Runtime) -> Non
     await env.assert_secret_intact("db", DATA, version=1)
 
 
-async def test_token_without_scope_is_forbidden(env: E2E, operator: Runtime) -> None:
+async def test_token_without_scope_is_forbidden(env: E2E, operator: Runtime | None) -> None:
     """403: the token Secret is rotated to a token lacking secrets:read and the old token revoked; the operator
     re-reads the Secret after the 401, and ScaiVault then refuses the new token's scope."""
     await env.create_synced("db", PATH, DATA)
@@ -42,7 +42,7 @@ async def test_token_without_scope_is_forbidden(env: E2E, operator: Runtime) -> 
     await env.assert_secret_intact("db", DATA, version=1)
 
 
-async def test_missing_source_is_source_not_found(env: E2E, operator: Runtime) -> None:
+async def test_missing_source_is_source_not_found(env: E2E, operator: Runtime | None) -> None:
     """404: spec.path moves to a path ScaiVault does not have; the Secret keeps the data of the old path."""
     await env.create_synced("db", PATH, DATA)
 
@@ -53,7 +53,7 @@ async def test_missing_source_is_source_not_found(env: E2E, operator: Runtime) -
     await env.assert_secret_intact("db", DATA, version=1)
 
 
-async def test_target_conflict_then_adopt(env: E2E, operator: Runtime) -> None:
+async def test_target_conflict_then_adopt(env: E2E, operator: Runtime | None) -> None:
     """A Secret of the target name that is not ours is left alone (TargetConflict) until creationPolicy Adopt."""
     foreign = {"owner": "someone-else"}
     await env.api.create(secret_manifest("shared", env.namespace, foreign, labels={"team": "payments"}))

@@ -15,7 +15,7 @@ PATH = "e2e/search/api-key"
 DATA = {"api_key": "key-1"}
 
 
-async def test_drift_is_repaired(env: E2E, operator: Runtime) -> None:
+async def test_drift_is_repaired(env: E2E, operator: Runtime | None) -> None:
     """An edit of the Secret's data, then its deletion: both are undone from ScaiVault."""
     original = await env.create_synced("search", PATH, DATA)
 
@@ -30,7 +30,7 @@ async def test_drift_is_repaired(env: E2E, operator: Runtime) -> None:
     await env.wait_ready("search", version=1)
 
 
-async def test_deleting_the_vaultsecret_garbage_collects_the_secret(env: E2E, operator: Runtime) -> None:
+async def test_deleting_the_vaultsecret_garbage_collects_the_secret(env: E2E, operator: Runtime | None) -> None:
     """The Secret's ownerReference lets the cluster's garbage collector delete it with its VaultSecret; the
     operator does not bring it back (checked after another VaultSecret synced, so the operator had its turn)."""
     await env.create_synced("search", PATH, DATA)

@@ -22,7 +22,7 @@ def cluster_ref(name: str) -> dict[str, str]:
 
 
 async def test_cluster_connection_denies_other_namespaces_until_granted(
-    env: E2E, operator: Runtime, cluster_connection: ClusterConnectionFactory
+    env: E2E, operator: Runtime | None, cluster_connection: ClusterConnectionFactory
 ) -> None:
     """A rule for another namespace: PolicyDenied, with no read from ScaiVault and no Secret. Adding the test
     namespace to the rule lets the same VaultSecret sync through the ClusterVaultConnection."""
@@ -46,7 +46,7 @@ async def test_cluster_connection_denies_other_namespaces_until_granted(
 
 
 async def test_namespace_selector_matches_namespace_labels(
-    env: E2E, operator: Runtime, cluster_connection: ClusterConnectionFactory
+    env: E2E, operator: Runtime | None, cluster_connection: ClusterConnectionFactory
 ) -> None:
     """namespaceSelector rules see the labels of the real Namespace object: a matching rule allows its path
     prefixes only, a rule selecting other labels allows nothing."""

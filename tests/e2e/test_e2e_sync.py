@@ -24,7 +24,7 @@ DATA = {"client_id": "client-1", "client_secret": "s3cr3t-1"}
 ROTATED = {"client_id": "client-1", "client_secret": "s3cr3t-2"}
 
 
-async def test_create_materializes_the_secret(env: E2E, operator: Runtime) -> None:
+async def test_create_materializes_the_secret(env: E2E, operator: Runtime | None) -> None:
     """Secret data, owner reference, labels and annotations; status; `kubectl get` columns; a Normal Event."""
     env.write(PATH, DATA)
     created = await env.create_vaultsecret("salesforce", PATH)
@@ -84,7 +84,7 @@ async def test_create_materializes_the_secret(env: E2E, operator: Runtime) -> No
     assert events
 
 
-async def test_new_version_updates_the_secret(env: E2E, operator: Runtime) -> None:
+async def test_new_version_updates_the_secret(env: E2E, operator: Runtime | None) -> None:
     await env.create_synced("app", PATH, DATA)
 
     assert env.write(PATH, ROTATED) == 2
@@ -93,7 +93,7 @@ async def test_new_version_updates_the_secret(env: E2E, operator: Runtime) -> No
     assert annotations_of(secret).get(ANNOTATION_VERSION) == "2"
 
 
-async def test_pinned_version_is_not_updated(env: E2E, operator: Runtime) -> None:
+async def test_pinned_version_is_not_updated(env: E2E, operator: Runtime | None) -> None:
     """A follower of the same path moving to version 2 shows the operator saw it; the pinned one stays at 1
     until its pin moves."""
     await env.create_synced("pinned", PATH, DATA, version=1)
@@ -114,7 +114,7 @@ async def test_pinned_version_is_not_updated(env: E2E, operator: Runtime) -> Non
     await env.wait_secret_data("pinned", ROTATED)
 
 
-async def test_keys_mapping_and_target_shape(env: E2E, operator: Runtime) -> None:
+async def test_keys_mapping_and_target_shape(env: E2E, operator: Runtime | None) -> None:
     """spec.keys selects and renames keys (non-strings become JSON); spec.target names the Secret and adds
     labels and annotations. Changing spec.keys removes keys no longer selected."""
     env.write(PATH, {"client_id": "client-1", "client_secret": "s3cr3t-1", "port": 5432, "unused": "x"})
