@@ -110,11 +110,12 @@ class Registry:
 
     def upsert(self, body: Mapping[str, Any]) -> SourceKey | None:
         """Record a VaultSecret from a watch event; return its source when it needs a sync now."""
-        meta = body.get("metadata") or {}
-        key: VSKey = (meta.get("namespace", ""), meta.get("name", ""))
-        uid = str(meta.get("uid") or "")
+        meta = _mapping(body.get("metadata"))
+        key: VSKey = (_text(meta.get("namespace")), _text(meta.get("name")))
+        uid = _text(meta.get("uid"))
         generation = meta.get("generation")
-        status = dict(body.get("status") or {})
+        generation = generation if isinstance(generation, int) and not isinstance(generation, bool) else None
+        status = dict(_mapping(body.get("status")))
         try:
             spec: VaultSecretSpec | None = VaultSecretSpec.model_validate(body.get("spec") or {})
             error = None
@@ -147,9 +148,8 @@ class Registry:
         status, spec = entry.status, entry.spec
         if spec is None or entry.generation is None or status.get("observedGeneration") != entry.generation:
             return False
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
         version = status.get("syncedVersion")
-        if not ready or ready.get("status") != "True" or not isinstance(version, int):
+        if _ready_status(status) != "True" or not isinstance(version, int) or isinstance(version, bool):
             return False
         if spec.version is not None and spec.version != version:
             return False
@@ -202,8 +202,18 @@ class Registry:
     # -- version watching -------------------------------------------------------------------------------
 
     def followed_paths(self, conn: ConnKey) -> set[str]:
-        """Paths of unpinned VaultSecrets on ``conn``: what the version watcher lists."""
-        return {source[1] for source in self.by_source if source[0] == conn and source[2] is None}
+        """Paths of unpinned VaultSecrets on ``conn``: what the version watcher lists.
+
+        A path whose users were all denied by the connection's access rules is left out: the rules hold for lists
+        too. (A change of the rules re-syncs every user, which brings the path back once one is allowed.)
+        """
+        return {
+            source[1]
+            for source, members in self.by_source.items()
+            if source[0] == conn
+            and source[2] is None
+            and not all(_reason(self.entries[key].status) == conditions.POLICY_DENIED for key in members)
+        }
 
     def observe_versions(self, conn: ConnKey, versions: Mapping[str, int | None]) -> list[SourceKey]:
         """Record listed versions (None: the path is gone); return the sources with members behind it."""
@@ -225,8 +235,8 @@ class Registry:
 
     def observe_secret(self, event_type: str, body: Mapping[str, Any]) -> SourceKey | None:
         """Index a managed Secret from a watch event; return the owner's source when the Secret drifted."""
-        meta = body.get("metadata") or {}
-        skey: VSKey = (meta.get("namespace", ""), meta.get("name", ""))
+        meta = _mapping(body.get("metadata"))
+        skey: VSKey = (_text(meta.get("namespace")), _text(meta.get("name")))
         if event_type == "DELETED":
             self.secrets.pop(skey, None)
         else:
@@ -249,16 +259,47 @@ class Registry:
             self.observe_secret("ADDED", body)
 
 
+# Bodies come from watch events: an API server validates them, but the index must not break on one that is odd
+# (a field of the wrong type is read as absent).
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _ready(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    conditions_ = status.get("conditions")
+    for condition in conditions_ if isinstance(conditions_, list) else []:
+        if isinstance(condition, Mapping) and condition.get("type") == conditions.READY:
+            return condition
+    return {}
+
+
+def _ready_status(status: Mapping[str, Any]) -> Any:
+    return _ready(status).get("status")
+
+
+def _reason(status: Mapping[str, Any]) -> str | None:
+    """The reason of the Ready condition in ``status``, if any."""
+    reason = _ready(status).get("reason")
+    return reason if isinstance(reason, str) else None
+
+
 def _controller_uid(meta: Mapping[str, Any]) -> str:
-    for ref in meta.get("ownerReferences") or []:
+    refs = meta.get("ownerReferences")
+    for ref in refs if isinstance(refs, list) else []:
         if isinstance(ref, Mapping) and ref.get("controller"):
-            return str(ref.get("uid") or "")
+            return _text(ref.get("uid"))
     return ""
 
 
 def _annotation_version(meta: Mapping[str, Any]) -> int | None:
-    raw = (meta.get("annotations") or {}).get(ANNOTATION_VERSION)
+    raw = _mapping(meta.get("annotations")).get(ANNOTATION_VERSION)
     try:
-        return int(raw) if raw is not None else None
+        return int(raw) if isinstance(raw, str) else None
     except ValueError:
         return None

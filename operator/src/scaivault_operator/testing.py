@@ -223,11 +223,14 @@ async def running_operator(
     server: str | None = None,
     startup_timeout: float = 30.0,
     serve_endpoints: bool = False,
+    settle: float = 0.3,
 ) -> AsyncIterator[Runtime]:
     """Run the operator (Kopf + our handlers) on this event loop; yield its ``Runtime`` once it started.
 
     ``server``: an unauthenticated API URL (the emulator); None uses the kubeconfig or in-cluster config.
     The liveness and metrics ports stay closed unless ``serve_endpoints`` (tests run operators side by side).
+    ``settle``: seconds to wait after start-up for Kopf's watches (a caller that can see them may pass 0 and wait
+    for them itself).
     """
     from .runner import operate
 
@@ -244,7 +247,7 @@ async def running_operator(
             if task.done():
                 task.result()  # raise the operator's own error
             raise TimeoutError(f"the operator did not start within {startup_timeout}s")
-        await asyncio.sleep(0.3)  # let the first watch requests arrive before the caller creates objects
+        await asyncio.sleep(settle)  # let the first watch requests arrive before the caller creates objects
         yield started.result()
     finally:
         stop.set()
