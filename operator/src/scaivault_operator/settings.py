@@ -22,6 +22,9 @@ class OperatorSettings(BaseSettings):
     )
     workers: int = Field(default=8, ge=1, le=256, description="Sync jobs that run at once.")
     page_size: int = Field(default=500, ge=1, le=1000, description="Items per ScaiVault list page.")
+    max_list_prefixes: int = Field(
+        default=16, ge=1, description="Most list prefixes per poll and connection; siblings merge into a parent."
+    )
     max_concurrency: int = Field(default=16, ge=1, description="In-flight ScaiVault requests per connection.")
     retry_base: float = Field(default=2.0, gt=0, description="First retry delay (s) after a failed sync.")
     retry_max: float = Field(default=300.0, gt=0, description="Longest retry delay (s) after repeated failures.")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from . import conditions
@@ -29,18 +31,37 @@ __all__ = ["VersionWatcher", "covering_prefixes"]
 logger = logging.getLogger(__name__)
 
 
-def covering_prefixes(paths: Iterable[str]) -> list[str]:
+def covering_prefixes(paths: Iterable[str], max_prefixes: int | None = None) -> list[str]:
     """The parent "directories" of ``paths`` (``a/b/c`` → ``a/b/``), minus any covered by a shorter one.
 
     A top-level path (no ``/``) is its own prefix. Listing a prefix returns everything below it, so ``a/``
-    makes ``a/b/`` redundant.
+    makes ``a/b/`` redundant. With ``max_prefixes``, sibling prefixes are merged into their deepest common parent
+    until at most that many remain (the root ``""`` — everything — as the last resort): thousands of paths in
+    their own directories then cost a few paged lists instead of a list each.
     """
-    parents = sorted({path[: path.rfind("/") + 1] or path for path in paths})
+    kept = _without_covered({path[: path.rfind("/") + 1] or path for path in paths})
+    while max_prefixes is not None and len(kept) > max(1, max_prefixes):
+        groups = Counter(_parent_dir(prefix) for prefix in kept)
+        shared = [parent for parent, count in groups.items() if count >= 2 and parent]
+        if not shared:
+            return [""]
+        target = max(shared, key=lambda parent: (len(parent), groups[parent], parent))
+        kept = _without_covered({prefix for prefix in kept if not prefix.startswith(target)} | {target})
+    return kept
+
+
+def _without_covered(prefixes: Iterable[str]) -> list[str]:
     kept: list[str] = []
-    for prefix in parents:
+    for prefix in sorted(prefixes):
         if not any(prefix.startswith(shorter) and shorter.endswith("/") for shorter in kept):
             kept.append(prefix)
     return kept
+
+
+def _parent_dir(prefix: str) -> str:
+    """``a/b/`` → ``a/``; ``a/`` and ``top`` → ``""`` (the root)."""
+    trimmed = prefix[:-1] if prefix.endswith("/") else prefix
+    return trimmed[: trimmed.rfind("/") + 1]
 
 
 class VersionWatcher:
@@ -65,6 +86,7 @@ class VersionWatcher:
         self._metrics = metrics
         self.polls = 0
         self.list_requests = 0
+        self._forbidden: dict[str, float] = {}  # prefix -> monotonic time before which it is not listed again
 
     async def run(self) -> None:
         """Poll forever: at once, then every jittered pollInterval (or the breaker's backoff)."""
@@ -114,13 +136,46 @@ class VersionWatcher:
         return self._interval()
 
     async def _list(self, conn: Connection, paths: set[str]) -> dict[str, int | None]:
+        """``{path: current version or None when gone}`` for the followed paths that could be listed.
+
+        A 403 on one prefix (a ScaiVault policy on part of the tree) pauses that prefix for ``forbidden_retry``
+        and hands its paths to their own reads once, which report Forbidden per VaultSecret; only when every
+        prefix is refused is it the token's scope, and the error goes up to trip the connection's breaker.
+        """
         client = await self._connections.client(conn)
         found: dict[str, int | None] = dict.fromkeys(paths)
-        for prefix in covering_prefixes(paths):
-            async for page in client.list_secrets(prefix, page_size=self._settings.page_size):
-                self.list_requests += 1
-                self._metrics.inc("backend_requests_total", {"connection": conn.label, "call": "list"})
-                for item in page.secrets:
-                    if item.path in found:
-                        found[item.path] = item.version
-        return found
+        prefixes = covering_prefixes(paths, self._settings.max_list_prefixes)
+        now = time.monotonic()
+        refused: list[str] = []
+        error: ForbiddenError | None = None
+        for prefix in prefixes:
+            if self._forbidden.get(prefix, 0.0) > now:
+                refused.append(prefix)
+                continue
+            try:
+                async for page in client.list_secrets(prefix, page_size=self._settings.page_size):
+                    self.list_requests += 1
+                    self._metrics.inc("backend_requests_total", {"connection": conn.label, "call": "list"})
+                    for item in page.secrets:
+                        if item.path in found:
+                            found[item.path] = item.version
+            except ForbiddenError as exc:
+                error = exc
+                if prefix not in self._forbidden:
+                    self._hand_over(conn, [path for path in paths if path.startswith(prefix)])
+                self._forbidden[prefix] = now + self._settings.forbidden_retry
+                refused.append(prefix)
+            else:
+                self._forbidden.pop(prefix, None)
+        if error is not None and len(refused) == len(prefixes):
+            raise error
+        return {path: version for path, version in found.items() if not any(path.startswith(p) for p in refused)}
+
+    def _hand_over(self, conn: Connection, paths: list[str]) -> None:
+        logger.warning("%s: listing %d followed path(s) was refused (403); each is read on its own", conn.display,
+                       len(paths))  # fmt: skip
+        for path in paths:
+            source: SourceKey = (self.conn_key, path, None)
+            for entry in self._registry.members(source):
+                self._registry.mark_dirty(entry.key, Priority.RETRY)
+            self._schedule(source, Priority.RETRY)

@@ -59,3 +59,25 @@ def test_every_path_is_covered_and_no_prefix_is_redundant(paths):
 def test_never_more_prefixes_than_parent_directories(paths):
     parents = {p[: p.rfind("/") + 1] or p for p in paths}
     assert len(covering_prefixes(paths)) <= len(parents)
+
+
+@pytest.mark.parametrize(
+    ("paths", "limit", "expected"),
+    [
+        ([f"bench/app-{i}/secret" for i in range(1000)], 16, ["bench/"]),
+        (["a/x/1", "a/y/1", "b/z/1"], 2, ["a/", "b/z/"]),
+        (["a/x/1", "a/y/1", "b/z/1"], 3, ["a/x/", "a/y/", "b/z/"]),
+        (["a/x/1", "b/y/1", "c/z/1"], 2, [""]),
+        (["t/a/b/1", "t/a/c/1", "t/d/1"], 1, ["t/"]),
+    ],
+)
+def test_max_prefixes_merges_siblings_into_the_deepest_parent(paths, limit, expected):
+    assert covering_prefixes(paths, limit) == expected
+
+
+@given(st.lists(path, max_size=30), st.integers(min_value=1, max_value=6))
+def test_merged_prefixes_still_cover_every_path_within_the_bound(paths, limit):
+    prefixes = covering_prefixes(paths, limit)
+    assert len(prefixes) <= max(1, limit)
+    for p in paths:
+        assert any(p.startswith(prefix) for prefix in prefixes), (p, prefixes)
