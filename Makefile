@@ -9,7 +9,7 @@ CHART := charts/scaivault-operator
 IMAGE ?= scaivault-operator:dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo run test test-unit test-integration chart-test e2e e2e-cluster image lint fmt crds dev-vault clean
+.PHONY: help install demo run test test-unit test-integration chart-test e2e e2e-cluster image lint fmt crds dev-vault clean bench
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -55,14 +55,17 @@ image: ## Build the container image (IMAGE=scaivault-operator:dev by default; ne
 	@docker info >/dev/null 2>&1 || { echo 'make image: no Docker engine answers (docker info failed): build the image where Docker runs' >&2; exit 1; }
 	docker build --tag "$(IMAGE)" .
 
+bench: $(STAMP) ## Benchmark N=100,1000,10000 vs a naive baseline (docs/performance.md); BENCH_ARGS="--tiers 100"
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on the package
-	$(BIN)/ruff check operator tests scripts
-	$(BIN)/ruff format --check operator tests scripts
+	$(BIN)/ruff check operator tests scripts bench
+	$(BIN)/ruff format --check operator tests scripts bench
 	$(BIN)/mypy
 
 fmt: $(STAMP) ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix operator tests scripts
-	$(BIN)/ruff format operator tests scripts
+	$(BIN)/ruff check --fix operator tests scripts bench
+	$(BIN)/ruff format operator tests scripts bench
 
 crds: $(STAMP) ## Regenerate crds/*.yaml from the pydantic models in api.py, and copy them into the chart
 	$(BIN)/python -m scaivault_operator.crdgen --out crds

@@ -128,6 +128,16 @@ class Target(_Spec):
     )
 
 
+# Specs are frozen: the common sub-objects are shared between VaultSecrets instead of built once per object (the
+# registry holds a spec per VaultSecret; docs/performance.md). Nothing mutates a spec's dicts.
+_DEFAULT_TARGET = Target()
+_SHARED_REFS: dict[tuple[ConnectionRef, frozenset[str]], ConnectionRef] = {}
+
+
+def _default_target() -> Target:
+    return _DEFAULT_TARGET
+
+
 class VaultSecretSpec(_Spec):
     """Desired state of a VaultSecret: which ScaiVault secret to materialize, and as what."""
 
@@ -172,7 +182,18 @@ class VaultSecretSpec(_Spec):
             ]
         },
     )
-    target: Target = Field(default_factory=Target, description="The Kubernetes Secret to write.")
+    target: Target = Field(default_factory=_default_target, description="The Kubernetes Secret to write.")
+
+    @field_validator("connectionRef")
+    @classmethod
+    def _shared_ref(cls, value: ConnectionRef | None) -> ConnectionRef | None:
+        if value is None:
+            return None
+        key = (value, frozenset(value.model_fields_set))  # equal and also set the same fields (round trips)
+        shared = _SHARED_REFS.get(key)
+        if shared is None and len(_SHARED_REFS) < 1024:
+            shared = _SHARED_REFS[key] = value
+        return shared or value
 
     @field_validator("path")
     @classmethod

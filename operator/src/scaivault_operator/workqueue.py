@@ -94,8 +94,11 @@ class WorkQueue(Generic[K]):
                 return key
             self._wakeup.clear()
             timeout = max(0.0, self._delayed[0][0] - self._clock()) if self._delayed else None
+            # asyncio.timeout, not wait_for: on 3.11 a cancel that lands as wait_for times out is turned into
+            # TimeoutError, which this loop would swallow — the worker then never stops (seen in the test suite).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
 
     def done(self, key: K) -> None:
         """The worker finished ``key``; a push that came in meanwhile is queued now."""

@@ -1,0 +1,851 @@
+"""The benchmark: ``python -m bench.run --tiers 100,1000,10000`` (``make bench``).
+
+Per tier N it builds a world — the local ScaiVault (``devvault``, N secrets) and the in-memory Kubernetes API
+(``bench.fakeapi``, our CRDs, a token Secret, a ClusterVaultConnection polling every ``--interval``) — and
+measures the real operator (``bench.operator_proc``: ``runner.operate`` in its own process) through these phases:
+
+1. cold sync: N VaultSecrets created while the operator runs → all Ready (ScaiVault GETs, Kubernetes writes);
+2. idle: ``--idle-polls`` poll intervals with nothing changing (backend requests per poll and per
+   resource-hour, Kubernetes writes per poll, RSS);
+3. propagation: new versions of ``--samples`` paths, spread over a few intervals → the Secret carries them
+   (p50/p95/p99, GETs per change);
+4. warm restart: a new operator process → in sync (ScaiVault GETs and Kubernetes writes during it);
+
+then the naive baseline (``bench.naive``: one GET per VaultSecret per interval, the peers' mechanism) in a world
+of its own through the same phases, and finally a ScaiVault outage (every request answered 503) of
+``--outage`` seconds for both at once, counting the requests each sends. The operator is paused (SIGSTOP)
+while the baseline is measured, so neither steals the other's CPU.
+
+Everything is counted at the servers: ScaiVault requests by the dev vault's statistics, Kubernetes requests by
+the fake API's counters (the harness itself writes through the store, never over HTTP, so every counted request
+is the operator's or the baseline's). Results: ``bench/results/<date>-<tier>.json`` and a Markdown table on
+stdout (``--update-docs`` also puts it into docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.fakeapi import FakeApi, ResourceType, load_crds
+from scaivault_operator.devvault import DevVaultConfig, RunningDevVault, run_in_thread
+from scaivault_operator.manifests import ANNOTATION_VERSION
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+TOKEN = "bench-read-token"
+GROUP, VERSION = "scaivault.scailabs.ai", "v1alpha1"
+OP_NS = "scaivault-system"
+PER_NAMESPACE = 100
+PER_DIRECTORY = 1000
+NAIVE_ANNOTATION = "naive.bench/version"
+DOCS_BEGIN, DOCS_END = "<!-- bench:table:begin -->", "<!-- bench:table:end -->"
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    namespace: str
+    name: str
+    path: str
+
+
+@dataclasses.dataclass
+class Config:
+    tiers: list[int]
+    interval: float = 2.0
+    page_size: int = 500
+    workers: int = 8
+    idle_polls: int = 8
+    samples: int = 200
+    spread_polls: float = 4.0
+    outage: float = 60.0
+    baseline: bool = True
+    concurrency: int = 16
+    out: Path | None = RESULTS
+    quiet: bool = False
+    profile: bool = False
+
+
+def layout(n: int) -> list[Item]:
+    """N VaultSecrets, 100 per namespace, paths in ceil(N / 1000) ScaiVault directories of equal size."""
+    dirs = max(1, math.ceil(n / PER_DIRECTORY))
+    return [Item(f"bench-{i // PER_NAMESPACE:03d}", f"vs-{i:05d}", f"bench/team-{i % dirs:02d}/secret-{i:05d}")
+            for i in range(n)]  # fmt: skip
+
+
+def list_floor(items: list[Item], page_size: int) -> int:
+    """Requests per poll at the floor: ceil(listed / page size) for each covering prefix."""
+    per_dir: dict[str, int] = {}
+    for item in items:
+        prefix = item.path[: item.path.rfind("/") + 1]
+        per_dir[prefix] = per_dir.get(prefix, 0) + 1
+    return sum(math.ceil(count / page_size) for count in per_dir.values())
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """Nearest-rank percentile."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def log(config: Config, text: str) -> None:
+    if not config.quiet:
+        print(f"[{datetime.datetime.now():%H:%M:%S}] {text}", file=sys.stderr, flush=True)
+
+
+# -- processes --------------------------------------------------------------------------------------------
+
+
+def _open_log(path: Path) -> Any:
+    return path.open("ab")  # closed in Proc.stop
+
+
+class Proc:
+    """A child process that reports JSON lines on stdout (``bench.operator_proc``, ``bench.naive``)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, log_file: Any) -> None:
+        self.process = process
+        self.events: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+        self._log_file = log_file
+        self._reader = asyncio.create_task(self._read())
+        self.spawned_at = time.time()
+
+    @classmethod
+    async def start(cls, args: list[str], log_path: Path) -> Proc:
+        log_file = _open_log(log_path)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", *args, cwd=REPO, env=env,
+                                                       stdout=subprocess.PIPE, stderr=log_file)  # fmt: skip
+        return cls(process, log_file)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            with contextlib.suppress(ValueError):
+                self.events.append(json.loads(line))
+                self._changed.set()
+
+    async def wait_count(self, event: str, count: int, limit: float) -> bool:
+        """Wait until ``count`` events named ``event`` have arrived (False after ``limit`` s)."""
+        found = await self.wait_for(lambda _: self.count(event, 0) >= count, limit)
+        return found is not None or self.count(event, 0) >= count
+
+    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], limit: float) -> dict[str, Any] | None:
+        """The first event (old or new) matching ``predicate``; None after ``limit`` s or when the process ended."""
+        deadline = time.monotonic() + limit
+        seen = 0
+        while True:
+            for event in self.events[seen:]:
+                if predicate(event):
+                    return event
+            seen = len(self.events)
+            if self.process.returncode is not None or time.monotonic() >= deadline:
+                return None
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(1.0, deadline - time.monotonic()))
+
+    def count(self, event: str, since: float) -> int:
+        return sum(1 for e in self.events if e.get("event") == event and e.get("t", 0) >= since)
+
+    def memory(self) -> dict[str, float]:
+        """VmRSS and VmHWM (peak) in MiB, from /proc."""
+        found: dict[str, float] = {}
+        with contextlib.suppress(OSError), open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    found[key] = round(int(value.split()[0]) / 1024, 1)
+        return found
+
+    def cpu(self) -> float:
+        """CPU seconds used by the process so far (user + system, from /proc)."""
+        with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    async def stop(self, grace: float = 20.0) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGCONT)
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), grace)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        self._log_file.close()
+
+
+# -- a world: ScaiVault + the Kubernetes API, observed ----------------------------------------------------
+
+
+class World:
+    """A dev vault holding the tier's secrets and a fake Kubernetes API, with hooks that time what happens."""
+
+    def __init__(self, items: list[Item], *, version_annotation: str, crds: bool) -> None:
+        self.items = items
+        self.n = len(items)
+        self.version_annotation = version_annotation
+        self.with_crds = crds
+        self.stack = contextlib.ExitStack()
+        self.vault_run: RunningDevVault | None = None
+        self.api: FakeApi | None = None
+        self.ready: set[tuple[str, str]] = set()
+        self.secret_versions: dict[tuple[str, str], int] = {}
+        self.expect: dict[tuple[str, str], tuple[int, float]] = {}
+        self.latencies: list[float] = []
+        self._changed = asyncio.Event()
+
+    @property
+    def vault(self) -> Any:
+        assert self.vault_run is not None
+        return self.vault_run.vault
+
+    @property
+    def kube(self) -> FakeApi:
+        assert self.api is not None
+        return self.api
+
+    async def start(self) -> None:
+        config = DevVaultConfig(port=0, tokens={TOKEN: {"secrets:read"}}, list_max_limit=1000)
+        self.vault_run = self.stack.enter_context(run_in_thread(config))
+        for item in self.items:
+            self.vault.write(item.path, {"username": item.name, "password": f"pw-{item.name}-1"})
+        self.api = await FakeApi(crds=load_crds() if self.with_crds else ()).start()
+        self.api.store.listeners.append(self._on_change)
+
+    async def stop(self) -> None:
+        if self.api is not None:
+            await self.api.stop()
+        self.stack.close()
+
+    def rtype(self, group: str, version: str, plural: str) -> ResourceType:
+        found = self.kube.store.resolve(group, version, plural)
+        assert found is not None, plural
+        return found
+
+    def _on_change(self, rtype: ResourceType, type_: str, old: Any, new: dict[str, Any]) -> None:
+        meta = new.get("metadata") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        if rtype.kind == "VaultSecret":
+            status = new.get("status") or {}
+            ready = (
+                type_ != "DELETED"
+                and status.get("observedGeneration") == meta.get("generation")
+                and any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+            )
+            if ready:
+                self.ready.add(key)
+            else:
+                self.ready.discard(key)
+            self._changed.set()
+        elif rtype.kind == "Secret" and rtype.group == "":
+            raw = (meta.get("annotations") or {}).get(self.version_annotation)
+            if type_ == "DELETED" or raw is None:
+                self.secret_versions.pop(key, None)
+                return
+            version = int(raw)
+            self.secret_versions[key] = version
+            wanted = self.expect.get(key)
+            if wanted is not None and version >= wanted[0]:
+                self.latencies.append(time.time() - wanted[1])
+                del self.expect[key]
+            self._changed.set()
+
+    async def wait(self, predicate: Callable[[], bool], limit: float) -> bool:
+        deadline = time.monotonic() + limit
+        while not predicate():
+            if time.monotonic() >= deadline:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(0.5, max(0.0, deadline - time.monotonic())))
+        return True
+
+    # counters
+
+    def mark(self) -> dict[str, Any]:
+        snap = self.vault.stats.snapshot()
+        return {"t": time.time(), "calls": dict(snap.calls), "requests": snap.requests,
+                "kube": dict(self.kube.counts), "load": load(), "cpu": _own_cpu()}  # fmt: skip
+
+    def since(self, mark: dict[str, Any]) -> dict[str, Any]:
+        snap = self.vault.stats.snapshot()
+        calls = {k: v - mark["calls"].get(k, 0) for k, v in snap.calls.items() if v - mark["calls"].get(k, 0)}
+        kube: dict[str, int] = {}
+        writes = 0
+        for (agent, verb, res), n in self.kube.counts.items():
+            delta = n - mark["kube"].get((agent, verb, res), 0)
+            if delta:
+                kube[f"{verb} {res}"] = kube.get(f"{verb} {res}", 0) + delta
+                if verb in ("create", "update", "patch", "delete", "deletecollection"):
+                    writes += delta
+        return {"seconds": round(time.time() - mark["t"], 2), "vault_requests": snap.requests - mark["requests"],
+                "vault_reads": calls.get("read", 0), "vault_lists": calls.get("list", 0), "vault_calls": calls,
+                "kube_writes": writes, "kube_requests": dict(sorted(kube.items())),
+                "harness_cpu_seconds": round(_own_cpu() - mark["cpu"], 2),
+                "load_before": mark["load"], "load_after": load()}  # fmt: skip
+
+    # the world's objects, written through the store (never counted as requests)
+
+    def seed_connection(self, interval: float) -> None:
+        store = self.kube.store
+        store.create(self.rtype("", "v1", "namespaces"), None, {"metadata": {"name": OP_NS}})
+        store.create(self.rtype("", "v1", "secrets"), OP_NS, {"metadata": {"name": "scaivault-token"},
+                     "type": "Opaque", "stringData": {"token": TOKEN}})  # fmt: skip
+        spec = {"url": self.vault_run.url if self.vault_run else "", "pollInterval": f"{interval:g}s",
+                "auth": {"tokenSecretRef": {"name": "scaivault-token", "namespace": OP_NS, "key": "token"}},
+                "access": [{"namespaceSelector": {}, "pathPrefixes": ["bench/"]}]}  # fmt: skip
+        store.create(self.rtype(GROUP, VERSION, "clustervaultconnections"), None,
+                     {"metadata": {"name": "default"}, "spec": spec})  # fmt: skip
+
+    def seed_namespaces(self) -> None:
+        ns_type = self.rtype("", "v1", "namespaces")
+        for namespace in sorted({item.namespace for item in self.items}):
+            if ("", namespace) not in self.kube.store.objects(ns_type):
+                self.kube.store.create(ns_type, None, {"metadata": {"name": namespace}})
+
+    async def create_vaultsecrets(self) -> None:
+        vs_type = self.rtype(GROUP, VERSION, "vaultsecrets")
+        for index, item in enumerate(self.items):
+            self.kube.store.create(vs_type, item.namespace, {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "VaultSecret",
+                "metadata": {"name": item.name, "namespace": item.namespace},
+                "spec": {"path": item.path, "connectionRef": {"name": "default"}}})  # fmt: skip
+            if index % 100 == 99:
+                await asyncio.sleep(0)  # let the server stream the events meanwhile
+
+    async def propagate(self, sample: list[Item], spread: float, limit: float) -> dict[str, Any]:
+        """Write a new version of each sampled path, spread over ``spread`` seconds; time until its Secret has it."""
+        self.latencies = []
+        self.expect = {}
+        step = spread / max(1, len(sample))
+        start = time.monotonic()
+        for index, item in enumerate(sample):
+            delay = start + index * step - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            current = self.vault.store.get(item.path)
+            stored = self.vault.write(item.path, {"username": item.name,
+                                                  "password": f"pw-{item.name}-{current.version + 1}"})  # fmt: skip
+            self.expect[(item.namespace, item.name)] = (stored.version, time.time())
+        done = await self.wait(lambda: not self.expect, limit)
+        lat = self.latencies
+        return {"samples": len(sample), "observed": len(lat), "complete": done, "spread_seconds": spread,
+                "p50": _r(percentile(lat, 0.50)), "p95": _r(percentile(lat, 0.95)), "p99": _r(percentile(lat, 0.99)),
+                "max": _r(max(lat) if lat else None), "mean": _r(statistics.fmean(lat) if lat else None)}  # fmt: skip
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process (the fake API, the dev vault and the harness share it)."""
+    times = os.times()
+    return times.user + times.system
+
+
+def _r(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def sample_items(items: list[Item], count: int) -> list[Item]:
+    """``count`` items spread over the tier, in a fixed shuffled order: written in list order, they would move in
+    step with the baseline's sweep over the items and measure the sweep, not the mechanism."""
+    step = max(1, len(items) // max(1, count))
+    sample = items[::step][:count]
+    random.Random(count).shuffle(sample)
+    return sample
+
+
+async def idle_window(proc: Proc, world: World, event: str, *, at_least: float, most: int, limit: float
+                      ) -> tuple[dict[str, Any], int, list[float]]:  # fmt: skip
+    """Count from the end of one poll (``event``: ``poll`` or ``pass``) to the end of a later one, at least
+    ``at_least`` seconds or ``most`` polls later: the server's counts then cover whole polls only."""
+    await proc.wait_count(event, proc.count(event, 0) + 1, limit)
+    mark = world.mark()
+    first = proc.count(event, 0)
+    rss: list[float] = []
+    deadline = time.monotonic() + limit
+    last = 0
+    while time.monotonic() < deadline:
+        memory = proc.memory().get("VmRSS")
+        if memory is not None:
+            rss.append(memory)
+        done = proc.count(event, 0) - first
+        if done != last:  # a poll has just ended: the window may end here, never in the middle of one
+            last = done
+            if done >= most or time.time() - mark["t"] >= at_least:
+                break
+        await proc.wait_count(event, proc.count(event, 0) + 1, min(1.0, max(0.0, deadline - time.monotonic())))
+    return world.since(mark), proc.count(event, 0) - first, rss
+
+
+# -- ours ----------------------------------------------------------------------------------------------------
+
+
+async def start_profiler(proc: Proc, config: Config, out: Path) -> asyncio.subprocess.Process | None:
+    """``--profile``: py-spy (installed separately) samples the operator during the cold sync."""
+    if not config.profile:
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    return await asyncio.create_subprocess_exec(str(spy), "record", "--pid", str(proc.process.pid), "--rate", "200",
+                                                "--format", "raw", "--output", str(out), "--nonblocking",
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+async def stop_profiler(profiler: asyncio.subprocess.Process | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        await profiler.wait()
+
+
+async def start_operator(world: World, config: Config, log_path: Path) -> Proc:
+    proc = await Proc.start(["bench.operator_proc", "--server", world.kube.url, "--expect", str(world.n),
+                             "--workers", str(config.workers), "--page-size", str(config.page_size)],
+                            log_path)  # fmt: skip
+    vs, secrets = world.rtype(GROUP, VERSION, "vaultsecrets"), world.rtype("", "v1", "secrets")
+    if await proc.wait_for(lambda e: e["event"] == "runtime", 60) is None:
+        raise RuntimeError(f"the operator did not start; see {log_path}")
+    await world.wait(lambda: world.kube.store.watcher_count(vs) > 0 and world.kube.store.watcher_count(secrets) > 0,
+                     30)  # fmt: skip
+    return proc
+
+
+async def run_ours(world: World, config: Config, logs: Path) -> tuple[dict[str, Any], Proc]:
+    n, interval = world.n, config.interval
+    result: dict[str, Any] = {}
+    world.seed_connection(interval)
+    world.seed_namespaces()
+    proc = await start_operator(world, config, logs / "operator.log")
+    result["startup_seconds"] = round(time.time() - proc.spawned_at, 2)
+
+    # 1. cold sync
+    log(config, f"N={n} ours: cold sync")
+    profiler = await start_profiler(proc, config, logs / f"profile-cold-{n}.txt")
+    mark = world.mark()
+    cpu = proc.cpu()
+    await world.create_vaultsecrets()
+    created = time.time()
+    done = await world.wait(lambda: len(world.ready) >= n, max(120.0, n * 0.05))
+    ready_at = time.time()
+    in_sync = await proc.wait_for(lambda e: e["event"] == "in_sync" and e["t"] >= mark["t"], 60 + n * 0.01)
+    cold = world.since(mark)
+    cold["operator_cpu_seconds"] = round(proc.cpu() - cpu, 2)
+    await stop_profiler(profiler)
+    cold.update(complete=done, ready=len(world.ready), creation_seconds=round(created - mark["t"], 2),
+                time_to_ready=round(ready_at - mark["t"], 2),
+                time_to_in_sync=round(in_sync["t"] - mark["t"], 2) if in_sync else None,
+                rss_mib=proc.memory())  # fmt: skip
+    result["cold_sync"] = cold
+
+    # 2. idle
+    log(config, f"N={n} ours: idle")
+    cpu = proc.cpu()
+    idle, polls, rss = await idle_window(proc, world, "poll", at_least=math.inf, most=config.idle_polls,
+                                         limit=config.idle_polls * interval * 3 + 30)  # fmt: skip
+    idle["operator_cpu_seconds"] = round(proc.cpu() - cpu, 2)
+    idle.update(polls=polls, rss_samples_mib=rss, rss_steady_mib=_r(statistics.median(rss), 1) if rss else None)
+    result["idle"] = idle
+
+    # 3. propagation
+    log(config, f"N={n} ours: propagation")
+    sample = sample_items(world.items, min(config.samples, n))
+    mark = world.mark()
+    prop = await world.propagate(sample, config.spread_polls * interval, limit=60 + interval * 10)
+    await asyncio.sleep(interval * 1.5)  # let the last statuses land before counting
+    prop.update(world.since(mark))
+    result["propagation"] = prop
+    result["rss_peak_mib"] = proc.memory().get("VmHWM")
+
+    # 4. warm restart
+    log(config, f"N={n} ours: warm restart")
+    await proc.stop()
+    mark = world.mark()
+    proc = await start_operator(world, config, logs / "operator.log")
+    in_sync = await proc.wait_for(lambda e: e["event"] == "in_sync", 120 + n * 0.01)
+    synced_at = time.time()
+    await asyncio.sleep(interval)
+    restart = world.since(mark)
+    restart.update(complete=in_sync is not None, time_to_in_sync=round(in_sync["t"] - proc.spawned_at, 2)
+                   if in_sync else None, rss_mib=proc.memory(),
+                   counted_until_seconds=round(synced_at - mark["t"] + interval, 2))  # fmt: skip
+    result["warm_restart"] = restart
+    return result, proc
+
+
+# -- the naive baseline -------------------------------------------------------------------------------------
+
+
+async def start_naive(world: World, config: Config, items_file: Path, log_path: Path) -> Proc:
+    assert world.vault_run is not None
+    return await Proc.start(["bench.naive", "--vault", world.vault_run.url, "--token", TOKEN, "--api", world.kube.url,
+                             "--items", str(items_file), "--interval", str(config.interval),
+                             "--concurrency", str(config.concurrency)], log_path)  # fmt: skip
+
+
+async def run_naive(world: World, config: Config, logs: Path) -> tuple[dict[str, Any], Proc]:
+    n, interval = world.n, config.interval
+    result: dict[str, Any] = {}
+    items_file = logs / "naive-items.json"
+    items_file.write_text(json.dumps([[i.namespace, i.name, i.path] for i in world.items]))
+    pass_timeout = 120 + n * 0.05
+
+    log(config, f"N={n} baseline: cold sync")
+    mark = world.mark()
+    proc = await start_naive(world, config, items_file, logs / "naive.log")
+    first = await proc.wait_for(lambda e: e["event"] == "pass", pass_timeout)
+    cold = world.since(mark)
+    cold.update(complete=first is not None and len(world.secret_versions) >= n, secrets=len(world.secret_versions),
+                time_to_ready=round(first["t"] - proc.spawned_at, 2) if first else None,
+                rss_mib=proc.memory())  # fmt: skip
+    result["cold_sync"] = cold
+
+    log(config, f"N={n} baseline: idle")
+    idle, count, rss = await idle_window(proc, world, "pass", at_least=config.idle_polls * interval,
+                                         most=config.idle_polls, limit=pass_timeout)  # fmt: skip
+    passes = [e for e in proc.events if e["event"] == "pass"][-count:] if count else []
+    idle.update(polls=count, passes=count, intervals=round(idle["seconds"] / interval, 2),
+                pass_seconds=_r(statistics.median(e["duration"] for e in passes) if passes else None, 2),
+                rss_samples_mib=rss, rss_steady_mib=_r(statistics.median(rss), 1) if rss else None)  # fmt: skip
+    result["idle"] = idle
+
+    log(config, f"N={n} baseline: propagation")
+    sample = sample_items(world.items, min(config.samples, n))
+    mark = world.mark()
+    prop = await world.propagate(sample, config.spread_polls * interval, limit=60 + interval * 10)
+    prop.update(world.since(mark))
+    result["propagation"] = prop
+    result["rss_peak_mib"] = proc.memory().get("VmHWM")
+
+    log(config, f"N={n} baseline: warm restart")
+    await proc.stop()
+    mark = world.mark()
+    proc = await start_naive(world, config, items_file, logs / "naive.log")
+    first = await proc.wait_for(lambda e: e["event"] == "pass", pass_timeout)
+    restart = world.since(mark)
+    restart.update(complete=first is not None, rss_mib=proc.memory(),
+                   time_to_in_sync=round(first["t"] - proc.spawned_at, 2) if first else None)  # fmt: skip
+    result["warm_restart"] = restart
+    return result, proc
+
+
+# -- a tier --------------------------------------------------------------------------------------------------
+
+
+async def run_tier(n: int, config: Config, logs: Path) -> dict[str, Any]:
+    items = layout(n)
+    started = time.time()
+    result: dict[str, Any] = {
+        "tier": n,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_at_start": load()},
+        "config": {"interval_seconds": config.interval, "page_size": config.page_size, "workers": config.workers,
+                   "idle_polls": config.idle_polls, "samples": config.samples, "outage_seconds": config.outage,
+                   "naive_concurrency": config.concurrency, "namespaces": math.ceil(n / PER_NAMESPACE),
+                   "directories": max(1, math.ceil(n / PER_DIRECTORY)),
+                   "list_floor_per_poll": list_floor(items, config.page_size), "kubernetes": "bench.fakeapi"},
+    }  # fmt: skip
+    ours_world = World(items, version_annotation=ANNOTATION_VERSION, crds=True)
+    naive_world = World(items, version_annotation=NAIVE_ANNOTATION, crds=False)
+    procs: list[Proc] = []
+    try:
+        await ours_world.start()
+        ours, ours_proc = await run_ours(ours_world, config, logs)
+        procs.append(ours_proc)
+        result["ours"] = ours
+        naive_proc: Proc | None = None
+        if config.baseline:
+            ours_proc.pause()
+            try:
+                await naive_world.start()
+                naive_world.seed_namespaces()
+                naive, naive_proc = await run_naive(naive_world, config, logs)
+                procs.append(naive_proc)
+                result["naive"] = naive
+            finally:
+                ours_proc.resume()
+        log(config, f"N={n}: outage of {config.outage:g}s")
+        await asyncio.sleep(config.interval)
+        worlds = [("ours", ours_world)] + ([("naive", naive_world)] if naive_proc else [])
+        marks = {}
+        for label, world in worlds:
+            world.vault.configure_faults(error_rate=1.0)
+            marks[label] = world.mark()
+        await asyncio.sleep(config.outage)
+        for label, world in worlds:
+            outage = world.since(marks[label])
+            world.vault.reset_faults()
+            result.setdefault(label, {})["outage"] = outage
+        result["ours"]["rss_after_restart_peak_mib"] = ours_proc.memory().get("VmHWM")
+    finally:
+        for proc in procs:
+            await proc.stop()
+        await ours_world.stop()
+        await naive_world.stop()
+    result["wall_seconds"] = round(time.time() - started, 1)
+    result["machine"]["load_at_end"] = load()
+    result["summary"] = summarize(result, config)
+    return result
+
+
+# -- figures ------------------------------------------------------------------------------------------------
+
+
+def figures(side: dict[str, Any], n: int, config: Config, *, ours: bool) -> dict[str, Any]:
+    """The headline figures of one side (ours or naive) of a tier."""
+    idle = side.get("idle") or {}
+    polls = idle.get("polls") or 0
+    seconds = idle.get("seconds") or 0
+    per_hour = idle["vault_requests"] * 3600 / (seconds * n) if seconds else None
+    per_poll = idle["vault_requests"] / polls if polls else None
+    prop = side.get("propagation") or {}
+    restart = side.get("warm_restart") or {}
+    cold = side.get("cold_sync") or {}
+    outage = side.get("outage") or {}
+    return {
+        "propagation_p50_s": prop.get("p50"),
+        "propagation_p95_s": prop.get("p95"),
+        "propagation_p99_s": prop.get("p99"),
+        "propagation_gets_per_change": _r(prop["vault_reads"] / prop["samples"], 2) if prop.get("samples") else None,
+        "backend_requests_per_poll": _r(per_poll, 2),
+        "backend_requests_per_resource_hour": _r(per_hour, 4),
+        "backend_requests_per_resource_hour_at_30s": _r(per_poll * 120 / n, 4) if per_poll is not None else None,
+        "kube_writes_per_idle_poll": _r(idle["kube_writes"] / polls, 3) if polls else None,
+        "rss_peak_mib": side.get("rss_peak_mib"),
+        "rss_steady_mib": idle.get("rss_steady_mib"),
+        "cold_sync_s": cold.get("time_to_ready"),
+        "cold_sync_gets": cold.get("vault_reads"),
+        "warm_restart_s": restart.get("time_to_in_sync"),
+        "warm_restart_gets": restart.get("vault_reads"),
+        "warm_restart_kube_writes": restart.get("kube_writes"),
+        "outage_requests": outage.get("vault_requests"),
+    }
+
+
+TARGETS_10K = {  # figure -> (limit, description)
+    "propagation_p99_s": (3.0, "p99 propagation ≤ 3 s (2 s poll)"),
+    "backend_requests_per_resource_hour_at_30s": (0.3, "≤ 0.3 backend requests per resource-hour at 30 s"),
+    "rss_peak_mib": (100.0, "RSS ≤ 100 MiB"),
+    "warm_restart_s": (20.0, "warm restart ≤ 20 s"),
+    "warm_restart_gets": (0, "warm restart: 0 data GETs"),
+    "warm_restart_kube_writes": (0, "warm restart: 0 Kubernetes writes"),
+    "kube_writes_per_idle_poll": (0, "0 Kubernetes writes per idle poll"),
+    "cold_sync_s": (60.0, "cold sync ≤ 60 s"),
+}
+
+
+def summarize(result: dict[str, Any], config: Config) -> dict[str, Any]:
+    n = result["tier"]
+    ours = figures(result.get("ours") or {}, n, config, ours=True)
+    summary: dict[str, Any] = {"ours": ours}
+    if "naive" in result:
+        naive = figures(result["naive"], n, config, ours=False)
+        summary["naive"] = naive
+        # Per poll: the mechanism's cost, whatever the interval (the baseline may not keep its interval at 10,000).
+        ours_poll, naive_poll = ours["backend_requests_per_poll"], naive["backend_requests_per_poll"]
+        summary["backend_ratio"] = _r(ours_poll / naive_poll, 5) if ours_poll is not None and naive_poll else None
+        ours_hour, naive_hour = ours["backend_requests_per_resource_hour"], naive["backend_requests_per_resource_hour"]
+        summary["backend_ratio_measured_rate"] = _r(ours_hour / naive_hour, 5) if ours_hour and naive_hour else None
+    checks = {}
+    for key, (limit, text) in TARGETS_10K.items():
+        value = ours.get(key)
+        checks[key] = {"target": text, "value": value, "met": value is not None and value <= limit}
+    if "backend_ratio" in summary:
+        ratio = summary["backend_ratio"]
+        checks["backend_ratio"] = {"target": "≤ 1/100 of the naive baseline's backend requests (per poll)",
+                                   "value": ratio,
+                                   "met": ratio is not None and ratio <= 0.01}  # fmt: skip
+    floor = result["config"]["list_floor_per_poll"]
+    per_poll = ours["backend_requests_per_poll"]
+    checks["at_floor"] = {"target": f"backend requests per idle poll = the list floor ({floor})", "value": per_poll,
+                          "met": per_poll is not None and per_poll <= floor + 0.5}  # fmt: skip
+    gets = ours["propagation_gets_per_change"]
+    checks["one_get_per_change"] = {"target": "one GET per real version change", "value": gets, "met": gets == 1.0}
+    summary["checks"] = checks
+    return summary
+
+
+ROWS: list[tuple[str, str, str]] = [  # (figure, label, unit)
+    ("propagation_p50_s", "propagation p50", "s"),
+    ("propagation_p95_s", "propagation p95", "s"),
+    ("propagation_p99_s", "propagation p99", "s"),
+    ("propagation_gets_per_change", "ScaiVault GETs per new version (propagation phase)", ""),
+    ("backend_requests_per_poll", "ScaiVault requests per idle poll", ""),
+    ("backend_requests_per_resource_hour", "ScaiVault requests per resource-hour (bench interval)", ""),
+    ("backend_requests_per_resource_hour_at_30s", "ScaiVault requests per resource-hour at 30 s", ""),
+    ("kube_writes_per_idle_poll", "Kubernetes writes per idle poll", ""),
+    ("rss_peak_mib", "RSS peak", "MiB"),
+    ("rss_steady_mib", "RSS steady", "MiB"),
+    ("cold_sync_s", "cold sync (all created → all Ready)", "s"),
+    ("cold_sync_gets", "cold sync ScaiVault GETs", ""),
+    ("warm_restart_s", "warm restart → in sync", "s"),
+    ("warm_restart_gets", "warm restart ScaiVault GETs", ""),
+    ("warm_restart_kube_writes", "warm restart Kubernetes writes", ""),
+    ("outage_requests", "ScaiVault requests during the outage", ""),
+]
+
+
+def _fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "—"
+    text = (f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}") if isinstance(value, float) else f"{value:,}"
+    return f"{text} {unit}".strip()
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """Markdown: one row per figure, one column per tier, each cell ``ours / baseline``."""
+    head = "| figure (ours / naive baseline) | " + " | ".join(f"N = {r['tier']:,}" for r in results) + " |"
+    lines = [head, "|---|" + "---|" * len(results)]
+    for key, label, unit in ROWS:
+        cells = []
+        for result in results:
+            ours = result["summary"]["ours"].get(key)
+            naive = (result["summary"].get("naive") or {}).get(key)
+            cells.append(f"{_fmt(ours, unit)} / {_fmt(naive, unit)}" if "naive" in result["summary"]
+                         else _fmt(ours, unit))  # fmt: skip
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    ratio_cells = [_fmt(r["summary"].get("backend_ratio"), "") for r in results]
+    lines.append("| ScaiVault requests per poll, ours ÷ baseline | " + " | ".join(ratio_cells) + " |")
+    rate_cells = [_fmt(r["summary"].get("backend_ratio_measured_rate"), "") for r in results]
+    lines.append(
+        "| ScaiVault requests per resource-hour as measured, ours ÷ baseline | " + " | ".join(rate_cells) + " |"
+    )
+    lines.append("| machine load (1-min, start → end) | " + " | ".join(
+        f"{r['machine']['load_at_start'][0]} → {r['machine']['load_at_end'][0]}" for r in results) + " |")  # fmt: skip
+    config = results[0]["config"] if results else {}
+    lines.append("")
+    lines.append(f"Poll interval {config.get('interval_seconds')} s (both sides), page size {config.get('page_size')}, "
+                 f"{config.get('workers')} workers; baseline concurrency {config.get('naive_concurrency')}; outage "
+                 f"{config.get('outage_seconds'):g} s; Kubernetes: {config.get('kubernetes')}.")  # fmt: skip
+    return "\n".join(lines)
+
+
+def targets_table(result: dict[str, Any]) -> str:
+    lines = [f"| target (N = {result['tier']:,}) | value | met |", "|---|---|---|"]
+    for check in result["summary"]["checks"].values():
+        lines.append(f"| {check['target']} | {_fmt(check['value'], '')} | {'yes' if check['met'] else '**no**'} |")
+    return "\n".join(lines)
+
+
+def update_docs(path: Path, text: str) -> None:
+    doc = path.read_text()
+    begin, end = doc.find(DOCS_BEGIN), doc.find(DOCS_END)
+    if begin < 0 or end < begin:
+        raise SystemExit(f"{path} has no {DOCS_BEGIN} ... {DOCS_END} markers")
+    path.write_text(doc[: begin + len(DOCS_BEGIN)] + "\n" + text + "\n" + doc[end:])
+
+
+# -- entry point --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def log_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="scaivault-bench-") as tmp:
+        yield Path(tmp)
+
+
+async def run(config: Config, logs: Path) -> list[dict[str, Any]]:
+    results = []
+    for n in config.tiers:
+        log(config, f"tier N={n}")
+        result = await run_tier(n, config, logs)
+        results.append(result)
+        if config.out is not None:
+            config.out.mkdir(parents=True, exist_ok=True)
+            path = config.out / f"{datetime.date.today().isoformat()}-{n}.json"
+            path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+            log(config, f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiers", default="100,1000,10000", help="comma-separated N (default 100,1000,10000)")
+    parser.add_argument("--interval", type=float, default=2.0, help="poll interval, both sides (s)")
+    parser.add_argument("--page-size", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--idle-polls", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=200, help="paths given a new version (propagation)")
+    parser.add_argument("--outage", type=float, default=60.0, help="outage length (s)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
+    parser.add_argument("--concurrency", type=int, default=16, help="the baseline's GETs in flight")
+    parser.add_argument("--out", default=str(RESULTS), help="results directory ('' to write none)")
+    parser.add_argument(
+        "--update-docs",
+        nargs="?",
+        const=str(REPO / "docs" / "performance.md"),
+        default=None,
+        help="also write the table into docs/performance.md (between the bench:table markers)",
+    )
+    parser.add_argument("--keep-logs", default=None, help="directory for the operator's and baseline's logs")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the operator with py-spy during the cold sync (DIR/profile-cold-N.txt)",
+    )
+    args = parser.parse_args(argv)
+    config = Config(tiers=[int(t) for t in args.tiers.split(",") if t.strip()], interval=args.interval,
+                    page_size=args.page_size, workers=args.workers, idle_polls=args.idle_polls,
+                    samples=args.samples, outage=args.outage, baseline=not args.no_baseline,
+                    concurrency=args.concurrency, out=Path(args.out) if args.out else None,
+                    profile=args.profile)  # fmt: skip
+    return config, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, args = parse_args(argv)
+    if os.environ.get("KUBECONFIG"):
+        # Not built yet: the harness observes and counts through bench.fakeapi's store and counters.
+        print(
+            "note: KUBECONFIG is set, but measuring against a real cluster is not implemented yet; "
+            "the figures below are against bench.fakeapi",
+            file=sys.stderr,
+        )
+    started = time.time()
+    with contextlib.ExitStack() as stack:
+        logs = Path(args.keep_logs) if args.keep_logs else stack.enter_context(log_dir())
+        logs.mkdir(parents=True, exist_ok=True)
+        results = asyncio.run(run(config, logs))
+    text = table(results) + "\n\n" + "\n\n".join(targets_table(r) for r in results if r["tier"] >= 10_000)
+    print(text.rstrip())
+    print(f"\n(total {time.time() - started:.0f} s)", file=sys.stderr)
+    if args.update_docs:
+        update_docs(Path(args.update_docs), text.rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

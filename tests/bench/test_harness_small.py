@@ -1,0 +1,80 @@
+"""The benchmark harness at N = 20, inside ``make test`` so it keeps working: the whole tier (the operator and the
+naive baseline in their own processes, against the in-memory Kubernetes API and the dev vault) with short
+phases. Asserts counts — requests and writes at the servers — never wall-clock times."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import run as bench
+
+N = 20
+
+
+@pytest.mark.timeout(240)
+async def test_tier_counts(tmp_path: Path) -> None:
+    config = bench.Config(tiers=[N], interval=1.0, idle_polls=3, samples=10, spread_polls=2.0, outage=3.0,
+                          out=None, quiet=True)  # fmt: skip
+    result = await bench.run_tier(N, config, tmp_path)
+    ours, naive = result["ours"], result["naive"]
+    floor = result["config"]["list_floor_per_poll"]
+    assert floor == 1  # 20 paths in one directory: one 500-item page per poll
+
+    # Cold sync: one GET per VaultSecret; one create per Secret, one status write, one Event each.
+    cold = ours["cold_sync"]
+    assert cold["complete"]
+    assert cold["ready"] == N
+    assert cold["vault_reads"] == N
+    assert cold["kube_requests"]["create secrets"] == N
+    assert cold["kube_requests"]["patch vaultsecrets/status"] == N
+    assert cold["kube_requests"]["create events"] == N
+    # New Secrets are created, not read first: the only reads are of the token (once per worker that builds the
+    # connection's client at the same moment).
+    assert cold["kube_requests"].get("get secrets", 0) <= config.workers
+
+    # Idle: list pages only (the floor per poll), no GET, no Kubernetes write.
+    idle = ours["idle"]
+    assert idle["polls"] >= 2
+    assert idle["vault_reads"] == 0
+    assert idle["kube_writes"] == 0
+    assert idle["vault_lists"] == idle["polls"] * floor
+
+    # Propagation: exactly one GET per changed path; every change arrives.
+    prop = ours["propagation"]
+    assert prop["complete"]
+    assert prop["observed"] == prop["samples"] == 10
+    assert prop["vault_reads"] == 10
+    assert prop["kube_requests"]["patch secrets"] == 10
+
+    # Warm restart: no data GET and no Kubernetes write.
+    restart = ours["warm_restart"]
+    assert restart["complete"]
+    assert restart["vault_reads"] == 0
+    assert restart["kube_writes"] == 0
+
+    # The naive baseline: one GET per VaultSecret per interval, even when nothing changes.
+    assert naive["cold_sync"]["complete"]
+    assert naive["cold_sync"]["kube_requests"]["create secrets"] == N
+    passes = naive["idle"]["passes"]
+    assert passes >= 2
+    assert naive["idle"]["vault_reads"] >= N * (passes - 1)
+    assert naive["idle"]["kube_writes"] == 0
+    assert naive["warm_restart"]["vault_reads"] >= N
+    assert naive["warm_restart"]["kube_writes"] == 0
+
+    # The outage: our list polls (with the client's retries) against a GET per object per interval.
+    assert ours["outage"]["vault_reads"] == 0
+    assert ours["outage"]["kube_writes"] == 0
+    assert 0 < ours["outage"]["vault_requests"] < naive["outage"]["vault_requests"]
+
+    summary = result["summary"]
+    assert summary["ours"]["kube_writes_per_idle_poll"] == 0
+    assert summary["ours"]["backend_requests_per_poll"] == floor
+    assert summary["checks"]["one_get_per_change"]["met"]
+    assert summary["checks"]["at_floor"]["met"]
+    assert summary["backend_ratio"] == math.ceil(N / 500) / N  # one list page per poll against N GETs per poll
+    assert abs(naive["idle"]["vault_reads"] - N * passes) <= 2  # a GET of the next pass may straddle the mark
+    assert "N = 20" in bench.table([result])
