@@ -11,11 +11,12 @@ Called by ``runtime`` (watch events), ``sync`` and ``watcher``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -38,20 +39,24 @@ class KubeSecretToken:
     def __init__(self, kube: Kube, namespace: str, name: str, key: str) -> None:
         self._kube, self._namespace, self._name, self._key = kube, namespace, name, key
         self._token: str | None = None
+        self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"KubeSecretToken({self._namespace}/{self._name}[{self._key}])"
 
     async def token(self) -> str:
         if self._token is None:
-            self._token = await self._read()
+            async with self._lock:
+                if self._token is None:
+                    self._token = await self._read()
         return self._token
 
     async def renew(self, stale: str) -> bool:
-        if self._token is not None and self._token != stale:
-            return True
-        self._token = await self._read()
-        return self._token != stale
+        async with self._lock:
+            if self._token is not None and self._token != stale:
+                return True  # another request already re-read it
+            self._token = await self._read()
+            return self._token != stale
 
     async def _read(self) -> str:
         value = await self._kube.read_secret_key(self._namespace, self._name, self._key)
@@ -111,6 +116,7 @@ class Connection:
     error: str | None
     breaker: Breaker
     client: ScaiVaultClient | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
     def label(self) -> str:
@@ -166,18 +172,22 @@ class Connections:
             await self._close(old)
 
     async def client(self, conn: Connection) -> ScaiVaultClient:
-        """The connection's client, built on first use. Raises ``ConfigurationError`` for a bad spec."""
-        if conn.client is None:
-            if conn.spec is None:
-                raise ConfigurationError(f"{conn.display} is invalid: {conn.error}")
-            auth = await self._auth(conn, conn.spec)
-            conn.client = ScaiVaultClient(
-                conn.spec.url,
-                auth,
-                ca_data=conn.spec.caBundle,
-                max_concurrency=self._settings.max_concurrency,
-            )
-        return conn.client
+        """The connection's client, built on first use (once, however many workers ask at the same time).
+
+        Raises ``ConfigurationError`` for a bad spec or unreadable credentials.
+        """
+        async with conn.lock:
+            if conn.client is None:
+                if conn.spec is None:
+                    raise ConfigurationError(f"{conn.display} is invalid: {conn.error}")
+                auth = await self._auth(conn, conn.spec)
+                conn.client = ScaiVaultClient(
+                    conn.spec.url,
+                    auth,
+                    ca_data=conn.spec.caBundle,
+                    max_concurrency=self._settings.max_concurrency,
+                )
+            return conn.client
 
     async def _auth(self, conn: Connection, spec: ConnectionSpec) -> TokenProvider:
         own_namespace = conn.key[1] or None

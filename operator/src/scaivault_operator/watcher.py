@@ -112,7 +112,9 @@ class VersionWatcher:
         conn = self._connections.get(self.conn_key)
         paths = self._registry.followed_paths(self.conn_key)
         if conn is None or conn.spec is None or not paths:
-            return self._interval()
+            # Nothing to follow yet (e.g. just started: the VaultSecrets are still arriving): look again soon, so
+            # a warm restart learns what moved while it was down within a second, not a whole interval.
+            return min(self._interval(), 1.0)
         if not conn.breaker.allow():
             return max(self._interval(), conn.breaker.remaining())
         self.polls += 1
