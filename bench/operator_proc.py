@@ -6,7 +6,9 @@ every version watcher completed a poll that started after the last VaultSecret a
 while the operator was down have been looked for). The probe reads the ``Runtime`` in-process and wraps
 ``VersionWatcher.poll_once`` to time polls; it changes nothing the operator does.
 
-    python -m bench.operator_proc --server http://127.0.0.1:PORT --expect 1000 [--kubeconfig]
+    python -m bench.operator_proc [--server http://127.0.0.1:PORT] --expect 1000 [--metrics-port P]
+
+Without ``--server`` the operator reads the kubeconfig (``$KUBECONFIG``), as ``scaivault-operator run`` does.
 """
 
 from __future__ import annotations
@@ -111,13 +113,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--namespace", action="append", default=[])
+    parser.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on 127.0.0.1:PORT (0: none)")
     parser.add_argument("--tracemalloc", action="store_true", help="on SIGUSR1, log the top allocation sites")
     args = parser.parse_args()
     if args.tracemalloc:
         _trace_memory()
     _trim_on_signal()
-    settings = OperatorSettings(liveness_endpoint=None, metrics_port=0, workers=args.workers,
-                                page_size=args.page_size, namespaces=tuple(args.namespace))  # fmt: skip
+    settings = OperatorSettings(liveness_endpoint=None, metrics_port=args.metrics_port, metrics_host="127.0.0.1",
+                                workers=args.workers, page_size=args.page_size,
+                                namespaces=tuple(args.namespace))  # fmt: skip
     configure_logging(settings)
     _instrument_polls()
     _say("spawned")

@@ -18,7 +18,13 @@ while the baseline is measured, so neither steals the other's CPU.
 
 Everything is counted at the servers: ScaiVault requests by the dev vault's statistics, Kubernetes requests by
 the fake API's counters (the harness itself writes through the store, never over HTTP, so every counted request
-is the operator's or the baseline's). Results: ``bench/results/<date>-<tier>.json`` and a Markdown table on
+is the operator's or the baseline's).
+
+``--cluster kubeconfig`` (or ``auto``, the default, when ``KUBECONFIG`` is set and GET /version answers within
+3 s): the operator's world is the cluster in the kubeconfig instead (``bench.apis.ClusterSide``: CRDs installed
+if missing, a namespace set, token Secret and ClusterVaultConnection of the run, deleted at the end), and our
+Kubernetes writes are counted from the operator's ``/metrics``; the baseline still runs against the fake API
+(``baseline_api: fake``). Results: ``bench/results/<date>-<tier>.json`` and a Markdown table on
 stdout (``--update-docs`` also puts it into docs/performance.md).
 """
 
@@ -44,15 +50,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.fakeapi import FakeApi, ResourceType, load_crds
+from bench.apis import (
+    TOKEN,
+    WRITE_VERBS,
+    ClusterInfo,
+    ClusterSide,
+    ClusterUnavailable,
+    FakeSide,
+    KubeSide,
+    probe_cluster,
+)
 from scaivault_operator.devvault import DevVaultConfig, RunningDevVault, run_in_thread
 from scaivault_operator.manifests import ANNOTATION_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-TOKEN = "bench-read-token"
-GROUP, VERSION = "scaivault.scailabs.ai", "v1alpha1"
-OP_NS = "scaivault-system"
 PER_NAMESPACE = 100
 PER_DIRECTORY = 1000
 NAIVE_ANNOTATION = "naive.bench/version"
@@ -81,12 +93,13 @@ class Config:
     out: Path | None = RESULTS
     quiet: bool = False
     profile: bool = False
+    cluster: ClusterInfo | None = None  # None: the in-memory API (bench.fakeapi)
 
 
-def layout(n: int) -> list[Item]:
+def layout(n: int, prefix: str = "bench-") -> list[Item]:
     """N VaultSecrets, 100 per namespace, paths in ceil(N / 1000) ScaiVault directories of equal size."""
     dirs = max(1, math.ceil(n / PER_DIRECTORY))
-    return [Item(f"bench-{i // PER_NAMESPACE:03d}", f"vs-{i:05d}", f"bench/team-{i % dirs:02d}/secret-{i:05d}")
+    return [Item(f"{prefix}{i // PER_NAMESPACE:03d}", f"vs-{i:05d}", f"bench/team-{i % dirs:02d}/secret-{i:05d}")
             for i in range(n)]  # fmt: skip
 
 
@@ -214,16 +227,17 @@ class Proc:
 
 
 class World:
-    """A dev vault holding the tier's secrets and a fake Kubernetes API, with hooks that time what happens."""
+    """A dev vault holding the tier's secrets and a Kubernetes API (``bench.apis``: the fake one or a cluster),
+    with hooks that time what happens."""
 
-    def __init__(self, items: list[Item], *, version_annotation: str, crds: bool) -> None:
+    def __init__(self, items: list[Item], *, version_annotation: str, side: KubeSide) -> None:
         self.items = items
         self.n = len(items)
         self.version_annotation = version_annotation
-        self.with_crds = crds
+        self.side = side
         self.stack = contextlib.ExitStack()
         self.vault_run: RunningDevVault | None = None
-        self.api: FakeApi | None = None
+        self.started = False
         self.ready: set[tuple[str, str]] = set()
         self.secret_versions: dict[tuple[str, str], int] = {}
         self.expect: dict[tuple[str, str], tuple[int, float]] = {}
@@ -235,33 +249,30 @@ class World:
         assert self.vault_run is not None
         return self.vault_run.vault
 
-    @property
-    def kube(self) -> FakeApi:
-        assert self.api is not None
-        return self.api
-
     async def start(self) -> None:
         config = DevVaultConfig(port=0, tokens={TOKEN: {"secrets:read"}}, list_max_limit=1000)
         self.vault_run = self.stack.enter_context(run_in_thread(config))
         for item in self.items:
             self.vault.write(item.path, {"username": item.name, "password": f"pw-{item.name}-1"})
-        self.api = await FakeApi(crds=load_crds() if self.with_crds else ()).start()
-        self.api.store.listeners.append(self._on_change)
+        self.started = True
+        await self.side.start(self._on_change)
 
     async def stop(self) -> None:
-        if self.api is not None:
-            await self.api.stop()
+        if self.started:
+            await self.side.stop()
         self.stack.close()
 
-    def rtype(self, group: str, version: str, plural: str) -> ResourceType:
-        found = self.kube.store.resolve(group, version, plural)
-        assert found is not None, plural
-        return found
+    async def seed(self, interval: float, *, connection: bool) -> None:
+        assert self.vault_run is not None
+        await self.side.seed(self.items, self.vault_run.url, interval, connection=connection)
 
-    def _on_change(self, rtype: ResourceType, type_: str, old: Any, new: dict[str, Any]) -> None:
+    async def create_vaultsecrets(self) -> None:
+        await self.side.create_vaultsecrets(self.items)
+
+    def _on_change(self, kind: str, type_: str, new: dict[str, Any]) -> None:
         meta = new.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
-        if rtype.kind == "VaultSecret":
+        if kind == "VaultSecret":
             status = new.get("status") or {}
             ready = (
                 type_ != "DELETED"
@@ -273,7 +284,7 @@ class World:
             else:
                 self.ready.discard(key)
             self._changed.set()
-        elif rtype.kind == "Secret" and rtype.group == "":
+        elif kind == "Secret":
             raw = (meta.get("annotations") or {}).get(self.version_annotation)
             if type_ == "DELETED" or raw is None:
                 self.secret_versions.pop(key, None)
@@ -301,53 +312,24 @@ class World:
     def mark(self) -> dict[str, Any]:
         snap = self.vault.stats.snapshot()
         return {"t": time.time(), "calls": dict(snap.calls), "requests": snap.requests,
-                "kube": dict(self.kube.counts), "load": load(), "cpu": _own_cpu()}  # fmt: skip
+                "kube": self.side.counts(), "load": load(), "cpu": _own_cpu()}  # fmt: skip
 
     def since(self, mark: dict[str, Any]) -> dict[str, Any]:
         snap = self.vault.stats.snapshot()
         calls = {k: v - mark["calls"].get(k, 0) for k, v in snap.calls.items() if v - mark["calls"].get(k, 0)}
         kube: dict[str, int] = {}
         writes = 0
-        for (agent, verb, res), n in self.kube.counts.items():
-            delta = n - mark["kube"].get((agent, verb, res), 0)
+        for key, n in self.side.counts().items():
+            delta = n - mark["kube"].get(key, 0)
             if delta:
-                kube[f"{verb} {res}"] = kube.get(f"{verb} {res}", 0) + delta
-                if verb in ("create", "update", "patch", "delete", "deletecollection"):
+                kube[key] = delta
+                if key.split(" ", 1)[0] in WRITE_VERBS:
                     writes += delta
         return {"seconds": round(time.time() - mark["t"], 2), "vault_requests": snap.requests - mark["requests"],
                 "vault_reads": calls.get("read", 0), "vault_lists": calls.get("list", 0), "vault_calls": calls,
                 "kube_writes": writes, "kube_requests": dict(sorted(kube.items())),
                 "harness_cpu_seconds": round(_own_cpu() - mark["cpu"], 2),
                 "load_before": mark["load"], "load_after": load()}  # fmt: skip
-
-    # the world's objects, written through the store (never counted as requests)
-
-    def seed_connection(self, interval: float) -> None:
-        store = self.kube.store
-        store.create(self.rtype("", "v1", "namespaces"), None, {"metadata": {"name": OP_NS}})
-        store.create(self.rtype("", "v1", "secrets"), OP_NS, {"metadata": {"name": "scaivault-token"},
-                     "type": "Opaque", "stringData": {"token": TOKEN}})  # fmt: skip
-        spec = {"url": self.vault_run.url if self.vault_run else "", "pollInterval": f"{interval:g}s",
-                "auth": {"tokenSecretRef": {"name": "scaivault-token", "namespace": OP_NS, "key": "token"}},
-                "access": [{"namespaceSelector": {}, "pathPrefixes": ["bench/"]}]}  # fmt: skip
-        store.create(self.rtype(GROUP, VERSION, "clustervaultconnections"), None,
-                     {"metadata": {"name": "default"}, "spec": spec})  # fmt: skip
-
-    def seed_namespaces(self) -> None:
-        ns_type = self.rtype("", "v1", "namespaces")
-        for namespace in sorted({item.namespace for item in self.items}):
-            if ("", namespace) not in self.kube.store.objects(ns_type):
-                self.kube.store.create(ns_type, None, {"metadata": {"name": namespace}})
-
-    async def create_vaultsecrets(self) -> None:
-        vs_type = self.rtype(GROUP, VERSION, "vaultsecrets")
-        for index, item in enumerate(self.items):
-            self.kube.store.create(vs_type, item.namespace, {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "VaultSecret",
-                "metadata": {"name": item.name, "namespace": item.namespace},
-                "spec": {"path": item.path, "connectionRef": {"name": "default"}}})  # fmt: skip
-            if index % 100 == 99:
-                await asyncio.sleep(0)  # let the server stream the events meanwhile
 
     async def propagate(self, sample: list[Item], spread: float, limit: float) -> dict[str, Any]:
         """Write a new version of each sampled path, spread over ``spread`` seconds; time until its Secret has it."""
@@ -432,22 +414,19 @@ async def stop_profiler(profiler: asyncio.subprocess.Process | None) -> None:
 
 
 async def start_operator(world: World, config: Config, log_path: Path) -> Proc:
-    proc = await Proc.start(["bench.operator_proc", "--server", world.kube.url, "--expect", str(world.n),
+    proc = await Proc.start(["bench.operator_proc", *world.side.operator_args(), "--expect", str(world.n),
                              "--workers", str(config.workers), "--page-size", str(config.page_size)],
                             log_path)  # fmt: skip
-    vs, secrets = world.rtype(GROUP, VERSION, "vaultsecrets"), world.rtype("", "v1", "secrets")
     if await proc.wait_for(lambda e: e["event"] == "runtime", 60) is None:
         raise RuntimeError(f"the operator did not start; see {log_path}")
-    await world.wait(lambda: world.kube.store.watcher_count(vs) > 0 and world.kube.store.watcher_count(secrets) > 0,
-                     30)  # fmt: skip
+    await world.side.operator_ready(30)
     return proc
 
 
 async def run_ours(world: World, config: Config, logs: Path) -> tuple[dict[str, Any], Proc]:
     n, interval = world.n, config.interval
     result: dict[str, Any] = {}
-    world.seed_connection(interval)
-    world.seed_namespaces()
+    await world.seed(interval, connection=True)
     proc = await start_operator(world, config, logs / "operator.log")
     result["startup_seconds"] = round(time.time() - proc.spawned_at, 2)
 
@@ -510,7 +489,8 @@ async def run_ours(world: World, config: Config, logs: Path) -> tuple[dict[str, 
 
 async def start_naive(world: World, config: Config, items_file: Path, log_path: Path) -> Proc:
     assert world.vault_run is not None
-    return await Proc.start(["bench.naive", "--vault", world.vault_run.url, "--token", TOKEN, "--api", world.kube.url,
+    assert isinstance(world.side, FakeSide)
+    return await Proc.start(["bench.naive", "--vault", world.vault_run.url, "--token", TOKEN, "--api", world.side.url,
                              "--items", str(items_file), "--interval", str(config.interval),
                              "--concurrency", str(config.concurrency)], log_path)  # fmt: skip
 
@@ -565,7 +545,8 @@ async def run_naive(world: World, config: Config, logs: Path) -> tuple[dict[str,
 
 
 async def run_tier(n: int, config: Config, logs: Path) -> dict[str, Any]:
-    items = layout(n)
+    side: KubeSide = ClusterSide(config.cluster) if config.cluster is not None else FakeSide(crds=True)
+    items = layout(n, side.namespace_prefix)
     started = time.time()
     result: dict[str, Any] = {
         "tier": n,
@@ -578,8 +559,11 @@ async def run_tier(n: int, config: Config, logs: Path) -> dict[str, Any]:
                    "directories": max(1, math.ceil(n / PER_DIRECTORY)),
                    "list_floor_per_poll": list_floor(items, config.page_size), "kubernetes": "bench.fakeapi"},
     }  # fmt: skip
-    ours_world = World(items, version_annotation=ANNOTATION_VERSION, crds=True)
-    naive_world = World(items, version_annotation=NAIVE_ANNOTATION, crds=False)
+    result["config"].update(side.describe(), baseline_api="fake")
+    result.update({k: v for k, v in side.describe().items() if k in ("api", "cluster")}, baseline_api="fake")
+    # The naive baseline always runs against the in-memory API: its Kubernetes requests are counted there.
+    ours_world = World(items, version_annotation=ANNOTATION_VERSION, side=side)
+    naive_world = World(items, version_annotation=NAIVE_ANNOTATION, side=FakeSide(crds=False))
     procs: list[Proc] = []
     try:
         await ours_world.start()
@@ -591,7 +575,7 @@ async def run_tier(n: int, config: Config, logs: Path) -> dict[str, Any]:
             ours_proc.pause()
             try:
                 await naive_world.start()
-                naive_world.seed_namespaces()
+                await naive_world.seed(config.interval, connection=False)
                 naive, naive_proc = await run_naive(naive_world, config, logs)
                 procs.append(naive_proc)
                 result["naive"] = naive
@@ -750,6 +734,10 @@ def table(results: list[dict[str, Any]]) -> str:
     lines.append(f"Poll interval {config.get('interval_seconds')} s (both sides), page size {config.get('page_size')}, "
                  f"{config.get('workers')} workers; baseline concurrency {config.get('naive_concurrency')}; outage "
                  f"{config.get('outage_seconds'):g} s; Kubernetes: {config.get('kubernetes')}.")  # fmt: skip
+    if config.get("api") == "cluster":
+        lines.append("api: cluster — our Kubernetes writes counted from the operator's /metrics (Secret writes, "
+                     "status patches, Events); baseline_api: fake — the naive baseline runs against bench.fakeapi "
+                     "and its requests are counted there.")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -785,7 +773,8 @@ async def run(config: Config, logs: Path) -> list[dict[str, Any]]:
         results.append(result)
         if config.out is not None:
             config.out.mkdir(parents=True, exist_ok=True)
-            path = config.out / f"{datetime.date.today().isoformat()}-{n}.json"
+            suffix = "-cluster" if config.cluster is not None else ""
+            path = config.out / f"{datetime.date.today().isoformat()}-{n}{suffix}.json"
             path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
             log(config, f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return results
@@ -816,6 +805,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
         action="store_true",
         help="sample the operator with py-spy during the cold sync (DIR/profile-cold-N.txt)",
     )
+    parser.add_argument(
+        "--cluster",
+        choices=["auto", "kubeconfig", "fake"],
+        default="auto",
+        help="kubeconfig: the cluster in $KUBECONFIG (or ~/.kube/config); fake: the in-memory API; "
+        "auto (default): the cluster when KUBECONFIG is set and GET /version answers within 3 s",
+    )
     args = parser.parse_args(argv)
     config = Config(tiers=[int(t) for t in args.tiers.split(",") if t.strip()], interval=args.interval,
                     page_size=args.page_size, workers=args.workers, idle_polls=args.idle_polls,
@@ -825,15 +821,25 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
     return config, args
 
 
+def select_cluster(mode: str) -> ClusterInfo | None:
+    """The cluster to measure against, or None for the in-memory API (``--cluster``)."""
+    if mode == "fake" or (mode == "auto" and not os.environ.get("KUBECONFIG")):
+        return None
+    try:
+        info = probe_cluster()
+    except ClusterUnavailable as exc:
+        if mode == "kubeconfig":
+            raise SystemExit(f"--cluster kubeconfig: no cluster answers: {exc}") from None
+        print(f"note: KUBECONFIG is set but no cluster answers ({exc}); measuring against bench.fakeapi",
+              file=sys.stderr)  # fmt: skip
+        return None
+    print(f"measuring against the cluster at {info.server} ({info.version})", file=sys.stderr)
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     config, args = parse_args(argv)
-    if os.environ.get("KUBECONFIG"):
-        # Not built yet: the harness observes and counts through bench.fakeapi's store and counters.
-        print(
-            "note: KUBECONFIG is set, but measuring against a real cluster is not implemented yet; "
-            "the figures below are against bench.fakeapi",
-            file=sys.stderr,
-        )
+    config.cluster = select_cluster(args.cluster)
     started = time.time()
     with contextlib.ExitStack() as stack:
         logs = Path(args.keep_logs) if args.keep_logs else stack.enter_context(log_dir())

@@ -1,0 +1,363 @@
+"""The Kubernetes side of a benchmark world: the in-memory API (``FakeSide``) or a real cluster (``ClusterSide``).
+
+Both create the world's objects (namespaces, the token Secret, a ClusterVaultConnection, the VaultSecrets), report
+changes to VaultSecrets and our Secrets to an ``observe(kind, type, object)`` callback, and count the operator's
+Kubernetes requests as ``{"verb resource": count}``:
+
+- ``FakeSide``: objects written through the fake API's store (never counted), changes from its listeners,
+  requests counted by the server (every request, reads included).
+- ``ClusterSide``: objects written with lightkube over HTTP, changes from lightkube watches, and the operator's
+  writes counted by the operator itself (its ``/metrics``: ``secret_writes_total``, ``status_writes_total``,
+  ``events_total``), scraped at each mark — reads and Kopf's own requests are not in these counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+from lightkube import ApiError, AsyncClient, KubeConfig, codecs
+from lightkube.config.client_adapter import Client as HttpxClient
+from lightkube.config.client_adapter import ConnectionParams
+from lightkube.config.kubeconfig import SingleConfig
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.core_v1 import Namespace, Secret
+
+from bench.fakeapi import FakeApi, ResourceType, load_crds
+from scaivault_operator.kube import ClusterVaultConnectionResource, VaultSecretResource
+from scaivault_operator.manifests import MANAGED_BY, MANAGED_BY_LABEL
+
+GROUP, VERSION = "scaivault.scailabs.ai", "v1alpha1"
+TOKEN = "bench-read-token"
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection", "recreate")
+PROBE_TIMEOUT = 3.0
+BENCH_LABEL = "svo-bench"
+
+Observe = Callable[[str, str, dict[str, Any]], None]  # (kind: "VaultSecret" | "Secret", event type, object)
+
+
+class Item(Protocol):
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+
+
+class KubeSide(Protocol):
+    api: str  # "fake" | "cluster"
+    connection: str  # the ClusterVaultConnection's name
+    namespace_prefix: str  # the VaultSecrets' namespaces start with it
+
+    async def start(self, observe: Observe) -> None: ...
+    async def stop(self) -> None: ...
+    async def seed(self, items: Sequence[Item], vault_url: str, interval: float, *, connection: bool) -> None: ...
+    async def create_vaultsecrets(self, items: Sequence[Item]) -> None: ...
+    def operator_args(self) -> list[str]: ...
+    async def operator_ready(self, limit: float) -> bool: ...
+    def counts(self) -> dict[str, int]: ...
+    def describe(self) -> dict[str, Any]: ...
+
+
+def vaultsecret(item: Item, connection: str) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VaultSecret",
+            "metadata": {"name": item.name, "namespace": item.namespace},
+            "spec": {"path": item.path, "connectionRef": {"name": connection}}}  # fmt: skip
+
+
+def connection_spec(vault_url: str, interval: float, token_ns: str, access: dict[str, Any]) -> dict[str, Any]:
+    return {"url": vault_url, "pollInterval": f"{interval:g}s",
+            "auth": {"tokenSecretRef": {"name": "scaivault-token", "namespace": token_ns, "key": "token"}},
+            "access": [{**access, "pathPrefixes": ["bench/"]}]}  # fmt: skip
+
+
+# -- the in-memory API ----------------------------------------------------------------------------------------
+
+
+class FakeSide:
+    """``bench.fakeapi`` in this process: objects written through its store, requests counted at the server."""
+
+    api = "fake"
+    connection = "default"
+    namespace_prefix = "bench-"
+    OP_NS = "scaivault-system"
+
+    def __init__(self, *, crds: bool) -> None:
+        self.with_crds = crds
+        self._api: FakeApi | None = None
+
+    @property
+    def fake(self) -> FakeApi:
+        assert self._api is not None
+        return self._api
+
+    @property
+    def url(self) -> str:
+        return self.fake.url
+
+    def rtype(self, group: str, version: str, plural: str) -> ResourceType:
+        found = self.fake.store.resolve(group, version, plural)
+        assert found is not None, plural
+        return found
+
+    async def start(self, observe: Observe) -> None:
+        self._api = await FakeApi(crds=load_crds() if self.with_crds else ()).start()
+
+        def listener(rtype: ResourceType, type_: str, old: Any, new: dict[str, Any]) -> None:
+            if rtype.kind == "VaultSecret" or (rtype.kind == "Secret" and rtype.group == ""):
+                observe(rtype.kind, type_, new)
+
+        self._api.store.listeners.append(listener)
+
+    async def stop(self) -> None:
+        if self._api is not None:
+            await self._api.stop()
+
+    async def seed(self, items: Sequence[Item], vault_url: str, interval: float, *, connection: bool) -> None:
+        store, ns_type = self.fake.store, self.rtype("", "v1", "namespaces")
+        names = sorted({item.namespace for item in items} | ({self.OP_NS} if connection else set()))
+        for namespace in names:
+            if ("", namespace) not in store.objects(ns_type):
+                store.create(ns_type, None, {"metadata": {"name": namespace}})
+        if connection:
+            store.create(self.rtype("", "v1", "secrets"), self.OP_NS, {"metadata": {"name": "scaivault-token"},
+                         "type": "Opaque", "stringData": {"token": TOKEN}})  # fmt: skip
+            spec = connection_spec(vault_url, interval, self.OP_NS, {"namespaceSelector": {}})
+            store.create(self.rtype(GROUP, VERSION, "clustervaultconnections"), None,
+                         {"metadata": {"name": self.connection}, "spec": spec})  # fmt: skip
+
+    async def create_vaultsecrets(self, items: Sequence[Item]) -> None:
+        vs_type = self.rtype(GROUP, VERSION, "vaultsecrets")
+        for index, item in enumerate(items):
+            self.fake.store.create(vs_type, item.namespace, vaultsecret(item, self.connection))
+            if index % 100 == 99:
+                await asyncio.sleep(0)  # let the server stream the events meanwhile
+
+    def operator_args(self) -> list[str]:
+        return ["--server", self.fake.url]
+
+    async def operator_ready(self, limit: float) -> bool:
+        """Kopf watches both VaultSecrets and Secrets."""
+        store = self.fake.store
+        vs, secrets_ = self.rtype(GROUP, VERSION, "vaultsecrets"), self.rtype("", "v1", "secrets")
+        deadline = time.monotonic() + limit
+        while store.watcher_count(vs) == 0 or store.watcher_count(secrets_) == 0:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    def counts(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for (_agent, verb, res), n in self.fake.counts.items():
+            found[f"{verb} {res}"] = found.get(f"{verb} {res}", 0) + n
+        return found
+
+    def describe(self) -> dict[str, Any]:
+        return {"api": "fake", "kubernetes": "bench.fakeapi"}
+
+
+# -- a real cluster -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    config: SingleConfig
+    server: str
+    version: str
+
+
+class ClusterUnavailable(Exception):
+    pass
+
+
+def probe_cluster(within: float = PROBE_TIMEOUT) -> ClusterInfo:
+    """The kubeconfig's current context (``$KUBECONFIG`` or ``~/.kube/config``), if GET /version answers within
+    ``within`` seconds (as tests/e2e's probe); ``ClusterUnavailable`` otherwise."""
+    try:
+        config = KubeConfig.from_env().get()
+        if config is None:
+            raise ClusterUnavailable("the kubeconfig has no current context")
+        with HttpxClient(config, ConnectionParams(timeout=httpx.Timeout(within))) as http:
+            response = http.get("/version")
+            response.raise_for_status()
+            version = str(response.json().get("gitVersion") or "unknown")
+    except ClusterUnavailable:
+        raise
+    except Exception as exc:  # connection, TLS, credentials, HTTP status, not JSON...
+        raise ClusterUnavailable(f"GET /version failed: {type(exc).__name__}: {exc}") from None
+    return ClusterInfo(config=config, server=config.cluster.server, version=version)
+
+
+_SAMPLE = re.compile(r"^scaivault_operator_(\w+?)(?:\{(.*)\})? ([0-9.eE+-]+)$")
+_METRIC_KEYS = {"status_writes_total": "patch vaultsecrets/status", "events_total": "create events"}
+
+
+def parse_metrics(text: str) -> dict[str, int]:
+    """The operator's Kubernetes writes from its ``/metrics``, keyed like the fake API's counts."""
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        name, labels, value = match.groups()
+        if name == "secret_writes_total":
+            operation = re.search(r'operation="([^"]*)"', labels or "")
+            key = f"{operation.group(1) if operation else 'write'} secrets"
+        elif name in _METRIC_KEYS:
+            key = _METRIC_KEYS[name]
+        else:
+            continue
+        found[key] = found.get(key, 0) + round(float(value))
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ClusterSide:
+    """The cluster in the kubeconfig: a namespace set, a token Secret and a ClusterVaultConnection of this run
+    (``svo-bench-<random>``), our CRDs installed when missing; all of it (and only that) deleted at the end."""
+
+    api = "cluster"
+
+    def __init__(self, info: ClusterInfo, *, concurrency: int = 32) -> None:
+        self.info = info
+        run = secrets.token_hex(3)
+        self.connection = f"svo-bench-{run}"
+        self.namespace_prefix = f"svo-bench-{run}-"
+        self.op_ns = f"svo-bench-{run}-ops"
+        self.concurrency = concurrency
+        self.client = AsyncClient(info.config, field_manager="svo-bench")
+        self.namespaces: list[str] = []
+        self.created_crds: list[str] = []
+        self.metrics_url: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._observe: Observe | None = None
+
+    async def start(self, observe: Observe) -> None:
+        self._observe = observe
+        await self._install_crds()
+        self._tasks = [asyncio.create_task(self._watch(VaultSecretResource, "VaultSecret", None)),
+                       asyncio.create_task(self._watch(Secret, "Secret", {MANAGED_BY_LABEL: MANAGED_BY}))]  # fmt: skip
+
+    async def _install_crds(self, limit: float = 60.0) -> None:
+        bodies = load_crds()
+        for body in bodies:
+            name = body["metadata"]["name"]  # type: ignore[index]
+            try:
+                await self.client.get(CustomResourceDefinition, name)
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                await self.client.create(codecs.from_dict(body))
+                self.created_crds.append(name)
+        deadline = time.monotonic() + limit
+        for body in bodies:
+            name = body["metadata"]["name"]  # type: ignore[index]
+            while True:
+                crd = await self.client.get(CustomResourceDefinition, name)
+                conditions = (crd.status.conditions if crd.status else None) or []
+                if any(c.type == "Established" and c.status == "True" for c in conditions):
+                    break
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"CRD {name} not Established within {limit:g} s")
+                await asyncio.sleep(0.25)
+
+    async def _watch(self, resource: Any, kind: str, labels: Any) -> None:
+        while True:
+            try:
+                async for type_, obj in self.client.watch(resource, namespace="*", labels=labels):
+                    body = obj.to_dict()
+                    if (body.get("metadata") or {}).get("namespace", "").startswith(self.namespace_prefix):
+                        assert self._observe is not None
+                        self._observe(kind, type_, body)
+            except (ApiError, httpx.HTTPError):
+                await asyncio.sleep(0.5)  # start over: the first events (ADDED) repeat the current state
+
+    async def seed(self, items: Sequence[Item], vault_url: str, interval: float, *, connection: bool) -> None:
+        for namespace in [*sorted({item.namespace for item in items}), self.op_ns]:
+            if namespace not in self.namespaces:
+                meta = {"name": namespace, "labels": {BENCH_LABEL: "true"}}
+                await self.client.create(Namespace.from_dict({"metadata": meta}))
+                self.namespaces.append(namespace)
+        if connection:
+            await self.client.create(Secret.from_dict({"metadata": {"name": "scaivault-token",
+                                                                    "namespace": self.op_ns},
+                                                       "type": "Opaque", "stringData": {"token": TOKEN}}))  # fmt: skip
+            access = {"namespaces": sorted({item.namespace for item in items})}
+            await self.client.create(codecs.from_dict({
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "ClusterVaultConnection",
+                "metadata": {"name": self.connection, "labels": {BENCH_LABEL: "true"}},
+                "spec": connection_spec(vault_url, interval, self.op_ns, access)}))  # fmt: skip
+
+    async def create_vaultsecrets(self, items: Sequence[Item]) -> None:
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def create(item: Item) -> None:
+            async with gate:
+                await self.client.create(codecs.from_dict(vaultsecret(item, self.connection)))
+
+        await asyncio.gather(*(create(item) for item in items))
+
+    def operator_args(self) -> list[str]:
+        """No ``--server``: the operator reads the kubeconfig, as ``scaivault-operator run`` does; /metrics on a
+        fresh local port (each operator process counts from zero)."""
+        port = _free_port()
+        self.metrics_url = f"http://127.0.0.1:{port}/metrics"
+        return ["--metrics-port", str(port)]
+
+    async def operator_ready(self, limit: float) -> bool:
+        """/metrics answers (Kopf's watches are not visible from here; it lists before watching, so nothing is
+        missed)."""
+        deadline = time.monotonic() + limit
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if self.metrics_url and (await http.get(self.metrics_url)).status_code == 200:
+                        return True
+                await asyncio.sleep(0.1)
+        return False
+
+    def counts(self) -> dict[str, int]:
+        """The current operator's writes (nothing while no operator runs: a new one counts from zero)."""
+        if self.metrics_url is None:
+            return {}
+        try:
+            response = httpx.get(self.metrics_url, timeout=10.0)
+            response.raise_for_status()
+        except httpx.HTTPError:
+            return {}
+        return parse_metrics(response.text)
+
+    def describe(self) -> dict[str, Any]:
+        return {"api": "cluster", "kubernetes": f"cluster {self.info.server} ({self.info.version})",
+                "cluster": {"server": self.info.server, "version": self.info.version}}  # fmt: skip
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(ApiError, httpx.HTTPError):
+            await self.client.delete(ClusterVaultConnectionResource, self.connection)
+        for namespace in self.namespaces:
+            with contextlib.suppress(ApiError, httpx.HTTPError):
+                await self.client.delete(Namespace, namespace)
+        for name in self.created_crds:  # only the CRDs this run installed
+            with contextlib.suppress(ApiError, httpx.HTTPError):
+                await self.client.delete(CustomResourceDefinition, name)
+        await self.client.close()

@@ -1,0 +1,86 @@
+"""The benchmark's real-cluster mode (``--cluster kubeconfig``) end to end without a cluster: ``bench.fakeapi``
+served over HTTP with a temporary kubeconfig pointing at it. The harness then installs the CRDs, creates its
+namespaces, token Secret, ClusterVaultConnection and VaultSecrets with lightkube, observes through watches, runs
+the operator from the kubeconfig and counts its Kubernetes writes from the operator's ``/metrics`` — and cleans up.
+Asserts counts, never times."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+from bench.apis import parse_metrics, probe_cluster
+from bench.fakeapi import FakeApi
+
+from bench import run as bench
+
+N = 20
+
+
+def test_parse_metrics() -> None:
+    text = (
+        "# TYPE scaivault_operator_secret_writes_total counter\n"
+        'scaivault_operator_secret_writes_total{operation="create"} 20\n'
+        'scaivault_operator_secret_writes_total{operation="patch"} 3\n'
+        "scaivault_operator_status_writes_total 21\n"
+        'scaivault_operator_events_total{type="Normal"} 20\n'
+        'scaivault_operator_events_total{type="Warning"} 1\n'
+        'scaivault_operator_backend_requests_total{call="read",connection="x"} 5\n'
+    )
+    assert parse_metrics(text) == {"create secrets": 20, "patch secrets": 3, "patch vaultsecrets/status": 21,
+                                   "create events": 21}  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+async def test_cluster_mode_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with FakeApi() as api:  # no CRDs: the harness installs them
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": api.url}}],
+            "users": [{"name": "fake", "user": {}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}]}))  # fmt: skip
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        # In a thread: the probe is synchronous (as in ``main``), and the fake API serves on this event loop.
+        info = await asyncio.to_thread(probe_cluster)
+        assert info.server == api.url
+        assert await asyncio.to_thread(bench.select_cluster, "auto") == info
+        config = bench.Config(tiers=[N], interval=1.0, idle_polls=3, samples=10, spread_polls=2.0, outage=2.0,
+                              out=None, quiet=True, baseline=False, cluster=info)  # fmt: skip
+        result = await bench.run_tier(N, config, tmp_path)
+
+        assert result["api"] == "cluster"
+        assert result["baseline_api"] == "fake"
+        assert result["cluster"]["server"] == api.url
+        ours = result["ours"]
+        cold = ours["cold_sync"]
+        assert cold["complete"]
+        assert cold["ready"] == N
+        assert cold["vault_reads"] == N
+        assert cold["kube_requests"] == {"create events": N, "create secrets": N, "patch vaultsecrets/status": N}
+        assert cold["kube_writes"] == 3 * N
+        idle = ours["idle"]
+        assert idle["polls"] >= 2
+        assert idle["vault_reads"] == 0
+        assert idle["kube_writes"] == 0
+        prop = ours["propagation"]
+        assert prop["complete"]
+        assert prop["observed"] == prop["samples"] == 10
+        assert prop["vault_reads"] == 10
+        assert prop["kube_requests"]["patch secrets"] == 10
+        restart = ours["warm_restart"]
+        assert restart["complete"]
+        assert restart["vault_reads"] == 0
+        assert restart["kube_writes"] == 0
+        assert ours["outage"]["vault_reads"] == 0
+        assert ours["outage"]["kube_writes"] == 0
+        assert "api: cluster" in bench.table([result])
+
+        # Cleaned up: the run's namespaces, its connection and the CRDs it installed are gone.
+        store = api.store
+        ns_type = store.resolve("", "v1", "namespaces")
+        assert ns_type is not None
+        assert not [key for key in store.objects(ns_type) if key[1].startswith("svo-bench-")]
+        assert store.resolve("scaivault.scailabs.ai", "v1alpha1", "vaultsecrets") is None
