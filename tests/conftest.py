@@ -12,6 +12,7 @@ this file::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from scaivault_operator.devvault import DevVault, DevVaultConfig, run_in_thread
+from scaivault_operator.scaivault import _client as _client_module
 
 RW_TOKEN = "rw-token"
 RO_TOKEN = "ro-token"
@@ -121,3 +123,26 @@ def dev_vault_http(dev_vault: DevVaultFixture) -> Iterator[httpx.Client]:
     """A plain httpx client on ``dev_vault``'s base URL (no default auth header)."""
     with httpx.Client(base_url=dev_vault.url, timeout=10.0) as client:
         yield client
+
+
+class _AsyncioWithRecordedSleep:
+    """Stands in for the ``asyncio`` module inside the client module only: ``sleep`` records, the rest delegates
+    (a dev vault's server thread keeps the real module)."""
+
+    def __init__(self, recorded: list[float]) -> None:
+        self._recorded = recorded
+
+    async def sleep(self, delay: float, result: Any = None) -> Any:
+        self._recorded.append(delay)
+        return await asyncio.sleep(0, result)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every ``asyncio.sleep`` the ScaiVault client requests, in order; the sleep itself only yields to the loop."""
+    recorded: list[float] = []
+    monkeypatch.setattr(_client_module, "asyncio", _AsyncioWithRecordedSleep(recorded))
+    return recorded

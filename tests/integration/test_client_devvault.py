@@ -31,31 +31,9 @@ from scaivault_operator.scaivault import (
     UnauthenticatedError,
     UnavailableError,
 )
-from scaivault_operator.scaivault import _client as _client_module
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 RETRY = RetryPolicy(max_attempts=3, base=0.01, cap=0.05, max_total=10.0)
-
-
-class _AsyncioWithRecordedSleep:
-    """Stands in for ``asyncio`` inside the client module only (the server thread keeps the real one)."""
-
-    def __init__(self, recorded: list[float]) -> None:
-        self._recorded = recorded
-
-    async def sleep(self, delay: float, result: Any = None) -> Any:
-        self._recorded.append(delay)
-        return await asyncio.sleep(0, result)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(asyncio, name)
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    recorded: list[float] = []
-    monkeypatch.setattr(_client_module, "asyncio", _AsyncioWithRecordedSleep(recorded))
-    return recorded
 
 
 class Clock:

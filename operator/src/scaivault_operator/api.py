@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 __all__ = [
     "API_VERSION",
@@ -256,19 +256,20 @@ class SecretKeyRef(SecretRef):
                      description="Key in the Secret's data. Default: token.")  # fmt: skip
 
 
+def _url_field(description: str) -> Any:
+    """An http(s) URL field, checked by CEL at apply time."""
+    rule: dict[str, JsonValue] = {
+        "rule": "self.startsWith('https://') || self.startsWith('http://')",
+        "message": "must be a URL",
+    }
+    return Field(min_length=1, max_length=2048, description=description,
+                 json_schema_extra={"x-kubernetes-validations": [rule]})  # fmt: skip
+
+
 class ClientCredentialsAuth(_Spec):
     """OAuth2 client credentials: the operator obtains and renews short-lived tokens from ScaiKey."""
 
-    tokenUrl: str = Field(
-        min_length=1,
-        max_length=2048,
-        description="Token endpoint, e.g. https://scaikey.scailabs.ai/oauth/token.",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {"rule": "self.startsWith('https://') || self.startsWith('http://')", "message": "must be a URL"}
-            ]
-        },
-    )
+    tokenUrl: str = _url_field("Token endpoint, e.g. https://scaikey.scailabs.ai/oauth/token.")
     secretRef: SecretRef = Field(description="Secret holding the client id and client secret.")
     clientIdKey: str = Field(
         default="client_id", min_length=1, max_length=253, description="Key of the client id in the Secret."
@@ -351,16 +352,7 @@ class AccessRule(_Spec):
 class ConnectionSpec(_Spec):
     """Where ScaiVault is and how to reach it; shared by ClusterVaultConnection and VaultConnection."""
 
-    url: str = Field(
-        min_length=1,
-        max_length=2048,
-        description="Base URL of ScaiVault, e.g. https://scaivault.scailabs.ai.",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {"rule": "self.startsWith('https://') || self.startsWith('http://')", "message": "must be a URL"}
-            ]
-        },
-    )
+    url: str = _url_field("Base URL of ScaiVault, e.g. https://scaivault.scailabs.ai.")
     auth: ConnectionAuth = Field(description="How to authenticate.")
     caBundle: str | None = Field(
         default=None, description="PEM CA certificates to trust for TLS instead of the system roots (private CAs)."

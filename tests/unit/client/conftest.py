@@ -1,14 +1,13 @@
-"""Shared fixtures for the ScaiVault client's unit tests: a client on ``httpx.MockTransport`` and a sleep recorder.
+"""Shared fixtures for the ScaiVault client's unit tests: a client on ``httpx.MockTransport``.
 
 ``make_client(handler)`` builds a ``ScaiVaultClient`` whose network is ``handler`` (sync or async, returning an
 ``httpx.Response`` or raising an httpx error); it returns the client and the list of requests the handler saw.
-``sleeps`` replaces ``asyncio.sleep`` for the test and records every wait the client asked for, so retry tests
-never really wait.
+``sleeps`` (tests/conftest.py, shared with the integration tests) replaces ``asyncio.sleep`` in the client and
+records every wait it asked for, so retry tests never really wait.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +17,6 @@ import pytest
 from client_helpers import BASE_URL, FAST_RETRY, TOKEN, ClientFactory, Handler
 
 from scaivault_operator.scaivault import RetryPolicy, ScaiVaultClient, StaticToken, TokenProvider
-from scaivault_operator.scaivault import _client as _client_module
 
 
 @pytest.fixture
@@ -54,25 +52,3 @@ async def make_client() -> AsyncIterator[ClientFactory]:
     yield factory
     for client in clients:
         await client.aclose()
-
-
-class _AsyncioWithRecordedSleep:
-    """Stands in for the ``asyncio`` module inside the client module only: ``sleep`` records, the rest delegates."""
-
-    def __init__(self, recorded: list[float]) -> None:
-        self._recorded = recorded
-
-    async def sleep(self, delay: float, result: Any = None) -> Any:
-        self._recorded.append(delay)
-        return await asyncio.sleep(0, result)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(asyncio, name)
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Every ``asyncio.sleep`` the client requests, in order; the sleep itself only yields to the loop."""
-    recorded: list[float] = []
-    monkeypatch.setattr(_client_module, "asyncio", _AsyncioWithRecordedSleep(recorded))
-    return recorded
