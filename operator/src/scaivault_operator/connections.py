@@ -25,7 +25,7 @@ from . import conditions
 from .api import ConnectionSpec
 from .kube import Kube
 from .registry import ConnKey
-from .scaivault import ClientCredentials, ConfigurationError, ScaiVaultClient, TokenProvider
+from .scaivault import ClientCredentials, ConfigurationError, RereadableToken, ScaiVaultClient, TokenProvider
 from .settings import OperatorSettings
 
 __all__ = ["Breaker", "Connection", "Connections", "KubeSecretToken"]
@@ -33,30 +33,15 @@ __all__ = ["Breaker", "Connection", "Connections", "KubeSecretToken"]
 logger = logging.getLogger(__name__)
 
 
-class KubeSecretToken:
+class KubeSecretToken(RereadableToken):
     """A static bearer token kept in a Kubernetes Secret; read on first use and again after a 401."""
 
     def __init__(self, kube: Kube, namespace: str, name: str, key: str) -> None:
+        super().__init__()
         self._kube, self._namespace, self._name, self._key = kube, namespace, name, key
-        self._token: str | None = None
-        self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"KubeSecretToken({self._namespace}/{self._name}[{self._key}])"
-
-    async def token(self) -> str:
-        if self._token is None:
-            async with self._lock:
-                if self._token is None:
-                    self._token = await self._read()
-        return self._token
-
-    async def renew(self, stale: str) -> bool:
-        async with self._lock:
-            if self._token is not None and self._token != stale:
-                return True  # another request already re-read it
-            self._token = await self._read()
-            return self._token != stale
 
     async def _read(self) -> str:
         value = await self._kube.read_secret_key(self._namespace, self._name, self._key)

@@ -12,7 +12,7 @@ Public surface (everything else lives in private modules)::
 Errors: see ``_exceptions`` for the tree; callers catch ``ScaiVaultError`` or one of its classes.
 """
 
-from ._auth import ClientCredentials, StaticToken, TokenProvider
+from ._auth import ClientCredentials, RereadableToken, StaticToken, TokenProvider
 from ._client import DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT, ScaiVaultClient
 from ._exceptions import (
     APIError,
@@ -44,6 +44,7 @@ __all__ = [
     "InvalidPathError",
     "NotFoundError",
     "RateLimitedError",
+    "RereadableToken",
     "ResponseError",
     "RetryPolicy",
     "ScaiVaultClient",

@@ -35,7 +35,7 @@ from ._exceptions import (
     error_for_status,
 )
 
-__all__ = ["ClientCredentials", "StaticToken", "TokenProvider", "is_sendable_token"]
+__all__ = ["ClientCredentials", "RereadableToken", "StaticToken", "TokenProvider", "is_sendable_token"]
 
 Clock = Callable[[], float]
 
@@ -68,23 +68,16 @@ class TokenProvider(Protocol):
         ...
 
 
-class StaticToken:
-    """A fixed bearer token, or one read from ``path`` (and read again after a 401)."""
+class RereadableToken:
+    """A bearer token read from somewhere (``_read``) on first use, and read again after a 401.
 
-    def __init__(self, token: str | None = None, *, path: str | Path | None = None) -> None:
-        if (token is None) == (path is None):
-            raise ConfigurationError("StaticToken needs exactly one of a token or a token file path")
-        self._path = Path(path) if path is not None else None
-        self._token = token.strip() if token is not None else None
+    Renewal happens once per stale token: concurrent 401s for the same token cause one read, and a request that
+    finds the token already replaced retries with it. Subclasses say where the token comes from.
+    """
+
+    def __init__(self) -> None:
+        self._token: str | None = None
         self._lock = asyncio.Lock()
-        if self._token == "":
-            raise ConfigurationError("StaticToken was given an empty token")
-        if self._token is not None and not is_sendable_token(self._token):
-            raise ConfigurationError(f"StaticToken was given a token with {_UNSENDABLE}")
-
-    def __repr__(self) -> str:
-        source = f"path={str(self._path)!r}" if self._path else "token=<redacted>"
-        return f"StaticToken({source})"
 
     async def token(self) -> str:
         if self._token is None:
@@ -94,13 +87,38 @@ class StaticToken:
         return self._token
 
     async def renew(self, stale: str) -> bool:
-        if self._path is None:
-            return False
         async with self._lock:
             if self._token is not None and self._token != stale:
-                return True  # another request already re-read a rotated file
+                return True  # another request already read the new one
             self._token = await self._read()
             return self._token != stale
+
+    async def _read(self) -> str:
+        raise NotImplementedError
+
+
+class StaticToken(RereadableToken):
+    """A fixed bearer token, or one read from ``path`` (and read again after a 401)."""
+
+    def __init__(self, token: str | None = None, *, path: str | Path | None = None) -> None:
+        super().__init__()
+        if (token is None) == (path is None):
+            raise ConfigurationError("StaticToken needs exactly one of a token or a token file path")
+        self._path = Path(path) if path is not None else None
+        self._token = token.strip() if token is not None else None
+        if self._token == "":
+            raise ConfigurationError("StaticToken was given an empty token")
+        if self._token is not None and not is_sendable_token(self._token):
+            raise ConfigurationError(f"StaticToken was given a token with {_UNSENDABLE}")
+
+    def __repr__(self) -> str:
+        source = f"path={str(self._path)!r}" if self._path else "token=<redacted>"
+        return f"StaticToken({source})"
+
+    async def renew(self, stale: str) -> bool:
+        if self._path is None:
+            return False  # a token given directly cannot change
+        return await super().renew(stale)
 
     async def _read(self) -> str:
         assert self._path is not None
