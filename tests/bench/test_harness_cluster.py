@@ -13,6 +13,7 @@ import pytest
 import yaml
 from bench.apis import parse_metrics, probe_cluster
 from bench.fakeapi import FakeApi
+from harness_checks import SAMPLES, assert_operator_counts
 
 from bench import run as bench
 
@@ -47,7 +48,7 @@ async def test_cluster_mode_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         info = await asyncio.to_thread(probe_cluster)
         assert info.server == api.url
         assert await asyncio.to_thread(bench.select_cluster, "auto") == info
-        config = bench.Config(tiers=[N], interval=1.0, idle_polls=3, samples=10, spread_polls=2.0, outage=2.0,
+        config = bench.Config(tiers=[N], interval=1.0, idle_polls=3, samples=SAMPLES, spread_polls=2.0, outage=2.0,
                               out=None, quiet=True, baseline=False, cluster=info)  # fmt: skip
         result = await bench.run_tier(N, config, tmp_path)
 
@@ -61,21 +62,7 @@ async def test_cluster_mode_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert cold["vault_reads"] == N
         assert cold["kube_requests"] == {"create events": N, "create secrets": N, "patch vaultsecrets/status": N}
         assert cold["kube_writes"] == 3 * N
-        idle = ours["idle"]
-        assert idle["polls"] >= 2
-        assert idle["vault_reads"] == 0
-        assert idle["kube_writes"] == 0
-        prop = ours["propagation"]
-        assert prop["complete"]
-        assert prop["observed"] == prop["samples"] == 10
-        assert prop["vault_reads"] == 10
-        assert prop["kube_requests"]["patch secrets"] == 10
-        restart = ours["warm_restart"]
-        assert restart["complete"]
-        assert restart["vault_reads"] == 0
-        assert restart["kube_writes"] == 0
-        assert ours["outage"]["vault_reads"] == 0
-        assert ours["outage"]["kube_writes"] == 0
+        assert_operator_counts(ours)
         assert "api: cluster" in bench.table([result])
 
         # Cleaned up: the run's namespaces, its connection and the CRDs it installed are gone.

@@ -1,0 +1,30 @@
+"""Count assertions both benchmark-harness tests make of the operator's side of a tier (fake API or cluster mode)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SAMPLES = 10
+
+
+def assert_operator_counts(ours: dict[str, Any]) -> None:
+    """Idle: no GET and no Kubernetes write; propagation: one GET and one Secret patch per change, every change
+    arrives; warm restart: no GET and no write; outage: no GET and no write."""
+    idle = ours["idle"]
+    assert idle["polls"] >= 2
+    assert idle["vault_reads"] == 0
+    assert idle["kube_writes"] == 0
+
+    prop = ours["propagation"]
+    assert prop["complete"]
+    assert prop["observed"] == prop["samples"] == SAMPLES
+    assert prop["vault_reads"] == SAMPLES
+    assert prop["kube_requests"]["patch secrets"] == SAMPLES
+
+    restart = ours["warm_restart"]
+    assert restart["complete"]
+    assert restart["vault_reads"] == 0
+    assert restart["kube_writes"] == 0
+
+    assert ours["outage"]["vault_reads"] == 0
+    assert ours["outage"]["kube_writes"] == 0
