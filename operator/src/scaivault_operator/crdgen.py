@@ -295,7 +295,10 @@ def root_schema(kind: CrdKind) -> JsonDict:
                 "description": f"Versioned schema of this object: {GROUP}/{VERSION}.",
             },
             "kind": {"type": "string", "description": f"Kind of this object: {kind.kind}."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server allows nothing here but ``type: object`` (and restrictions on name/generateName):
+            # a description makes it reject the whole CRD (apiextensions validation, "metadata is implicitly
+            # specified").
+            "metadata": {"type": "object"},
             "spec": _spec_schema(kind),
             "status": _status_schema(kind),
         },
