@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
-from lightkube import ApiError, AsyncClient, KubeConfig, codecs
+from lightkube import ApiError, AsyncClient, codecs
 from lightkube.config.client_adapter import Client as HttpxClient
 from lightkube.config.client_adapter import ConnectionParams
 from lightkube.config.kubeconfig import SingleConfig
@@ -33,6 +33,7 @@ from lightkube.resources.core_v1 import Namespace, Secret
 
 from bench.fakeapi import FakeApi, ResourceType, load_crds
 from scaivault_operator.kube import ClusterVaultConnectionResource, VaultSecretResource
+from scaivault_operator.kubeconfig import load as load_kubeconfig
 from scaivault_operator.manifests import MANAGED_BY, MANAGED_BY_LABEL
 
 GROUP, VERSION = "scaivault.scailabs.ai", "v1alpha1"
@@ -181,12 +182,11 @@ class ClusterUnavailable(Exception):
 
 
 def probe_cluster(within: float = PROBE_TIMEOUT) -> ClusterInfo:
-    """The kubeconfig's current context (``$KUBECONFIG`` or ``~/.kube/config``), if GET /version answers within
-    ``within`` seconds (as tests/e2e's probe); ``ClusterUnavailable`` otherwise."""
+    """The cluster the operator would use (``kubeconfig.load``: ``$KUBECONFIG`` — a list, merged as kubectl does —,
+    in-cluster, ``~/.kube/config``), if GET /version answers within ``within`` seconds (as tests/e2e's probe);
+    ``ClusterUnavailable`` otherwise."""
     try:
-        config = KubeConfig.from_env().get()
-        if config is None:
-            raise ClusterUnavailable("the kubeconfig has no current context")
+        config = load_kubeconfig().config
         with HttpxClient(config, ConnectionParams(timeout=httpx.Timeout(within))) as http:
             response = http.get("/version")
             response.raise_for_status()

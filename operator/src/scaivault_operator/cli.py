@@ -159,10 +159,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
-    from lightkube.core.exceptions import ConfigError
     from pydantic import ValidationError
 
-    from .kube import Kube
+    from .kubeconfig import KubeConfigError
+    from .kubeconfig import load as load_kubeconfig
     from .runner import configure_logging, operate
     from .settings import OperatorSettings
 
@@ -189,11 +189,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise _UsageError(f"invalid settings: {problems}") from None
     if args.kubeconfig:
-        os.environ["KUBECONFIG"] = str(args.kubeconfig)  # read by both Kopf's login and lightkube
+        os.environ["KUBECONFIG"] = str(args.kubeconfig)  # one file, read by kubeconfig.load for both clients
     try:
-        Kube.from_environment()  # fail fast and clearly, before Kopf retries its start-up forever
-    except (ConfigError, OSError, ValueError) as exc:
-        print(f"scaivault-operator run: error: no Kubernetes configuration: {exc}", file=sys.stderr)
+        load_kubeconfig(service_account_dir=settings.service_account_dir)  # fail fast, before Kopf retries forever
+    except KubeConfigError as exc:
+        print(f"scaivault-operator run: error: {exc}", file=sys.stderr)
         return 1
     configure_logging(settings)
     asyncio.run(operate(settings))

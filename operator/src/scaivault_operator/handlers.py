@@ -20,6 +20,7 @@ import kopf
 
 from .api import GROUP, VERSION
 from .kube import Kube
+from .kubeconfig import KubeAccess
 from .manifests import MANAGED_BY, MANAGED_BY_LABEL
 from .runtime import Runtime
 from .settings import OperatorSettings
@@ -55,10 +56,12 @@ def build_registry(
     settings: OperatorSettings,
     kube_factory: Callable[[], Kube],
     *,
+    access: KubeAccess | None = None,
     server: str | None = None,
     runtime_ready: Callable[[Runtime], None] | None = None,
 ) -> kopf.OperatorRegistry:
-    """A Kopf registry with our handlers. ``server`` points Kopf at an unauthenticated local API (the emulator)."""
+    """A Kopf registry with our handlers. Kopf logs in with ``access`` (what ``kube`` uses too), or to ``server``,
+    an unauthenticated local API (the emulator)."""
     registry = kopf.OperatorRegistry()
 
     if server is not None:
@@ -67,14 +70,16 @@ def build_registry(
         def login(**_: Any) -> kopf.ConnectionInfo:
             return kopf.ConnectionInfo(server=server, insecure=True)
 
-    else:
-        # A fresh registry has none of Kopf's default login handlers: in-cluster service account, else kubeconfig.
+    elif access is not None:
+        # Not Kopf's own login_with_service_account: it dials kubernetes.default.svc (cluster DNS) and ignores
+        # KUBERNETES_SERVICE_HOST/PORT. Called again after a 401, so a rotated token file is read afresh.
         @kopf.on.login(registry=registry)
-        def login_default(**kwargs: Any) -> kopf.ConnectionInfo | None:
-            info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(
-                **kwargs
-            )
+        async def login_as_configured(**_: Any) -> kopf.ConnectionInfo:
+            info: kopf.ConnectionInfo = await access.connection_info()
             return info
+
+    else:
+        raise ValueError("build_registry needs access or server")
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:

@@ -1,9 +1,10 @@
 """Kubernetes access for the operator's own calls (Kopf does its own watching): lightkube, async, on httpx.
 
 Owned here: the lightkube client, the few calls the operator makes (Secrets, the VaultSecret status
-subresource, namespace labels, Events), and the translation of lightkube/httpx errors into ``KubeError`` —
-only here. Objects travel as plain dicts, so the pure modules (``manifests``, ``conditions``) never see
-lightkube types. Called by ``sync``, ``connections`` and ``runtime``.
+subresource, namespace labels, Events, who it runs as, whether the API server answers), and the translation of
+lightkube/httpx errors into ``KubeError`` — only here. Where the API server is and which credentials to use come
+from ``kubeconfig`` (the same ``KubeAccess`` that Kopf logs in with). Objects travel as plain dicts, so the pure
+modules (``manifests``, ``conditions``) never see lightkube types. Called by ``sync``, ``connections`` and ``runtime``.
 
 Logs name objects, never Secret data.
 """
@@ -16,19 +17,25 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube.config.client_adapter import AsyncClient as HttpxAsyncClient
+from lightkube.config.client_adapter import ConnectionParams
+from lightkube.config.kubeconfig import SingleConfig
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.resources.core_v1 import Event, Namespace, Secret
 from lightkube.types import PatchType
 
 from .api import GROUP, VERSION
+from .kubeconfig import KubeAccess
+from .kubeconfig import load as load_kubeconfig
 
-__all__ = ["Conflict", "Kube", "KubeError", "ObjectRef", "VaultSecretResource"]
+__all__ = ["Conflict", "Identity", "Kube", "KubeError", "ObjectRef", "VaultSecretResource"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +64,16 @@ class Conflict(KubeError):
 
 ObjectRef = Mapping[str, str]  # apiVersion, kind, name, namespace, uid
 
+#: How long the reachability probe (GET /version) may take.
+_PROBE_TIMEOUT = 2.0
+
+
+class Identity(NamedTuple):
+    """Who the API server says we are (SelfSubjectReview): names only."""
+
+    username: str
+    groups: tuple[str, ...]
+
 
 def _status(exc: Exception) -> int | None:
     """The HTTP status of a failed call. lightkube raises ``ApiError`` only for ``application/json`` answers
@@ -80,16 +97,20 @@ def _translate(what: str, exc: Exception) -> KubeError:
 class Kube:
     """The operator's Kubernetes calls. One instance per process, sharing one connection pool."""
 
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
+    def __init__(self, config: SingleConfig) -> None:
+        self._client = AsyncClient(config, field_manager="scaivault-operator")
+        # Plain HTTP on the same server and credentials, for what lightkube has no call for (GET /version).
+        self._http = HttpxAsyncClient(config, ConnectionParams(timeout=httpx.Timeout(_PROBE_TIMEOUT)))
+
+    @classmethod
+    def from_access(cls, access: KubeAccess) -> Kube:
+        return cls(access.config)
 
     @classmethod
     def from_environment(cls, *, kubeconfig: str | None = None, context: str | None = None) -> Kube:
-        """In-cluster config when running in a pod, else the kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``)."""
-        config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
-        if context:
-            config = config.get(context_name=context)  # type: ignore[assignment]
-        return cls(AsyncClient(config, field_manager="scaivault-operator"))
+        """Configured as ``kubeconfig.load`` finds it: ``kubeconfig``, ``$KUBECONFIG`` (a list), the in-cluster
+        service account, ``~/.kube/config``."""
+        return cls.from_access(load_kubeconfig(kubeconfig, context=context))
 
     @classmethod
     def for_server(cls, server: str) -> Kube:
@@ -102,10 +123,35 @@ class Kube:
                 "current-context": "local",
             }
         )
-        return cls(AsyncClient(config, field_manager="scaivault-operator"))
+        single = config.get()
+        assert single is not None
+        return cls(single)
 
     async def aclose(self) -> None:
         await self._client.close()
+        await self._http.aclose()
+
+    async def server_version(self) -> str:
+        """The API server's ``gitVersion`` (``GET /version``, answered to every client), within 2 s; ``KubeError``
+        when it does not answer."""
+        try:
+            response = await self._http.get("/version")
+            response.raise_for_status()
+            return str(response.json().get("gitVersion") or "unknown")
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise _translate("GET /version", exc) from None
+
+    async def whoami(self) -> Identity | None:
+        """Who the API server takes us for (``SelfSubjectReview``, Kubernetes 1.28+); None where it cannot say."""
+        try:
+            review = await self._client.create(SelfSubjectReview())
+        except (ApiError, httpx.HTTPError) as exc:
+            logger.debug("cannot ask who we are: %s", _translate("create SelfSubjectReview", exc))
+            return None
+        info = review.status.userInfo if review.status else None
+        if info is None or not info.username:
+            return None
+        return Identity(username=info.username, groups=tuple(info.groups or ()))
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

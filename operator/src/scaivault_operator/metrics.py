@@ -1,7 +1,8 @@
 """Prometheus metrics: a tiny registry of counters and scrape-time gauges, served as text on ``/metrics``.
 
 Owned here: metric names, the text exposition format (0.0.4) and the HTTP endpoint (aiohttp, already a Kopf
-dependency — no client library needed). ``sync`` and ``watcher`` count; ``runtime`` registers gauges and
+dependency — no client library needed), which also answers the readiness probe (``/readyz``) with a callback
+that ``runtime`` gives it. ``sync`` and ``watcher`` count; ``runtime`` registers gauges and
 serves. Label values are names only (connection kind/name, reason, operation) — never a path's data, a token
 or a namespace-supplied free text.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiohttp import web
 
@@ -33,6 +34,8 @@ _HELP = {
 _TYPES = {name: ("counter" if name.endswith("_total") else "gauge") for name in _HELP}
 
 Labels = tuple[tuple[str, str], ...]
+#: ``() -> (ready, reason)``: the reason is a short text for the probe's answer, never a value or a token.
+Readiness = Callable[[], Awaitable[tuple[bool, str]]]
 
 
 def _escape(value: str) -> str:
@@ -78,15 +81,23 @@ class Metrics:
             lines.extend(_format(name, labels, value) for labels, value in sorted(samples))
         return "\n".join(lines) + "\n"
 
-    async def serve(self, host: str, port: int) -> None:
-        """Serve ``GET /metrics`` until ``close``."""
+    async def serve(self, host: str, port: int, readiness: Readiness | None = None) -> None:
+        """Serve ``GET /metrics`` (and ``GET /readyz``: 200 or 503 with the reason, when ``readiness`` is given)
+        until ``close``."""
 
         async def handle(_: web.Request) -> web.Response:
             return web.Response(text=self.render(), content_type="text/plain", charset="utf-8",
                                 headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
 
+        async def ready(_: web.Request) -> web.Response:
+            assert readiness is not None
+            ok, reason = await readiness()
+            return web.Response(status=200 if ok else 503, text=reason + "\n", content_type="text/plain")
+
         app = web.Application()
         app.router.add_get("/metrics", handle)
+        if readiness is not None:
+            app.router.add_get("/readyz", ready)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()

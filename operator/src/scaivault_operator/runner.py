@@ -7,6 +7,7 @@ Owned here: how ``scaivault-operator run`` (``cli``), ``make demo`` (``demo``) a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -14,10 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .kube import Kube
+from .kubeconfig import load as load_kubeconfig
 from .runtime import Runtime
 from .settings import OperatorSettings
 
 __all__ = ["configure_logging", "operate", "seniority_priority"]
+
+logger = logging.getLogger(__name__)
 
 # Kopf peering priorities are stored as JSON numbers: stay below 2**53, where they are exact everywhere.
 _PRIORITY_CEILING = 2**52
@@ -77,16 +81,23 @@ async def operate(
 ) -> None:
     """Run the operator until ``stop_flag`` is set (or SIGINT/SIGTERM in the main thread).
 
-    ``server``: an unauthenticated API URL (the emulated one); None means in-cluster config or the kubeconfig.
+    ``server``: an unauthenticated API URL (the emulated one); None means the configuration ``kubeconfig.load``
+    finds (``$KUBECONFIG``, the in-cluster service account, ``~/.kube/config``), shared by Kopf and our client.
     """
     import kopf
 
     from .handlers import build_registry
 
-    def kube_factory() -> Kube:
-        return Kube.for_server(server) if server else Kube.from_environment()
+    access = None
+    kube_factory: Callable[[], Kube]
+    if server:
+        kube_factory = functools.partial(Kube.for_server, server)
+    else:
+        access = load_kubeconfig(service_account_dir=settings.service_account_dir)
+        logger.info("Kubernetes API server %s, from %s", access.server, access.source)
+        kube_factory = functools.partial(Kube.from_access, access)
 
-    registry = build_registry(settings, kube_factory, server=server, runtime_ready=runtime_ready)
+    registry = build_registry(settings, kube_factory, access=access, server=server, runtime_ready=runtime_ready)
     options: dict[str, Any] = {
         "registry": registry,
         "standalone": settings.peering is None,

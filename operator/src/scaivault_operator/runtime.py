@@ -62,26 +62,55 @@ class Runtime:
         self.watchers: dict[ConnKey, tuple[VersionWatcher, asyncio.Task[None]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._labels: dict[str, tuple[float, Mapping[str, str] | None]] = {}
+        self._started = False
         self.syncs = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Learn what exists before any watch event arrives, so a warm restart costs no ScaiVault GETs."""
+        await self._log_identity()
         namespaces = list(self.settings.namespaces)
         secrets = await self.kube.list_secrets(namespaces, {MANAGED_BY_LABEL: MANAGED_BY})
         self.registry.index_secrets(secrets)
         for kind, body in await self.kube.list_connections(namespaces):
             await self.connections.upsert(kind, body)
             self._ensure_watcher((kind, body["metadata"].get("namespace") or "", body["metadata"]["name"]))
-        if self.settings.metrics_port:
-            await self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
         self._workers = [asyncio.create_task(self._worker(), name=f"sync-worker-{i}")
                          for i in range(self.settings.workers)]  # fmt: skip
+        self._started = True
+        if self.settings.metrics_port:
+            await self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port, readiness=self.readiness)
         logger.info("started: %d managed Secrets, %d connections, %d workers", len(secrets),
                     len(self.connections.keys()), len(self._workers))  # fmt: skip
 
+    async def _log_identity(self) -> None:
+        """One line at start: the API server's version and who it takes us for (names only, never a token)."""
+        try:
+            version = await self.kube.server_version()
+        except KubeError as exc:
+            logger.warning("the Kubernetes API server does not answer yet: %s", exc)
+            return
+        identity = await self.kube.whoami()
+        if identity is None:
+            logger.info("Kubernetes %s; identity unknown (SelfSubjectReview unavailable)", version)
+        else:
+            logger.info("Kubernetes %s; running as %s (groups: %s)", version, identity.username,
+                        ", ".join(identity.groups) or "none")  # fmt: skip
+
+    async def readiness(self) -> tuple[bool, str]:
+        """Ready: start-up is done (Secrets and connections listed, workers running) and the API server answers
+        now — the one Kopf watches through too (same ``KubeAccess``). Served on ``/readyz``."""
+        if not self._started:
+            return False, "starting"
+        try:
+            await self.kube.server_version()
+        except KubeError as exc:
+            return False, f"Kubernetes API server unreachable: {exc}"
+        return True, "ok"
+
     async def stop(self) -> None:
+        self._started = False
         tasks = self._workers + [task for _, task in self.watchers.values()]
         for task in tasks:
             task.cancel()

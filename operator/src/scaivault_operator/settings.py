@@ -6,8 +6,12 @@ Owned here: every tunable of the running operator and its default. ``cli run`` b
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .kubeconfig import SERVICE_ACCOUNT_DIR
 
 __all__ = ["OperatorSettings"]
 
@@ -46,5 +50,9 @@ class OperatorSettings(BaseSettings):
     )
     watch_server_timeout: int = Field(default=300, ge=10, description="Server-side watch timeout (kopf#585).")
     watch_client_timeout: int = Field(default=330, ge=10, description="Client-side watch timeout (kopf#957).")
+    service_account_dir: Path = Field(
+        default=SERVICE_ACCOUNT_DIR,
+        description="Where the pod's service account token, ca.crt and namespace are mounted (client-go's path).",
+    )
     log_format: str = Field(default="plain", description="plain or json.")
     verbose: bool = Field(default=False, description="Debug logging.")

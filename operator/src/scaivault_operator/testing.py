@@ -180,14 +180,18 @@ class RealCluster:
 @contextlib.asynccontextmanager
 async def real_cluster(probe_timeout: float = 3.0) -> AsyncIterator[RealCluster]:
     """Connect to the kubeconfig's cluster; raise ``ConnectionError`` (with the reason) when it is unreachable."""
-    from lightkube import ApiError, AsyncClient, KubeConfig
+    from lightkube import ApiError, AsyncClient
     from lightkube.core.exceptions import ConfigError
     from lightkube.resources.core_v1 import Namespace
 
+    from .kubeconfig import KubeConfigError
+    from .kubeconfig import load as load_kubeconfig
+
     try:
-        config = KubeConfig.from_env()
-        client = AsyncClient(config, timeout=httpx.Timeout(probe_timeout), field_manager="scaivault-operator-demo")
-    except (ConfigError, OSError, ValueError) as exc:
+        access = load_kubeconfig()  # as the operator finds it: $KUBECONFIG (a list), in-cluster, ~/.kube/config
+        client = AsyncClient(access.config, timeout=httpx.Timeout(probe_timeout),
+                             field_manager="scaivault-operator-demo")  # fmt: skip
+    except (KubeConfigError, ConfigError, OSError, ValueError) as exc:
         raise ConnectionError(f"no usable kubeconfig ({type(exc).__name__}: {exc})") from None
     try:
         try:
@@ -196,8 +200,7 @@ async def real_cluster(probe_timeout: float = 3.0) -> AsyncIterator[RealCluster]
             pass  # the API server answered (403/404 still prove it is there)
         except httpx.HTTPError as exc:
             raise ConnectionError(f"the API server did not answer ({type(exc).__name__})") from None
-        single = config.get()
-        yield RealCluster(url=str(single.cluster.server) if single else "", client=client)
+        yield RealCluster(url=access.server, client=client)
     finally:
         await client.close()
 

@@ -77,12 +77,13 @@ def test_resources_are_set() -> None:
 
 
 @pytest.mark.parametrize("values", ["defaults.yaml", "client-credentials.yaml"])
-def test_probes_hit_kopfs_health_endpoint(values: str) -> None:
+def test_liveness_is_kopfs_health_and_readiness_our_readyz(values: str) -> None:
     box = container(render(values))
     ports = {p["name"]: p["containerPort"] for p in box["ports"]}
     assert ports == {"health": 8080, "metrics": 9090}
+    assert box["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert box["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     for probe in ("livenessProbe", "readinessProbe"):
-        assert box[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
         assert box[probe]["periodSeconds"] >= 5
     assert f"--liveness=http://0.0.0.0:{ports['health']}/healthz" in box["args"]
     assert f"--metrics-port={ports['metrics']}" in box["args"]

@@ -65,3 +65,34 @@ async def test_serves_metrics_over_http() -> None:
         assert "scaivault_operator_status_writes_total 1" in response.text
     finally:
         await metrics.close()
+
+
+async def test_serves_readiness_from_the_callback() -> None:
+    metrics = Metrics()
+    state = [(False, "starting")]
+
+    async def readiness() -> tuple[bool, str]:
+        return state[0]
+
+    port = _free_port()
+    await metrics.serve("127.0.0.1", port, readiness=readiness)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            not_ready = await client.get("/readyz")
+            state[0] = (True, "ok")
+            ready = await client.get("/readyz")
+        assert (not_ready.status_code, not_ready.text) == (503, "starting\n")
+        assert (ready.status_code, ready.text) == (200, "ok\n")
+    finally:
+        await metrics.close()
+
+
+async def test_no_readiness_endpoint_without_a_callback() -> None:
+    metrics = Metrics()
+    port = _free_port()
+    await metrics.serve("127.0.0.1", port)
+    try:
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 404
+    finally:
+        await metrics.close()
