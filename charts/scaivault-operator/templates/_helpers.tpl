@@ -39,6 +39,15 @@ app.kubernetes.io/part-of: scaivault-operator
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* Labels of the CRDs (templates/crds.yaml), added to the ones their files carry (app.kubernetes.io/name). */}}
+{{- define "scaivault-operator.crdLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: scaivault-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
 {{- define "scaivault-operator.image" -}}
 {{- if .Values.image.digest -}}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
@@ -66,6 +75,42 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* Namespaces that get a Role with the namespaced rules: the watched ones (namespaced mode only). */}}
 {{- define "scaivault-operator.roleNamespaces" -}}
 {{- uniq .Values.watchNamespaces | toJson -}}
+{{- end -}}
+
+{{/*
+Fails when the CRD named (list $ "<name>") is not rendered by this upgrade but Helm would delete it: it belongs to
+this release (ownership annotations) and lacks helm.sh/resource-policy: keep. Deleting a CRD deletes every object
+of its kind — for VaultSecrets, also the Secrets they own.
+*/}}
+{{- define "scaivault-operator.refuseCrdDeletion" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $live := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" $name -}}
+{{- $annotations := dig "metadata" "annotations" dict $live -}}
+{{- if and (eq (get $annotations "meta.helm.sh/release-name") $root.Release.Name) (eq (get $annotations "meta.helm.sh/release-namespace") $root.Release.Namespace) (ne (get $annotations "helm.sh/resource-policy") "keep") -}}
+{{- fail (printf "crds: this release installed the CRD %s without helm.sh/resource-policy: keep, and these values no longer render it, so Helm would delete it and with it every object of its kind (for VaultSecrets: the Secrets they own too). Keep it: first upgrade with crds.keep=true and the previous values, or run: kubectl annotate crd %s helm.sh/resource-policy=keep. To delete it on purpose: kubectl delete crd %s" $name $name $name) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Custom resources of our own CRDs ------------------------------------------------------------------ */}}
+
+{{/*
+Annotations for a custom resource (the ClusterVaultConnection "default", the Kopf peering objects), called with
+(list $ "group/version/Kind" <whether this release installs its CRD>). Helm maps every object of a release to an
+API before it creates any, so on a cluster that does not serve the kind yet (a first install with crds.install) the
+object cannot be an ordinary part of the release: it becomes a post-install/post-upgrade hook, which Helm builds
+after the CRDs exist. It carries the release's ownership annotations, so that the next `helm upgrade` (the kind now
+served) takes it over as an ordinary object. Otherwise (the kind is served, or the CRD is managed outside the
+release) nothing is added. `helm template` knows only the built-in kinds unless given --api-versions.
+*/}}
+{{- define "scaivault-operator.customResourceAnnotations" -}}
+{{- $root := index . 0 -}}
+{{- if and (index . 2) (not ($root.Capabilities.APIVersions.Has (index . 1))) -}}
+helm.sh/hook: post-install,post-upgrade
+helm.sh/hook-delete-policy: before-hook-creation
+meta.helm.sh/release-name: {{ $root.Release.Name }}
+meta.helm.sh/release-namespace: {{ $root.Release.Namespace }}
+{{- end -}}
 {{- end -}}
 
 {{/* Default connection ----------------------------------------------------------------------------------- */}}

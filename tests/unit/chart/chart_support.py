@@ -21,6 +21,8 @@ JsonDict = dict[str, Any]
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "scaivault-operator"
+#: The chart's copies of crds/*.yaml (and Kopf's peering CRDs), rendered by templates/crds.yaml.
+CHART_CRDS = CHART / "files" / "crds"
 HERE = Path(__file__).resolve().parent
 VALUES_DIR = HERE / "values"
 INVALID_DIR = HERE / "invalid"
@@ -51,22 +53,30 @@ def helm(*args: str) -> str:
 
 
 @functools.cache
-def _template(values: str | None, sets: tuple[str, ...], include_crds: bool, namespace: str) -> str:
+def _template(values: str | None, sets: tuple[str, ...], namespace: str, api_versions: tuple[str, ...]) -> str:
     args = ["template", RELEASE, str(CHART), "--namespace", namespace]
     if values is not None:
         args += ["--values", str(VALUES_DIR / values if "/" not in values else Path(values))]
     for item in sets:
         args += ["--set", item]
-    if include_crds:
-        args.append("--include-crds")
+    for api in api_versions:
+        args += ["--api-versions", api]
     return helm(*args)
 
 
+def template_text(
+    values: str | None = None, *sets: str, namespace: str = NAMESPACE, api_versions: tuple[str, ...] = ()
+) -> str:
+    """``helm template``'s output, in Helm's install order (objects by kind, then hooks)."""
+    return _template(values, sets, namespace, api_versions)
+
+
 def render(
-    values: str | None = None, *sets: str, include_crds: bool = False, namespace: str = NAMESPACE
+    values: str | None = None, *sets: str, namespace: str = NAMESPACE, api_versions: tuple[str, ...] = ()
 ) -> list[JsonDict]:
-    """Every object the chart renders (``values``: a file name in ``values/`` or a path; ``sets``: ``--set``)."""
-    text = _template(values, sets, include_crds, namespace)
+    """Every object the chart renders (``values``: a file name in ``values/`` or a path; ``sets``: ``--set``;
+    ``api_versions``: kinds the cluster is to serve besides the built-in ones, as ``group/version/Kind``)."""
+    text = _template(values, sets, namespace, api_versions)
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 

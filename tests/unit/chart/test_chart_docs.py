@@ -11,7 +11,7 @@ import sys
 import kubernetes_validate
 import pytest
 import yaml
-from chart_support import REPO, JsonDict, find, render
+from chart_support import REPO, JsonDict, find, helm, render
 
 sys.path.insert(0, str(REPO / "tests" / "unit" / "crds"))
 from crd_support import api_server_errors, load_crds, openapi_schema
@@ -24,7 +24,9 @@ def _blocks(text: str, language: str) -> list[str]:
 
 
 def _helm_install_sets(text: str) -> list[str]:
-    [command] = [b for b in _blocks(text, "bash") if "helm install scaivault-operator charts/scaivault-operator" in b]
+    """The ``--set`` values of the document's main install command (the one that sets the URL)."""
+    install = "helm install scaivault-operator charts/scaivault-operator"
+    [command] = [b for b in _blocks(text, "bash") if install in b and "scaivault.url=" in b]
     words = shlex.split(command.replace("\\\n", " "), comments=True)
     return [words[i + 1] for i, word in enumerate(words) if word == "--set"]
 
@@ -63,3 +65,34 @@ def test_the_complete_example_is_valid_and_consistent() -> None:
     [rule] = find(rules, "ClusterVaultConnection", "default")["spec"]["access"]
     assert vault_secret["metadata"]["namespace"] in rule["namespaces"]
     assert any(vault_secret["spec"]["path"].startswith(prefix) for prefix in rule["pathPrefixes"])
+
+
+def _crd_section_commands() -> list[list[str]]:
+    """The helm commands of docs/install.md's "CRDs: install, upgrade, and the two paths", as argument lists."""
+    text = DOCS["docs/install.md"]
+    start = text.index("## CRDs: install, upgrade, and the two paths")
+    section = text[start : text.index("\n## ", start + 1)]
+    commands = []
+    for block in _blocks(section, "bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:1] == ["helm"]:
+                commands.append(words)
+    return commands
+
+
+def test_the_documented_crd_commands_use_flags_and_values_that_exist() -> None:
+    """Every flag of the CRD section's helm commands is one this helm has, and every --set is a chart value."""
+    commands = _crd_section_commands()
+    assert {words[1] for words in commands} == {"install", "upgrade"}
+    flags_used = {word for words in commands for word in words if word.startswith("--")}
+    assert {"--take-ownership", "--force-conflicts", "--reuse-values"} <= flags_used
+    helps = {command: helm(command, "--help") for command in ("install", "upgrade")}
+    for words in commands:
+        for word in words:
+            if word.startswith("--"):
+                assert f"  {word.split('=')[0]} " in helps[words[1]] or f", {word} " in helps[words[1]], word
+    sets = sorted({words[i + 1] for words in commands for i, word in enumerate(words) if word == "--set"})
+    assert sets == ["crds.install=false", "crds.install=true"]
+    render(None, *sets[:1])  # the chart accepts them (values.schema.json)
+    render(None, *sets[1:])

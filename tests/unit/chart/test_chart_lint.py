@@ -1,14 +1,15 @@
-"""``helm lint`` is clean for every value set, and the chart's CRDs are the repository's (``make crds`` copies them)."""
+"""``helm lint`` is clean for every value set, and the chart's CRD files (files/crds/) are the repository's
+(``make crds`` copies them)."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
-from chart_support import CHART, REPO, VALUE_SETS, VALUES_DIR, helm
+from chart_support import CHART, CHART_CRDS, REPO, VALUE_SETS, VALUES_DIR, helm
 
 from scaivault_operator import __version__
 
-#: Kopf's peering CRDs (group kopf.dev) ship in the chart's crds/ next to ours: needed with replicaCount > 1.
+#: Kopf's peering CRDs (group kopf.dev) ship in the chart's files/crds/ next to ours: needed with replicaCount > 1.
 KOPF_PEERINGS = "kopf-peerings.yaml"
 
 
@@ -23,14 +24,19 @@ def test_helm_lint_is_clean(values: str) -> None:
 def test_chart_crds_are_the_repository_crds() -> None:
     """Byte-identical copies of crds/*.yaml; `make crds` refreshes both. Examples stay out of the chart."""
     ours = {path.name: path.read_bytes() for path in (REPO / "crds").glob("*.yaml")}
-    chart = {path.name: path.read_bytes() for path in (CHART / "crds").rglob("*") if path.is_file()}
+    chart = {path.name: path.read_bytes() for path in CHART_CRDS.rglob("*") if path.is_file()}
     assert set(chart) == set(ours) | {KOPF_PEERINGS}, "run `make crds` to copy crds/*.yaml into the chart"
     stale = sorted(name for name, content in ours.items() if chart[name] != content)
-    assert stale == [], f"charts/scaivault-operator/crds/ differs from crds/ for {stale}: run `make crds`"
+    assert stale == [], f"charts/scaivault-operator/files/crds/ differs from crds/ for {stale}: run `make crds`"
+
+
+def test_the_chart_has_no_crds_folder() -> None:
+    """Helm installs a chart's crds/ once and never upgrades it; the CRDs are templates (templates/crds.yaml)."""
+    assert not (CHART / "crds").exists()
 
 
 def test_kopf_peering_crds_are_the_kinds_kopf_uses() -> None:
-    crds = list(yaml.safe_load_all((CHART / "crds" / KOPF_PEERINGS).read_text()))
+    crds = [doc for doc in yaml.safe_load_all((CHART_CRDS / KOPF_PEERINGS).read_text()) if doc]
     assert {(c["spec"]["group"], c["spec"]["names"]["kind"], c["spec"]["scope"]) for c in crds} == {
         ("kopf.dev", "ClusterKopfPeering", "Cluster"),
         ("kopf.dev", "KopfPeering", "Namespaced"),

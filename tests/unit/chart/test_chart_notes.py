@@ -35,3 +35,10 @@ def test_namespaced_and_peering_modes_are_named() -> None:
     text = notes("--values", str(VALUES_DIR / "ha-namespaced.yaml"))
     assert "serving namespaces: team-a, team-b" in text
     assert "2 replicas share the peering object svo-scaivault-operator: one is active" in text
+
+
+def test_crds_managed_outside_the_release_are_a_reminder() -> None:
+    assert "crds.install=false" not in notes()
+    text = notes("--set", "crds.install=false")
+    assert "The CRDs are not part of this release (crds.install=false)" in text
+    assert "kubectl apply --server-side -f crds/" in text

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from chart_support import (
     CHART,
+    CHART_CRDS,
     INVALID_DIR,
     INVALID_SETS,
     REPO,
@@ -38,7 +39,7 @@ KUBERNETES_VERSIONS = ["1.27", "1.37"]
 def _crd_schemas() -> dict[tuple[str, str], JsonDict]:
     """(apiVersion, kind) -> openAPIV3Schema, for every CRD the chart ships (ours and Kopf's peerings)."""
     schemas: dict[tuple[str, str], JsonDict] = {}
-    for path in (CHART / "crds").glob("*.yaml"):
+    for path in CHART_CRDS.glob("*.yaml"):
         for crd in yaml.safe_load_all(path.read_text()):
             for version in crd["spec"]["versions"]:
                 api_version = f"{crd['spec']['group']}/{version['name']}"
@@ -55,7 +56,7 @@ THIRD_PARTY = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("values", VALUE_SETS)
 def test_every_rendered_manifest_is_valid(values: str, version: str) -> None:
-    docs = render(values, include_crds=True)
+    docs = render(values)
     assert docs
     for doc in docs:
         key = (doc["apiVersion"], doc["kind"])
