@@ -9,7 +9,7 @@ CHART := charts/scaivault-operator
 IMAGE ?= scaivault-operator:dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo run test test-unit test-integration chart-test e2e e2e-cluster image lint fmt crds dev-vault clean bench
+.PHONY: help install demo run test test-unit test-integration chart-test e2e e2e-cluster e2e-envtest image lint fmt crds dev-vault clean bench
 
 help: ## List every target
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ e2e: ## kind cluster + image + helm install + tests/e2e against it, then teardow
 e2e-cluster: $(STAMP) ## Run tests/e2e against the cluster in KUBECONFIG, with the operator in-process
 	$(BIN)/pytest -q tests/e2e
 
+e2e-envtest: $(STAMP) ## Run tests/e2e against a private etcd + kube-apiserver from KUBEBUILDER_ASSETS (setup-envtest use -p path)
+	@$(BIN)/python tests/e2e/controlplane.py check || { echo 'make e2e-envtest: KUBEBUILDER_ASSETS must hold etcd and kube-apiserver (see tests/e2e/README.md)' >&2; exit 1; }
+	env -u KUBECONFIG SVO_E2E_REQUIRE_CLUSTER=1 $(BIN)/pytest -q -rs tests/e2e
+
 image: ## Build the container image (IMAGE=scaivault-operator:dev by default; needs Docker)
 	@docker info >/dev/null 2>&1 || { echo 'make image: no Docker engine answers (docker info failed): build the image where Docker runs' >&2; exit 1; }
 	docker build --tag "$(IMAGE)" .
@@ -69,7 +73,7 @@ fmt: $(STAMP) ## Apply ruff's fixes and formatting
 
 crds: $(STAMP) ## Regenerate crds/*.yaml from the pydantic models in api.py, and copy them into the chart
 	$(BIN)/python -m scaivault_operator.crdgen --out crds
-	cp crds/*.yaml $(CHART)/crds/
+	cp crds/*.yaml $(CHART)/files/crds/
 
 dev-vault: $(STAMP) ## Serve a local ScaiVault on 127.0.0.1:8200 (token: dev-token, read+write)
 	$(BIN)/scaivault-operator dev-vault --token dev-token=secrets:read,secrets:write

@@ -1,8 +1,12 @@
 """Fixtures of the end-to-end tests: a real cluster, our CRDs on it, a namespace per test, the operator in-process.
 
-The cluster is the one the operator itself would use: the in-cluster service account, else ``$KUBECONFIG``,
-else ``~/.kube/config``. ``cluster`` probes its ``/version`` once per session (3 s timeout) and skips every test
-when it cannot be reached; set ``SVO_E2E_REQUIRE_CLUSTER=1`` to fail instead (a CI job that brought up kind).
+The cluster is the one of ``$KUBECONFIG`` when it is set. Otherwise, when ``$KUBEBUILDER_ASSETS`` holds an etcd
+and a kube-apiserver (``setup-envtest use -p path``), a private control plane started for the session on 127.0.0.1
+(``controlplane.py``; ``$KUBECONFIG`` points at it meanwhile). Otherwise the one the operator itself would use:
+the in-cluster service account, else ``~/.kube/config``. ``cluster`` probes its ``/version`` once per session
+(3 s timeout) and skips every test when there is none; set ``SVO_E2E_REQUIRE_CLUSTER=1`` to fail instead (a CI
+job that brought up a cluster). Tests that need the garbage collector ask for ``garbage_collector``: it skips them
+on a private control plane without kube-controller-manager.
 
 Per test: a fresh namespace ``svo-e2e-<random>`` (deleted at teardown, not waited for) holding the token Secret
 ``scaivault-token`` (the dev vault's read-only token) and the VaultConnection ``vault`` to ``dev_vault`` polling
@@ -13,13 +17,23 @@ watches the cluster-scoped ClusterVaultConnections (read only).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, NoReturn
 
 import pytest
 import pytest_asyncio
+from controlplane import (
+    ASSETS_ENV,
+    HOW_TO_GET_BINARIES,
+    KUBE_CONTROLLER_MANAGER,
+    Binaries,
+    ControlPlaneError,
+    private_control_plane,
+    sigterm_as_interrupt,
+)
 from e2e_support import (
     CONNECTION,
     E2E,
@@ -51,15 +65,83 @@ VAULT_HOST_ENV = "SVO_E2E_VAULT_HOST"
 
 
 @pytest.fixture(scope="session")
-def cluster() -> ClusterAccess:
-    """The reachable cluster, or a skip (cached by pytest: the probe runs once per session)."""
+def cluster() -> Iterator[ClusterAccess]:
+    """The cluster of the session, or a skip (cached by pytest: set up once per session).
+
+    ``$KUBECONFIG`` given: that cluster. Else ``$KUBEBUILDER_ASSETS`` holding etcd and kube-apiserver: a private
+    control plane (``controlplane.py``) for the session, with ``$KUBECONFIG`` pointing at it meanwhile (the
+    in-process operator reads it). Else the in-cluster service account or ``~/.kube/config``, if they answer.
+    """
+    if os.environ.get("KUBECONFIG"):
+        yield _probe_or_skip(f"point KUBECONFIG at a reachable cluster, or unset it and set {ASSETS_ENV}")
+        return
+    try:
+        binaries = Binaries.from_environment()
+    except ControlPlaneError as exc:
+        _skip_or_fail(str(exc))
+    if binaries is None:
+        yield _probe_or_skip(
+            f"point KUBECONFIG at a cluster, or get a kube-apiserver and an etcd for a private control plane: "
+            f"{HOW_TO_GET_BINARIES}"
+        )
+        return
+    failure = None
+    try:
+        with (
+            sigterm_as_interrupt(),  # a CI job's SIGTERM still runs the teardown
+            private_control_plane(binaries) as plane,
+            _environment("KUBECONFIG", str(plane.kubeconfig)),
+        ):
+            source = f"private control plane ({binaries.describe()}) at {plane.url}"
+            try:
+                access = probe_cluster(
+                    kubeconfig=plane.kubeconfig, source=source, garbage_collector=plane.garbage_collector
+                )
+            except ClusterUnavailable as exc:
+                raise ControlPlaneError(f"{exc}\n{plane.logs()}") from None
+            yield access
+            plane.check_running()  # a component that died during the session fails the last test's teardown
+    except ControlPlaneError as exc:
+        failure = f"private control plane from {ASSETS_ENV}: {exc}"
+    if failure:  # outside the except block: the message is the whole story, no chained traceback
+        pytest.fail(failure, pytrace=False)
+
+
+def _probe_or_skip(hint: str) -> ClusterAccess:
     try:
         return probe_cluster()
     except ClusterUnavailable as exc:
-        reason = f"no reachable Kubernetes cluster — {exc}; point KUBECONFIG at a cluster to run tests/e2e"
-        if os.environ.get(REQUIRE_CLUSTER_ENV):
-            pytest.fail(f"{reason} ({REQUIRE_CLUSTER_ENV} is set)", pytrace=False)
-        pytest.skip(reason)
+        _skip_or_fail(f"no reachable Kubernetes cluster — {exc}; {hint}")
+
+
+def _skip_or_fail(reason: str) -> NoReturn:
+    if os.environ.get(REQUIRE_CLUSTER_ENV):
+        pytest.fail(f"{reason} ({REQUIRE_CLUSTER_ENV} is set)", pytrace=False)
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` inside the block; the previous value (or its absence) restored after."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+@pytest.fixture
+def garbage_collector(cluster: ClusterAccess) -> None:
+    """Skips the test when nothing collects garbage: a private control plane without kube-controller-manager."""
+    if not cluster.garbage_collector:
+        pytest.skip(
+            f"needs the garbage collector: {ASSETS_ENV} has no {KUBE_CONTROLLER_MANAGER} (setup-envtest ships none), "
+            "so the private control plane runs without one; add the binary there or use a real cluster"
+        )
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

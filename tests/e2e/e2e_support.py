@@ -14,6 +14,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,11 +23,12 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 import yaml
-from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
+from lightkube import ApiError, AsyncClient
 from lightkube.config.client_adapter import AsyncClient as HttpxAsyncClient
 from lightkube.config.client_adapter import Client as HttpxClient
 from lightkube.config.client_adapter import ConnectionParams
 from lightkube.config.kubeconfig import SingleConfig
+from lightkube.core.resource import NamespacedResource
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Event, Namespace, Secret
 from lightkube.types import PatchType
@@ -34,9 +36,13 @@ from lightkube.types import PatchType
 from scaivault_operator.api import API_VERSION, GROUP, VERSION
 from scaivault_operator.devvault import DevVault
 from scaivault_operator.kube import ClusterVaultConnectionResource, VaultConnectionResource, VaultSecretResource
+from scaivault_operator.kubeconfig import DEFAULT_KUBECONFIG, KubeConfigError
+from scaivault_operator.kubeconfig import load as load_kubeconfig
 from scaivault_operator.manifests import ANNOTATION_VERSION
 
 JsonDict = dict[str, Any]
+#: The ``Warning`` headers of an API response.
+Warnings = list[str]
 T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -102,32 +108,43 @@ class ClusterUnavailable(Exception):
 @dataclass(frozen=True)
 class ClusterAccess:
     config: SingleConfig  # the current context
-    source: str  # "in-cluster service account" or the kubeconfig path
+    source: str  # "in-cluster service account", the kubeconfig path, or the private control plane
     version: str  # the API server's gitVersion
+    #: ``KUBECONFIG`` for kubectl and helm (one file or a list, as the operator read it); None: in-cluster.
+    kubeconfig: str | None = None
+    #: Whether a garbage collector (kube-controller-manager) runs: False on a private control plane started from
+    #: binaries without one. A real cluster always has one.
+    garbage_collector: bool = True
 
 
-def load_cluster_config() -> tuple[SingleConfig, str]:
-    """The configuration the operator would use (``KubeConfig.from_env``, current context), and where it came
-    from."""
-    with contextlib.suppress(ConfigError, KeyError):
-        return _current_context(KubeConfig.from_service_account()), "in-cluster service account"
-    path = os.environ.get("KUBECONFIG") or "~/.kube/config"
+def load_cluster_config(kubeconfig: Path | None = None) -> tuple[SingleConfig, str]:
+    """The configuration the operator would use (``scaivault_operator.kubeconfig.load``: ``$KUBECONFIG`` — a list,
+    merged as kubectl does —, the in-cluster service account, ``~/.kube/config``), and where it came from; with
+    ``kubeconfig``, that file."""
     try:
-        return _current_context(KubeConfig.from_file(path)), f"kubeconfig {path}"
-    except Exception as exc:  # any unusable file (missing, not YAML, no context...) means: no cluster
-        raise ClusterUnavailable(f"kubeconfig {path}: {type(exc).__name__}: {exc}") from None
+        access = load_kubeconfig(kubeconfig)
+    except KubeConfigError as exc:
+        raise ClusterUnavailable(str(exc)) from None
+    return access.config, access.source
 
 
-def _current_context(config: KubeConfig) -> SingleConfig:
-    single = config.get()
-    if single is None:
-        raise ConfigError("no current context")
-    return single
-
-
-def probe_cluster(within: float = PROBE_TIMEOUT) -> ClusterAccess:
-    """Load the configuration and GET /version within ``within`` seconds; raise ``ClusterUnavailable`` otherwise."""
-    config, source = load_cluster_config()
+def probe_cluster(
+    within: float = PROBE_TIMEOUT,
+    *,
+    kubeconfig: Path | None = None,
+    source: str | None = None,
+    garbage_collector: bool = True,
+) -> ClusterAccess:
+    """Load the configuration (``kubeconfig``, else as the operator would) and GET /version within ``within``
+    seconds; raise ``ClusterUnavailable`` otherwise. ``source`` overrides how the result names the cluster."""
+    config, found = load_cluster_config(kubeconfig)
+    source = source or found
+    if kubeconfig is not None:
+        tools_kubeconfig: str | None = str(kubeconfig)
+    elif found.startswith("in-cluster"):
+        tools_kubeconfig = None
+    else:
+        tools_kubeconfig = os.environ.get("KUBECONFIG") or str(DEFAULT_KUBECONFIG.expanduser())
     try:
         with HttpxClient(config, ConnectionParams(timeout=httpx.Timeout(within))) as http:
             response = http.get("/version")
@@ -135,7 +152,9 @@ def probe_cluster(within: float = PROBE_TIMEOUT) -> ClusterAccess:
             version = str(response.json().get("gitVersion") or "unknown")
     except Exception as exc:  # connection, TLS, credentials (exec plugins), HTTP status, not JSON...
         raise ClusterUnavailable(f"{source}: GET /version failed: {type(exc).__name__}: {exc}") from None
-    return ClusterAccess(config=config, source=source, version=version)
+    return ClusterAccess(
+        config=config, source=source, version=version, kubeconfig=tools_kubeconfig, garbage_collector=garbage_collector
+    )
 
 
 class ApiFailure(Exception):
@@ -221,6 +240,56 @@ class KubeApi:
             items = self._client.list(_RESOURCES[kind], namespace=namespace, fields=selector)
             return [_as_dict(obj) async for obj in items]
 
+    async def create_raw(
+        self, body: Mapping[str, Any], *, field_validation: str | None = None
+    ) -> tuple[JsonDict, Warnings]:
+        """POST ``body`` as is (unknown fields included) with ``?fieldValidation=`` (Strict, Warn, Ignore; None:
+        the server's default); the created object and the texts of the API server's ``Warning`` headers."""
+        meta = body["metadata"]
+        path = resource_path(body["kind"], meta.get("namespace"))
+        params = {"fieldValidation": field_validation} if field_validation else {}
+        response = await self._request(f"create {body['kind']} {meta['name']}", "POST", path, params, body)
+        return response.json(), _warnings(response)
+
+    async def patch_status(
+        self,
+        kind: str,
+        name: str,
+        patch: Mapping[str, Any],
+        namespace: str | None = None,
+        *,
+        field_validation: str | None = None,
+    ) -> tuple[JsonDict, Warnings]:
+        """A JSON merge patch of the ``status`` subresource; the object and the ``Warning`` headers."""
+        path = resource_path(kind, namespace, name) + "/status"
+        params = {"fieldValidation": field_validation} if field_validation else {}
+        response = await self._request(
+            f"patch {kind} {namespace or ''}/{name}/status",
+            "PATCH",
+            path,
+            params,
+            patch,
+            content_type="application/merge-patch+json",
+        )
+        return response.json(), _warnings(response)
+
+    async def _request(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        body: Mapping[str, Any],
+        *,
+        content_type: str = "application/json",
+    ) -> httpx.Response:
+        response = await self._http.request(
+            method, path, params=dict(params), content=json.dumps(body), headers={"Content-Type": content_type}
+        )
+        with _api_call(what):
+            response.raise_for_status()
+        return response
+
     async def printer_columns(self, namespace: str, name: str) -> dict[str, Any]:
         """A VaultSecret as ``kubectl get`` shows it: the API server's Table, as ``{column name: cell}``."""
         url = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/vaultsecrets/{name}"
@@ -231,6 +300,27 @@ class KubeApi:
         columns = [column["name"] for column in table["columnDefinitions"]]
         (row,) = table["rows"]
         return dict(zip(columns, row["cells"], strict=True))
+
+
+def _warnings(response: httpx.Response) -> Warnings:
+    """The texts of the response's ``Warning: 299 - "text"`` headers (RFC 7234), quotes unescaped."""
+    texts = []
+    for header in response.headers.get_list("warning"):
+        match = re.match(r'^\d{3} \S+ "((?:[^"\\]|\\.)*)"', header)
+        texts.append(re.sub(r"\\(.)", r"\1", match[1]) if match else header)
+    return texts
+
+
+def resource_path(kind: str, namespace: str | None = None, name: str | None = None) -> str:
+    """The API path of ``kind`` (one of ``_RESOURCES``): its collection, or object ``name``."""
+    resource = _RESOURCES[kind]
+    info = resource._api_info
+    group, version = info.resource.group, info.resource.version
+    path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    if namespace is not None and issubclass(resource, NamespacedResource):
+        path += f"/namespaces/{namespace}"
+    path += f"/{info.plural}"
+    return f"{path}/{name}" if name else path
 
 
 def _as_dict(obj: Any) -> JsonDict:
@@ -302,6 +392,38 @@ def load_manifests(directory: Path) -> list[JsonDict]:
     for path in sorted(directory.glob("*.yaml")):
         documents.extend(doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc)
     return documents
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """One ``x-kubernetes-validations`` rule of a CRD in ``crds/``."""
+
+    kind: str
+    #: Where the API server reports a failure, e.g. ``spec.access[*]`` (``[*]``: any item of a list or map).
+    path: str
+    rule: str
+    #: What the API server says when the rule fails (``failed rule: <rule>`` without a message).
+    message: str
+
+
+def cel_rules(directory: Path = CRD_DIR) -> list[CelRule]:
+    """Every CEL rule of every CRD in ``directory``, in schema order."""
+    found: list[CelRule] = []
+
+    def walk(kind: str, schema: Mapping[str, Any], path: str) -> None:
+        for rule in schema.get("x-kubernetes-validations") or []:
+            message = rule.get("message") or f"failed rule: {rule['rule']}"
+            found.append(CelRule(kind=kind, path=path, rule=rule["rule"], message=message))
+        for name, child in (schema.get("properties") or {}).items():
+            walk(kind, child, f"{path}.{name}" if path else name)
+        for key in ("items", "additionalProperties"):
+            if isinstance(schema.get(key), Mapping):
+                walk(kind, schema[key], f"{path}[*]")
+
+    for crd in load_manifests(directory):
+        for version in crd["spec"]["versions"]:
+            walk(crd["spec"]["names"]["kind"], version["schema"]["openAPIV3Schema"], "")
+    return found
 
 
 # -- reading objects ----------------------------------------------------------------------------------------

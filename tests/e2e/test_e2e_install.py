@@ -125,13 +125,9 @@ def tools(cluster: ClusterAccess, tmp_path_factory: pytest.TempPathFactory) -> T
         "HELM_DATA_HOME": str(home / "data"),
         "KUBECACHEDIR": str(home / "kube-cache"),
     }
-    kubeconfig = getattr(cluster, "kubeconfig", None)
-    if kubeconfig is None and cluster.source.startswith("kubeconfig "):
-        kubeconfig = Path(cluster.source.removeprefix("kubeconfig ")).expanduser()
-    if kubeconfig is not None:
-        env["KUBECONFIG"] = str(kubeconfig)
-    elif "KUBECONFIG" not in env and not cluster.source.startswith("in-cluster"):
-        env["KUBECONFIG"] = str(Path("~/.kube/config").expanduser())
+    env.pop("KUBECONFIG", None)
+    if cluster.kubeconfig is not None:
+        env["KUBECONFIG"] = cluster.kubeconfig  # one file or a list, as the operator read it
     found = Tools(helm, kubectl, env)
     version = found.helm("version", "--template", "{{ .Version }}").stdout.strip()
     major = re.match(r"v(\d+)\.", version)
@@ -230,9 +226,19 @@ class World:
         assert crd is not None, f"CRD {self.crd(plural)} is not on the cluster"
         return crd
 
-    def wait_established(self, *plurals: str) -> None:
-        names = [f"customresourcedefinition/{self.crd(plural)}" for plural in plurals]
-        self.tools.kubectl("wait", "--for=condition=Established", f"--timeout={CLUSTER_TIMEOUT:g}s", *names)
+    def wait_established(self, *plurals: str, within: float = CLUSTER_TIMEOUT) -> None:
+        """Every CRD of ``plurals`` has condition Established=True. Polled here: ``kubectl wait`` fails at once on
+        a CRD the API server has not yet given any condition ("status.conditions accessor error")."""
+        deadline = time.monotonic() + within
+        for plural in plurals:
+            while True:
+                conditions = ((self.get("customresourcedefinition", self.crd(plural)) or {}).get("status") or {}).get(
+                    "conditions"
+                ) or []
+                if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                    break
+                assert time.monotonic() < deadline, f"CRD {self.crd(plural)} not Established after {within:g}s"
+                time.sleep(0.25)
 
     def wait_gone(self, kind: str, name: str, within: float = CLUSTER_TIMEOUT) -> None:
         deadline = time.monotonic() + within

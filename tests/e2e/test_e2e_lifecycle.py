@@ -30,6 +30,7 @@ async def test_drift_is_repaired(env: E2E, operator: Runtime | None) -> None:
     await env.wait_ready("search", version=1)
 
 
+@pytest.mark.usefixtures("garbage_collector")
 async def test_deleting_the_vaultsecret_garbage_collects_the_secret(env: E2E, operator: Runtime | None) -> None:
     """The Secret's ownerReference lets the cluster's garbage collector delete it with its VaultSecret; the
     operator does not bring it back (checked after another VaultSecret synced, so the operator had its turn)."""
