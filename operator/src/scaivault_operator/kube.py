@@ -11,13 +11,15 @@ Logs name objects, never Secret data.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
+import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 from lightkube import ApiError, AsyncClient, KubeConfig
@@ -38,6 +40,7 @@ from .kubeconfig import load as load_kubeconfig
 __all__ = ["Conflict", "Identity", "Kube", "KubeError", "ObjectRef", "VaultSecretResource"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 VaultSecretResource = create_namespaced_resource(GROUP, VERSION, "VaultSecret", "vaultsecrets")
 ClusterVaultConnectionResource = create_global_resource(
@@ -47,11 +50,13 @@ VaultConnectionResource = create_namespaced_resource(GROUP, VERSION, "VaultConne
 
 
 class KubeError(Exception):
-    """A Kubernetes API call failed. ``status`` is the HTTP status, None for network errors."""
+    """A Kubernetes API call failed. ``status`` is the HTTP status, None for network errors; ``retry_after`` the
+    seconds the API server asked to wait (``Retry-After``), if it did."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
 
     @property
     def transient(self) -> bool:
@@ -66,6 +71,10 @@ ObjectRef = Mapping[str, str]  # apiVersion, kind, name, namespace, uid
 
 #: How long the reachability probe (GET /version) may take.
 _PROBE_TIMEOUT = 2.0
+#: Start-up lists retry transient failures this long: e.g. a real API server answers 429 "storage is
+#: (re)initializing" for a CRD created a moment ago (``helm install`` creates the CRDs and the operator at once).
+_STARTUP_RETRY_DEADLINE = 60.0
+_STARTUP_RETRY_MAX_DELAY = 5.0
 
 
 class Identity(NamedTuple):
@@ -85,13 +94,39 @@ def _status(exc: Exception) -> int | None:
     return None
 
 
+def _retry_after(exc: Exception) -> float | None:
+    response = exc.response if isinstance(exc, httpx.HTTPStatusError) else None
+    try:
+        return max(0.0, float(response.headers["Retry-After"])) if response is not None else None
+    except (KeyError, ValueError):
+        return None
+
+
 def _translate(what: str, exc: Exception) -> KubeError:
     status = _status(exc)
     if status is None:
         return KubeError(f"{what}: {type(exc).__name__}", None)
     reason = (exc.status.reason or "") if isinstance(exc, ApiError) else ""
     cls = Conflict if status == 409 else KubeError
-    return cls(f"{what}: HTTP {status} {reason}".rstrip(), status)
+    return cls(f"{what}: HTTP {status} {reason}".rstrip(), status, _retry_after(exc))
+
+
+async def _retrying(what: str, call: Callable[[], Awaitable[T]], deadline: float = _STARTUP_RETRY_DEADLINE) -> T:
+    """``call()``, again after a transient ``KubeError`` (429, 5xx, network) until ``deadline`` seconds have passed:
+    jittered exponential backoff from 0.25 s to 5 s, or the server's ``Retry-After`` when longer."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    delay = 0.25
+    while True:
+        try:
+            return await call()
+        except KubeError as exc:
+            wait = max(delay * random.uniform(0.8, 1.2), exc.retry_after or 0.0)
+            if not exc.transient or loop.time() + wait > give_up:
+                raise
+            logger.info("%s: %s; retrying in %.1f s", what, exc, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, _STARTUP_RETRY_MAX_DELAY)
 
 
 class Kube:
@@ -207,7 +242,10 @@ class Kube:
 
     async def list_secrets(self, namespaces: Sequence[str], labels: Mapping[str, str]) -> list[dict[str, Any]]:
         """Secrets with ``labels`` in ``namespaces`` (empty: all), filtered here too in case the API ignores
-        the selector."""
+        the selector. A start-up read: transient failures are retried (``_retrying``)."""
+        return await _retrying("list Secrets", lambda: self._list_secrets(namespaces, labels))
+
+    async def _list_secrets(self, namespaces: Sequence[str], labels: Mapping[str, str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for namespace in namespaces or ["*"]:
             try:
@@ -221,7 +259,11 @@ class Kube:
         return found
 
     async def list_connections(self, namespaces: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
-        """Every connection object as ``(kind, body)``: cluster-wide ones, then namespaced ones in ``namespaces``."""
+        """Every connection object as ``(kind, body)``: cluster-wide ones, then namespaced ones in ``namespaces``.
+        A start-up read: transient failures are retried (``_retrying``)."""
+        return await _retrying("list connections", lambda: self._list_connections(namespaces))
+
+    async def _list_connections(self, namespaces: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
         found: list[tuple[str, dict[str, Any]]] = []
         try:
             async for cluster_obj in self._client.list(ClusterVaultConnectionResource):
