@@ -17,8 +17,10 @@ serves what Kopf and the operator use, with the API server's semantics:
   outside metadata and status); Secrets fold ``stringData``, keep ``type`` immutable, check base64;
 - errors as ``Status`` JSON (``Content-Type: application/json``), 400/404/405/409/410/415/422.
 
-Not served: admission (no schema or CEL validation), RBAC, server-side apply, ``dryRun``, strategic-merge list
-semantics. Requests are counted by (User-Agent, verb, resource): ``FakeApi.count``, ``GET /_fake/stats``.
+Not served: admission of custom resources (no schema or CEL validation; CRDs themselves are checked by
+``scaivault_operator.crdcheck`` as the API server checks them), RBAC, server-side apply, ``dryRun``,
+strategic-merge list semantics. Requests are counted by (User-Agent, verb, resource): ``FakeApi.count``,
+``GET /_fake/stats``.
 """
 
 from ._app import WRITE_VERBS, FakeApi, serve

@@ -5,7 +5,9 @@ counter, a bounded event history per resource type (watch from a version; 410 Go
 fan-out with label/field selectors (an object that stops matching is seen as DELETED, one that starts
 matching as ADDED, as the API server's watch cache does), paged lists from consistent snapshots, the status
 subresource, ``generation``, ownerReference garbage collection, finalizers, namespace deletion, and
-CustomResourceDefinitions that register their resource types.
+CustomResourceDefinitions that register their resource types -- after ``scaivault_operator.crdcheck`` has checked
+them as the API server's admission does (422 ``Invalid`` with the server's causes, 400 for a body that does not
+decode; unknown fields are dropped, as the server does without ``fieldValidation=Strict``).
 
 Stored objects are never modified in place: every write stores a new dict, so lists, snapshots and pending
 watch events can share them. Everything here is synchronous and runs on the server's event loop.
@@ -28,6 +30,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from scaivault_operator.crdcheck import InvalidCrdError, validate_crd, validate_crd_update
 
 from ._patch import PatchError, json_patch, merge_patch
 from ._selectors import Matcher, SelectorError, parse_field_selector, parse_label_selector
@@ -543,18 +547,26 @@ class Store:
         elif rtype.group == "" and rtype.kind == "Namespace":
             new.setdefault("status", {"phase": "Active"})
         elif rtype.group == "apiextensions.k8s.io" and rtype.kind == "CustomResourceDefinition":
-            new = self._crd_rules(new)
+            new = self._crd_rules(old, new)
         return new
 
-    def _crd_rules(self, crd: Obj) -> Obj:
-        spec = crd.get("spec") or {}
-        names = spec.get("names") or {}
-        group, plural, kind = spec.get("group"), names.get("plural"), names.get("kind")
+    def _crd_rules(self, old: Obj | None, crd: Obj) -> Obj:
+        """Admit a CRD as the API server does (crdcheck, CEL included), then register its served versions."""
         name = crd["metadata"]["name"]
-        if not (group and plural and kind) or name != f"{plural}.{group}":
-            raise ApiError(422, "Invalid", f"CustomResourceDefinition {name!r} is invalid: metadata.name must be "
-                           "spec.names.plural+'.'+spec.group",
-                           {"name": name, "kind": "CustomResourceDefinition"})  # fmt: skip
+        checked = {key: value for key, value in crd.items() if key != "status"}  # the server keeps status itself
+        if old is None:
+            problems = validate_crd(checked, cel=True, strict=False)
+        else:
+            problems = validate_crd_update(checked, old, cel=True, strict=False)
+        if problems:
+            error = InvalidCrdError(name, problems)
+            raise ApiError(error.code, error.reason, str(error), error.details)
+        spec = dict(crd["spec"])  # v1 defaulting, as the server stores it: singular, listKind, conversion
+        names = spec["names"] = {**spec["names"]}
+        group, plural, kind = spec["group"], names["plural"], names["kind"]
+        names.setdefault("singular", kind.lower())
+        names.setdefault("listKind", f"{kind}List")
+        spec.setdefault("conversion", {"strategy": "None"})
         for version in spec.get("versions") or []:
             if not version.get("served", True):
                 continue
@@ -564,10 +576,12 @@ class Store:
                                        singular=names.get("singular") or kind.lower(),
                                        short_names=tuple(names.get("shortNames") or ()),
                                        subresources=subresources, generation=True))  # fmt: skip
-        crd = dict(crd)
+        crd = {**crd, "spec": spec}
+        stored = list(((old or {}).get("status") or {}).get("storedVersions") or [])
+        stored += [v["name"] for v in spec.get("versions") or [] if v.get("storage") and v["name"] not in stored]
         crd["status"] = {
             "acceptedNames": names,
-            "storedVersions": [v["name"] for v in spec.get("versions") or [] if v.get("storage")],
+            "storedVersions": stored,
             "conditions": [
                 {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found",
                  "lastTransitionTime": _now()},

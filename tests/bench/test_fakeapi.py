@@ -77,19 +77,107 @@ async def test_discovery_lists_core_crds_and_subresources(http: httpx.AsyncClien
     assert (await http.get("/version")).json()["major"] == "1"
 
 
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def widget_crd(**schema: Any) -> dict[str, Any]:
+    """A minimal CRD a real API server accepts (a version needs a schema; listKind is defaulted)."""
+    root = {
+        "type": "object",
+        "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        **schema,
+    }
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                     "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                     "versions": [{"name": "v1", "served": True, "storage": True,
+                                   "schema": {"openAPIV3Schema": root}}]}}  # fmt: skip
+
+
 async def test_a_crd_created_over_http_registers_its_resource(http: httpx.AsyncClient) -> None:
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": "widgets.example.com"},
-           "spec": {"group": "example.com", "scope": "Namespaced",
-                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-                    "versions": [{"name": "v1", "served": True, "storage": True}]}}  # fmt: skip
-    body = await created(http, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    body = await created(http, CRDS, widget_crd())
     assert {c["type"]: c["status"] for c in body["status"]["conditions"]}["Established"] == "True"
+    assert body["spec"]["names"]["listKind"] == "WidgetList"  # defaulted, as the server stores it
+    assert body["status"]["storedVersions"] == ["v1"]
     widget = await created(http, "/apis/example.com/v1/namespaces/x/widgets", {"metadata": {"name": "w"}})
     assert widget["kind"] == "Widget"
     assert widget["metadata"]["generation"] == 1
-    await http.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+    await http.delete(f"{CRDS}/widgets.example.com")
     assert (await http.get("/apis/example.com/v1/namespaces/x/widgets/w")).status_code == 404
+
+
+async def test_a_crd_the_api_server_would_refuse_is_422_invalid_with_its_causes(http: httpx.AsyncClient) -> None:
+    """The first release's bug: a description on the root metadata. A real server answers exactly this."""
+    crd = widget_crd()
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["metadata"] = {
+        "type": "object", "description": "Standard object metadata."}  # fmt: skip
+    response = await http.post(CRDS, json=crd)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert (body["kind"], body["reason"], body["code"]) == ("Status", "Invalid", 422)
+    assert body["message"] == (
+        'CustomResourceDefinition.apiextensions.k8s.io "widgets.example.com" is invalid: '
+        "spec.validation.openAPIV3Schema.properties[metadata]: Forbidden: must not specify anything other than name "
+        "and generateName, but metadata is implicitly specified"
+    )
+    assert body["details"]["causes"] == [{
+        "reason": "FieldValueForbidden",
+        "message": "Forbidden: must not specify anything other than name and generateName, but metadata is "
+                   "implicitly specified",
+        "field": "spec.validation.openAPIV3Schema.properties[metadata]"}]  # fmt: skip
+    assert (await http.get(f"{CRDS}/widgets.example.com")).status_code == 404  # nothing stored or registered
+    assert (await http.get("/apis/example.com/v1/namespaces/x/widgets")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda c: c["spec"]["versions"][0].pop("schema"), "spec.versions[0].schema.openAPIV3Schema"),
+        (lambda c: c["spec"]["names"].update(plural="widget"), "metadata.name"),
+        (lambda c: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].update(
+            {"x-kubernetes-validations": [{"rule": "self.size() >"}]}),
+         "spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"),
+    ],
+    ids=["no schema", "plural not in the name", "CEL that does not compile"],
+)  # fmt: skip
+async def test_bad_crds_are_refused(http: httpx.AsyncClient, mutate: Any, field: str) -> None:
+    crd = widget_crd()
+    mutate(crd)
+    response = await http.post(CRDS, json=crd)
+    assert response.status_code == 422, response.text
+    assert [cause["field"] for cause in response.json()["details"]["causes"]] == [field]
+
+
+async def test_a_crd_body_that_does_not_decode_is_400(http: httpx.AsyncClient) -> None:
+    crd = widget_crd(maxProperties="three")
+    response = await http.post(CRDS, json=crd)
+    assert response.status_code == 400, response.text
+    assert response.json()["reason"] == "BadRequest"
+    assert "cannot unmarshal string into Go struct field JSONSchemaProps" in response.json()["message"]
+    # unknown fields are dropped with a warning by a real server unless the client asks for strict validation
+    assert (await http.post(CRDS, json=widget_crd(maxproperties=3))).status_code == 201
+
+
+async def test_crd_updates_keep_group_and_names_and_are_checked_too(http: httpx.AsyncClient) -> None:
+    await created(http, CRDS, widget_crd())
+    patch = {"spec": {"scope": "Cluster"}}
+    response = await http.patch(f"{CRDS}/widgets.example.com", json=patch, headers=MERGE)
+    assert response.status_code == 422, response.text
+    assert 'spec.scope: Invalid value: "Cluster": field is immutable' in response.json()["message"]
+    patch = {"spec": {"versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+        "type": "object", "properties": {"metadata": {"type": "object", "description": "x"}}}}}]}}  # fmt: skip
+    response = await http.patch(f"{CRDS}/widgets.example.com", json=patch, headers=MERGE)
+    assert response.status_code == 422, response.text
+    assert response.json()["details"]["causes"][0]["field"] == "spec.validation.openAPIV3Schema.properties[metadata]"
+
+
+async def test_the_repositorys_crds_are_accepted_at_start(api: FakeApi) -> None:
+    crd_type = api.store.resolve("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+    assert crd_type is not None
+    assert {key[1] for key in api.store.objects(crd_type)} == {
+        "clustervaultconnections.scaivault.scailabs.ai", "vaultconnections.scaivault.scailabs.ai",
+        "vaultsecrets.scaivault.scailabs.ai"}  # fmt: skip
 
 
 # -- objects ------------------------------------------------------------------------------------------------

@@ -6,6 +6,10 @@ server accepts (every ``$ref`` inlined, ``Optional`` collapsed to its non-null b
 subresources and printer columns. ``api`` stays the single source of truth for fields, descriptions, defaults,
 bounds and CEL rules.
 
+Every CRD it builds must pass ``crdcheck.check_crd`` (the API server's admission rules, CEL compilation and cost
+included): ``build_crd`` raises ``crdcheck.InvalidCrdError`` otherwise, so ``make crds`` cannot write a CRD that a
+server would refuse. The CEL part needs cel-python, a ``dev`` dependency like everything that runs this module.
+
 Called by ``make crds`` (``python -m scaivault_operator.crdgen --out crds``), which rewrites ``crds/*.yaml``, and
 by the unit tests in ``tests/unit/crds``, which fail when the committed files differ from ``render_yaml()``
 (``--check`` does the same from the command line). Nothing here runs inside the operator.
@@ -26,9 +30,11 @@ import yaml
 from pydantic import BaseModel
 
 from .api import GROUP, VERSION, ConnectionSpec, VaultSecretSpec, VaultSecretStatus
+from .crdcheck import InvalidCrdError, check_crd
 
 __all__ = [
     "KINDS",
+    "MIN_KUBERNETES_MINOR",
     "CrdKind",
     "UnsupportedSchemaError",
     "build_crd",
@@ -69,6 +75,9 @@ _KEPT_KEYWORDS = frozenset(
 #: separately: Kubernetes forbids it beside ``properties``, and prunes or rejects unknown fields by itself).
 _DROPPED_KEYWORDS = frozenset({"title", "$defs"})
 _NULL_BRANCH: JsonDict = {"type": "null"}
+#: The oldest Kubernetes minor the CRDs must install on (the chart's ``kubeVersion``, >=1.27): CEL is checked as a
+#: server of that version checks it (e.g. reserved words as field names are refused before 1.32).
+MIN_KUBERNETES_MINOR = 27
 _REF_PREFIX = "#/$defs/"
 
 _HEADER = (
@@ -213,13 +222,14 @@ _CONNECTION_STATUS: JsonDict = {
     "description": "Observed state of the connection, written by the operator.",
     "x-kubernetes-preserve-unknown-fields": True,
 }
+# ``namespace`` is a reserved word in CEL: API servers before 1.32 know the field only by its escaped name.
 _CLUSTER_CONNECTION_RULES = (
     {
-        "rule": "!has(self.auth.tokenSecretRef) || has(self.auth.tokenSecretRef.namespace)",
+        "rule": "!has(self.auth.tokenSecretRef) || has(self.auth.tokenSecretRef.__namespace__)",
         "message": "auth.tokenSecretRef.namespace is required on a ClusterVaultConnection",
     },
     {
-        "rule": "!has(self.auth.clientCredentials) || has(self.auth.clientCredentials.secretRef.namespace)",
+        "rule": "!has(self.auth.clientCredentials) || has(self.auth.clientCredentials.secretRef.__namespace__)",
         "message": "auth.clientCredentials.secretRef.namespace is required on a ClusterVaultConnection",
     },
 )
@@ -306,8 +316,9 @@ def root_schema(kind: CrdKind) -> JsonDict:
 
 
 def build_crd(kind: CrdKind) -> JsonDict:
-    """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind."""
-    return {
+    """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind; ``crdcheck.InvalidCrdError`` if the API
+    server would refuse it."""
+    crd: JsonDict = {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": kind.name, "labels": {"app.kubernetes.io/name": "scaivault-operator"}},
@@ -334,6 +345,8 @@ def build_crd(kind: CrdKind) -> JsonDict:
             ],
         },
     }
+    check_crd(crd, cel=True, server_minor=MIN_KUBERNETES_MINOR)
+    return crd
 
 
 def build_crds() -> list[JsonDict]:
@@ -387,6 +400,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files are out of date")
     args = parser.parse_args(argv)
     out: Path = args.out
+    try:
+        render_yaml()  # every CRD passes crdcheck, or nothing is written (and --check fails)
+    except InvalidCrdError as exc:
+        sys.stderr.write(f"{exc}\nthe API server would refuse this CRD: fix api.py or crdgen.py; nothing written\n")
+        return 1
     if args.check:
         diffs = check(out)
         if diffs:

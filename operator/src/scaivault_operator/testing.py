@@ -5,8 +5,11 @@ that fills in what the emulator does not (``uid``, ``generation`` bumps on spec 
 and ``running_operator``, which runs Kopf with our handlers on the caller's event loop until the block exits.
 kmock is a development dependency (the ``dev`` extra); it is imported only when these helpers are used.
 
-The emulator is not a cluster: it has no garbage collection, no admission (CRD schema and CEL are not
-enforced) and ignores label selectors. ``tests/e2e`` covers those against a real API server.
+The emulator is not a cluster: it has no garbage collection, no admission for custom resources (their CRD schema
+and CEL are not enforced) and ignores label selectors. ``tests/e2e`` covers those against a real API server. A
+CustomResourceDefinition created or patched through ``EmulatedCluster`` is checked first, as the API server's own
+admission checks it (``crdcheck``, CEL included): a CRD a server would refuse raises ``crdcheck.InvalidCrdError``
+instead of landing in the emulator.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Protocol
 import httpx
 
 from .api import GROUP, VERSION
+from .crdcheck import InvalidCrdError, check_crd, validate_crd_update
 from .runtime import Runtime
 from .settings import OperatorSettings
 
@@ -40,7 +44,23 @@ _RESOURCES: dict[str, dict[str, Any]] = {
     f"{GROUP}/{VERSION}/clustervaultconnections": {"kind": "ClusterVaultConnection", "namespaced": False},
 }
 _PLURALS = {"Namespace": "namespaces", "Secret": "secrets", "VaultSecret": "vaultsecrets",
-            "VaultConnection": "vaultconnections", "ClusterVaultConnection": "clustervaultconnections"}  # fmt: skip
+            "VaultConnection": "vaultconnections", "ClusterVaultConnection": "clustervaultconnections",
+            "CustomResourceDefinition": "customresourcedefinitions"}  # fmt: skip
+_CRD = "CustomResourceDefinition"
+_CLUSTER_SCOPED = frozenset({"Namespace", "ClusterVaultConnection", _CRD})
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (what the API server applies for ``application/merge-patch+json``)."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    merged = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge_patch(merged.get(key), value)
+    return merged
 
 
 @dataclass
@@ -53,11 +73,16 @@ class EmulatedCluster:
 
     def _path(self, kind: str, namespace: str | None, name: str | None = None) -> str:
         plural = _PLURALS[kind]
-        base = "/api/v1" if kind in ("Namespace", "Secret") else f"/apis/{GROUP}/{VERSION}"
-        scope = f"/namespaces/{namespace}" if namespace and kind not in ("Namespace", "ClusterVaultConnection") else ""
+        base = {"Namespace": "/api/v1", "Secret": "/api/v1", _CRD: "/apis/apiextensions.k8s.io/v1"}.get(
+            kind, f"/apis/{GROUP}/{VERSION}"
+        )
+        scope = f"/namespaces/{namespace}" if namespace and kind not in _CLUSTER_SCOPED else ""
         return f"{base}{scope}/{plural}" + (f"/{name}" if name else "")
 
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an object; a CustomResourceDefinition is checked first (``crdcheck.InvalidCrdError``)."""
+        if body.get("kind") == _CRD:
+            check_crd(body, cel=True)
         obj = copy.deepcopy(dict(body))
         meta = obj.setdefault("metadata", {})
         meta.setdefault("uid", str(uuid.uuid4()))
@@ -81,7 +106,13 @@ class EmulatedCluster:
         return result
 
     async def patch(self, kind: str, namespace: str | None, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        """A merge patch; a change of ``spec`` bumps ``metadata.generation`` as a real API server does."""
+        """A merge patch; a change of ``spec`` bumps ``metadata.generation`` as a real API server does. A patched
+        CustomResourceDefinition must pass the API server's update checks (``crdcheck.InvalidCrdError``)."""
+        if kind == _CRD:
+            current = await self.get(kind, namespace, name) or {}
+            problems = validate_crd_update(_merge_patch(current, patch), current, cel=True)
+            if problems:
+                raise InvalidCrdError(name, problems)
         body = dict(patch)
         if "spec" in body:
             current = await self.get(kind, namespace, name) or {}

@@ -119,10 +119,44 @@ def _program(rule: str) -> celpy.Runner:
     return _ENV.program(_ENV.compile(rule), functions=_KUBERNETES_FUNCTIONS)
 
 
-def rule_holds(rule: str, value: Any) -> bool:
-    """Evaluate one CEL rule with ``self`` bound to ``value``; an evaluation error counts as a failure."""
+#: CEL's reserved words: a property of that name is reached as ``__word__`` (the API server's escaping; servers
+#: from 1.32 also take the plain name, older ones only the escaped one).
+_CEL_RESERVED = frozenset({"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
+                           "function", "if", "import", "let", "loop", "package", "namespace", "return", "var",
+                           "void", "while"})  # fmt: skip
+
+
+def _escaped(schema: JsonDict | None, value: Any) -> Any:
+    """``value`` with the object properties that are CEL reserved words also present under ``__word__`` (map keys,
+    reached by index, stay as they are). Without a schema every key counts as a property."""
+    if schema is None:
+        if isinstance(value, list):
+            return [_escaped(None, item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        escaped = {key: _escaped(None, item) for key, item in value.items()}
+        return escaped | {f"__{key}__": item for key, item in escaped.items() if key in _CEL_RESERVED}
+    if isinstance(value, dict) and "properties" in schema:
+        out = {}
+        for key, item in value.items():
+            sub = schema["properties"].get(key, {})
+            out[key] = _escaped(sub, item)
+            if key in _CEL_RESERVED:
+                out[f"__{key}__"] = out[key]
+        return out
+    if isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+        return {key: _escaped(schema["additionalProperties"], item) for key, item in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_escaped(schema["items"], item) for item in value]
+    return value
+
+
+def rule_holds(rule: str, value: Any, schema: JsonDict | None = None) -> bool:
+    """Evaluate one CEL rule with ``self`` bound to ``value`` (of ``schema``, for escaped property names); an
+    evaluation error counts as a failure."""
     try:
-        result = _program(rule).evaluate({"self": celpy.json_to_cel(value)})
+        bound = _escaped(schema, value)
+        result = _program(rule).evaluate({"self": celpy.json_to_cel(bound)})
     except celpy.CELEvalError:
         return False
     return isinstance(result, celtypes.BoolType) and bool(result)
@@ -130,7 +164,7 @@ def rule_holds(rule: str, value: Any) -> bool:
 
 def _cel_walk(schema: JsonDict, value: Any, path: str) -> Iterator[str]:
     for rule in schema.get("x-kubernetes-validations", []):
-        if not rule_holds(rule["rule"], value):
+        if not rule_holds(rule["rule"], value, schema):
             yield f"{path or '.'}: {rule['message']}"
     if isinstance(value, dict):
         for name, sub in schema.get("properties", {}).items():

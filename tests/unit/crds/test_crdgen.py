@@ -230,8 +230,8 @@ def test_only_the_cluster_connection_requires_secret_namespaces(schemas: dict[st
         return [r["rule"] for r in schemas[kind]["properties"]["spec"].get("x-kubernetes-validations", [])]
 
     assert root_rules("ClusterVaultConnection") == [
-        "!has(self.auth.tokenSecretRef) || has(self.auth.tokenSecretRef.namespace)",
-        "!has(self.auth.clientCredentials) || has(self.auth.clientCredentials.secretRef.namespace)",
+        "!has(self.auth.tokenSecretRef) || has(self.auth.tokenSecretRef.__namespace__)",
+        "!has(self.auth.clientCredentials) || has(self.auth.clientCredentials.secretRef.__namespace__)",
     ]
     assert root_rules("VaultConnection") == []
 
