@@ -35,6 +35,8 @@ from e2e_support import (
     wait_for,
 )
 
+from scaivault_operator.api import SECRET_TYPE_MESSAGE
+
 pytestmark = pytest.mark.e2e
 
 URL = "https://scaivault.example.com"
@@ -91,6 +93,22 @@ RULE_CASES = (
         "path must not contain '.' or '..' segments",
         invalid=(vsec(path="e2e/../db"), vsec(path="./e2e/db"), vsec(path="e2e/db/.")),
         valid=(vsec(path="e2e/.hidden/db"), vsec(path="e2e/..db"), vsec(path="v1.2/db")),
+    ),
+    RuleCases(
+        "target-secret-type",
+        ("VaultSecret",),
+        "spec.target.type",
+        SECRET_TYPE_MESSAGE,
+        invalid=(
+            vsec(target={"type": "kubernetes.io/service-account-token"}),
+            vsec(target={"type": "bootstrap.kubernetes.io/token"}),
+            vsec(target={"type": "custom"}),
+        ),
+        valid=(
+            vsec(target={"type": "kubernetes.io/tls"}),
+            vsec(target={"type": "kubernetes.io/dockerconfigjson"}),
+            vsec(target={"type": "example.com/config"}),
+        ),
     ),
     RuleCases(
         "keys-unique-targets",

@@ -50,6 +50,30 @@ DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+#: Built-in Secret types that carry data the operator may write. Token types (kubernetes.io/service-account-token,
+#: bootstrap.kubernetes.io/token) are never written: a VaultSecret must not mint credentials for the cluster.
+DATA_SECRET_TYPES = (
+    "Opaque",
+    "kubernetes.io/basic-auth",
+    "kubernetes.io/ssh-auth",
+    "kubernetes.io/tls",
+    "kubernetes.io/dockerconfigjson",
+    "kubernetes.io/dockercfg",
+)
+#: A custom type is ``domain/name`` outside the Kubernetes-owned domains.
+#: (``[.]``, not a backslash: the pattern is also a CEL string literal, where ``\.`` is no valid escape.)
+_CUSTOM_SECRET_TYPE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)+/[-._a-zA-Z0-9]+$"
+_CUSTOM_SECRET_TYPE_RE = re.compile(_CUSTOM_SECRET_TYPE)
+_RESERVED_SECRET_TYPE_DOMAINS = ("kubernetes.io/", "bootstrap.kubernetes.io/")
+SECRET_TYPE_RULE = (
+    "self in [" + ", ".join(f"'{t}'" for t in DATA_SECRET_TYPES) + "] || "
+    f"(self.matches('{_CUSTOM_SECRET_TYPE}') && !self.startsWith('kubernetes.io/') && "
+    "!self.startsWith('bootstrap.kubernetes.io/'))"
+)
+SECRET_TYPE_MESSAGE = (
+    "type must be Opaque, kubernetes.io/basic-auth, ssh-auth, tls, dockerconfigjson or dockercfg, or a custom "
+    "domain/name type; token types (service-account, bootstrap) are never written"
+)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -117,7 +141,10 @@ class Target(_Spec):
         default="Opaque",
         min_length=1,
         max_length=253,
-        description="Secret type, e.g. Opaque or kubernetes.io/dockerconfigjson. Immutable on an existing Secret.",
+        description="Secret type: Opaque, kubernetes.io/basic-auth, kubernetes.io/ssh-auth, kubernetes.io/tls, "
+        "kubernetes.io/dockerconfigjson, kubernetes.io/dockercfg, or a custom type named domain/name (e.g. "
+        "example.com/config). Never a service-account or bootstrap token. Immutable on an existing Secret.",
+        json_schema_extra={"x-kubernetes-validations": [{"rule": SECRET_TYPE_RULE, "message": SECRET_TYPE_MESSAGE}]},
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Extra labels put on the Secret.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations put on the Secret.")
@@ -126,6 +153,15 @@ class Target(_Spec):
         description="Owner: create the Secret and own it; an existing Secret that is not ours is left alone "
         "(TargetConflict). Adopt: also take over an existing Secret of that name.",
     )
+
+    @field_validator("type")
+    @classmethod
+    def _data_secret_type(cls, value: str) -> str:
+        if value in DATA_SECRET_TYPES or (
+            _CUSTOM_SECRET_TYPE_RE.match(value) and not value.startswith(_RESERVED_SECRET_TYPE_DOMAINS)
+        ):
+            return value
+        raise ValueError(SECRET_TYPE_MESSAGE)
 
 
 # Specs are frozen: the common sub-objects are shared between VaultSecrets instead of built once per object (the

@@ -14,7 +14,7 @@ import pytest
 from crd_support import JsonDict, api_server_errors, custom_resource, rule_holds, walk
 from pydantic import BaseModel, ValidationError
 
-from scaivault_operator.api import ConnectionSpec, VaultSecretSpec
+from scaivault_operator.api import SECRET_TYPE_MESSAGE, ConnectionSpec, VaultSecretSpec
 
 PATH = "environments/production/salesforce/api-credentials"
 TOKEN_REF = {"namespace": "scaivault-system", "name": "scaivault-token", "key": "token"}
@@ -228,6 +228,30 @@ RULE_CASES: dict[str, tuple[list[Any], list[Any]]] = {
         [[{"from": "a"}, {"from": "a"}], [{"from": "a"}, {"from": "b", "to": "a"}], [{"from": "x", "to": "k"}] * 3],
     ),
     "must be a URL": (["https://x", "http://127.0.0.1:8200"], ["ftp://x", "x", "HTTPS://x", "https:/x"]),
+    SECRET_TYPE_MESSAGE: (
+        [
+            "Opaque",
+            "kubernetes.io/tls",
+            "kubernetes.io/dockerconfigjson",
+            "kubernetes.io/basic-auth",
+            "kubernetes.io/ssh-auth",
+            "kubernetes.io/dockercfg",
+            "example.com/config",
+            "acme.example.com/app-token",
+        ],
+        [
+            "kubernetes.io/service-account-token",
+            "bootstrap.kubernetes.io/token",
+            "kubernetes.io/other",
+            "opaque",
+            "custom",
+            "example/config",
+            "example.com/",
+            "/config",
+            "Example.com/config",
+            "example.com/a/b",
+        ],
+    ),
     "must be at least 1s": (["1s", "30s", "1000ms", "1m", "1.5h", "1h30m"], ["0s", "999ms", "0.5s"]),
     "set exactly one of tokenSecretRef or clientCredentials": (
         [{"tokenSecretRef": TOKEN_REF}, {"clientCredentials": CLIENT_CREDENTIALS}],
@@ -278,3 +302,13 @@ def test_rule_on_good_and_bad_values(schemas: dict[str, JsonDict], message: str)
     good, bad = RULE_CASES[message]
     assert [value for value in good if not rule_holds(cel, value)] == []
     assert [value for value in bad if rule_holds(cel, value)] == []
+
+
+def test_model_mirrors_the_secret_type_rule() -> None:
+    """The operator refuses (InvalidSpec) the types the CRD refuses, for objects stored before the rule existed."""
+    good, bad = RULE_CASES[SECRET_TYPE_MESSAGE]
+    for value in good:
+        assert VaultSecretSpec.model_validate({"path": "a/b", "target": {"type": value}}).target.type == value
+    for value in bad:
+        with pytest.raises(ValidationError, match="token types"):
+            VaultSecretSpec.model_validate({"path": "a/b", "target": {"type": value}})
