@@ -34,7 +34,7 @@ from lightkube.resources.core_v1 import Namespace, Secret
 from bench.fakeapi import FakeApi, ResourceType, load_crds
 from scaivault_operator.kube import ClusterVaultConnectionResource, VaultSecretResource
 from scaivault_operator.kubeconfig import load as load_kubeconfig
-from scaivault_operator.manifests import MANAGED_BY, MANAGED_BY_LABEL
+from scaivault_operator.manifests import CREDENTIALS_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 GROUP, VERSION = "scaivault.scailabs.ai", "v1alpha1"
 TOKEN = "bench-read-token"
@@ -130,8 +130,9 @@ class FakeSide:
             if ("", namespace) not in store.objects(ns_type):
                 store.create(ns_type, None, {"metadata": {"name": namespace}})
         if connection:
-            store.create(self.rtype("", "v1", "secrets"), self.OP_NS, {"metadata": {"name": "scaivault-token"},
-                         "type": "Opaque", "stringData": {"token": TOKEN}})  # fmt: skip
+            token = {"metadata": {"name": "scaivault-token", "labels": {CREDENTIALS_LABEL: "true"}}, "type": "Opaque",
+                     "stringData": {"token": TOKEN}}  # fmt: skip
+            store.create(self.rtype("", "v1", "secrets"), self.OP_NS, token)
             spec = connection_spec(vault_url, interval, self.OP_NS, {"namespaceSelector": {}})
             store.create(self.rtype(GROUP, VERSION, "clustervaultconnections"), None,
                          {"metadata": {"name": self.connection}, "spec": spec})  # fmt: skip
@@ -295,7 +296,8 @@ class ClusterSide:
                 self.namespaces.append(namespace)
         if connection:
             await self.client.create(Secret.from_dict({"metadata": {"name": "scaivault-token",
-                                                                    "namespace": self.op_ns},
+                                                                    "namespace": self.op_ns,
+                                                                    "labels": {CREDENTIALS_LABEL: "true"}},
                                                        "type": "Opaque", "stringData": {"token": TOKEN}}))  # fmt: skip
             access = {"namespaces": sorted({item.namespace for item in items})}
             await self.client.create(codecs.from_dict({

@@ -15,6 +15,7 @@ from bench.fakeapi import FakeApi
 from fakeapi_support import TEST_AGENT
 
 from scaivault_operator.devvault import DevVaultConfig, run_in_thread
+from scaivault_operator.manifests import CREDENTIALS_LABEL
 from scaivault_operator.settings import OperatorSettings
 from scaivault_operator.testing import running_operator
 
@@ -41,7 +42,8 @@ def vault() -> Any:
 
 @pytest.fixture
 async def operator(api: FakeApi, http: httpx.AsyncClient, vault: Any) -> AsyncIterator[Any]:
-    token = {"metadata": {"name": "token", "namespace": "ops"}, "stringData": {"token": "ro"}}
+    token = {"metadata": {"name": "token", "namespace": "ops", "labels": {CREDENTIALS_LABEL: "true"}},
+             "stringData": {"token": "ro"}}  # fmt: skip
     assert (await http.post("/api/v1/namespaces/ops/secrets", json=token)).status_code == 201
     connection = {"metadata": {"name": "default"}, "spec": {
         "url": vault.url, "pollInterval": "1s", "auth": {"tokenSecretRef": {"name": "token", "namespace": "ops",

@@ -9,10 +9,11 @@ job that brought up a cluster). Tests that need the garbage collector ask for ``
 on a private control plane without kube-controller-manager.
 
 Per test: a fresh namespace ``svo-e2e-<random>`` (deleted at teardown, not waited for) holding the token Secret
-``scaivault-token`` (the dev vault's read-only token) and the VaultConnection ``vault`` to ``dev_vault`` polling
-every second (``env``), and, for the tests that ask for ``operator``, the real operator running on the test's
-event loop and restricted to that namespace — it never touches anything else on the cluster, except that it
-watches the cluster-scoped ClusterVaultConnections (read only).
+``scaivault-token`` (the dev vault's read-only token, labelled ``scaivault.scailabs.ai/credentials=true``) and the
+VaultConnection ``vault`` to ``dev_vault`` polling every second (``env``), and, for the tests that ask for
+``operator``, the real operator running on the test's event loop and restricted to that namespace — it never
+touches anything else on the cluster, except that it watches the cluster-scoped ClusterVaultConnections (read
+only).
 """
 
 from __future__ import annotations
@@ -45,10 +46,10 @@ from e2e_support import (
     DevVaultLike,
     KubeApi,
     connection_manifest,
+    credentials_secret_manifest,
     install_crds,
     namespace_manifest,
     probe_cluster,
-    secret_manifest,
     unique_name,
 )
 
@@ -193,7 +194,7 @@ def dev_vault(start_dev_vault: Any) -> DevVaultLike:
 @pytest_asyncio.fixture
 async def env(api: KubeApi, namespace: str, dev_vault: DevVaultLike) -> E2E:
     """The namespace with the token Secret and the VaultConnection to ``dev_vault`` (no operator yet)."""
-    await api.create(secret_manifest(TOKEN_SECRET, namespace, {TOKEN_KEY: dev_vault.ro_token}))
+    await api.create(credentials_secret_manifest(TOKEN_SECRET, namespace, {TOKEN_KEY: dev_vault.ro_token}))
     await api.create(
         connection_manifest(
             "VaultConnection",

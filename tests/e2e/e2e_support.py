@@ -30,7 +30,7 @@ from lightkube.config.client_adapter import ConnectionParams
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core.resource import NamespacedResource
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
-from lightkube.resources.core_v1 import Event, Namespace, Secret
+from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Secret
 from lightkube.types import PatchType
 
 from scaivault_operator.api import API_VERSION, GROUP, VERSION
@@ -38,7 +38,7 @@ from scaivault_operator.devvault import DevVault
 from scaivault_operator.kube import ClusterVaultConnectionResource, VaultConnectionResource, VaultSecretResource
 from scaivault_operator.kubeconfig import DEFAULT_KUBECONFIG, KubeConfigError
 from scaivault_operator.kubeconfig import load as load_kubeconfig
-from scaivault_operator.manifests import ANNOTATION_VERSION
+from scaivault_operator.manifests import ANNOTATION_VERSION, CREDENTIALS_LABEL
 
 JsonDict = dict[str, Any]
 #: The ``Warning`` headers of an API response.
@@ -69,6 +69,7 @@ POLL_INTERVAL = 0.25
 _RESOURCES: dict[str, Any] = {
     "Namespace": Namespace,
     "Secret": Secret,
+    "ConfigMap": ConfigMap,
     "Event": Event,
     "CustomResourceDefinition": CustomResourceDefinition,
     "VaultSecret": VaultSecretResource,
@@ -350,6 +351,12 @@ def secret_manifest(
         "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
         "data": {key: base64.b64encode(value.encode()).decode("ascii") for key, value in data.items()},
     }
+
+
+def credentials_secret_manifest(name: str, namespace: str, data: Mapping[str, str]) -> JsonDict:
+    """A Secret a connection may read its token or client credentials from: it opts in with the label
+    ``scaivault.scailabs.ai/credentials=true`` (the operator refuses any other Secret as credentials)."""
+    return secret_manifest(name, namespace, data, labels={CREDENTIALS_LABEL: "true"})
 
 
 def connection_manifest(

@@ -22,7 +22,7 @@ import kmock
 
 from scaivault_operator.api import API_VERSION
 from scaivault_operator.devvault import DevVault
-from scaivault_operator.manifests import ANNOTATION_VERSION
+from scaivault_operator.manifests import ANNOTATION_VERSION, CREDENTIALS_LABEL
 from scaivault_operator.runtime import Runtime
 from scaivault_operator.settings import OperatorSettings
 from scaivault_operator.testing import EmulatedCluster, running_operator
@@ -165,6 +165,11 @@ def opaque_secret(
             "data": {key: b64(value) for key, value in data.items()}}  # fmt: skip
 
 
+def credentials_secret(name: str, namespace: str, data: Mapping[str, str]) -> dict[str, Any]:
+    """A Secret a connection may read its credentials from: labelled ``scaivault.scailabs.ai/credentials=true``."""
+    return opaque_secret(name, namespace, data, labels={CREDENTIALS_LABEL: "true"})
+
+
 def ready_condition(body: Mapping[str, Any] | None) -> dict[str, Any]:
     for condition in ((body or {}).get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":
@@ -218,8 +223,14 @@ class OperatorEnv:
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.cluster.create(body)
 
-    async def token_secret(self, token: str, *, name: str = TOKEN_SECRET, namespace: str = OP_NS) -> None:
-        await self.create(opaque_secret(name, namespace, {"token": token}))
+    async def token_secret(
+        self, token: str, *, name: str = TOKEN_SECRET, namespace: str = OP_NS, labelled: bool = True
+    ) -> None:
+        """The token Secret, labelled as credentials (``labelled=False``: as a Secret that did not opt in)."""
+        data = {"token": token}
+        await self.create(
+            credentials_secret(name, namespace, data) if labelled else opaque_secret(name, namespace, data)
+        )
 
     async def vs(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self.cluster.get("VaultSecret", namespace, name)

@@ -1,9 +1,10 @@
 """Canary: a planted secret value and planted tokens never show up in logs, Events, statuses, or the labels
 and annotations of any Secret — only in the managed Secret's data, where they belong.
 
-The operator is driven through success and every failure path (InvalidSpec, InvalidSourceData, SourceNotFound,
-PolicyDenied, TargetConflict, Forbidden, BackendUnavailable, drift repair, Unauthorized) with every logger at
-DEBUG. The base64 forms are checked too: that is how the values travel in Secrets and Kubernetes requests.
+The operator is driven through success and every failure path (InvalidSpec, also for a token Secret that did not
+opt in; InvalidSourceData; SourceNotFound; PolicyDenied; TargetConflict, also for an Adopt without consent;
+Forbidden; BackendUnavailable; drift repair; Unauthorized) with every logger at DEBUG. The base64 forms are checked
+too: that is how the values travel in Secrets and Kubernetes requests.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from operator_helpers import (
     access_rule,
     b64,
     cluster_connection,
+    credentials_secret,
     opaque_secret,
+    vault_connection,
     vaultsecret,
+    wait_until,
 )
 
 CANARY_VALUE = "CANARY-VALUE-3e9f"
@@ -68,7 +72,7 @@ async def test_no_canary_outside_the_managed_secret(bare_env, dev_vault, caplog)
     vault.write("infra/canary/db", {"password": CANARY_VALUE})
 
     await env.token_secret(CANARY_TOKEN)
-    await env.create(opaque_secret("noscope-token", OP_NS, {"token": CANARY_NOSCOPE_TOKEN}))
+    await env.create(credentials_secret("noscope-token", OP_NS, {"token": CANARY_NOSCOPE_TOKEN}))
     await env.create(cluster_connection(CONN, dev_vault.url))
     await env.create(cluster_connection("noscope", dev_vault.url, token_secret="noscope-token"))
     await env.create(cluster_connection("narrow", dev_vault.url, access=[access_rule(["apps/"], ["team-a"])]))
@@ -96,6 +100,14 @@ async def test_no_canary_outside_the_managed_secret(bare_env, dev_vault, caplog)
     await env.wait_reason("team-a", "taken", "TargetConflict")
     await env.create(vaultsecret("forbidden", "apps/canary/db", connection="noscope"))
     await env.wait_reason("team-a", "forbidden", "Forbidden")
+    # A Secret that did not opt in as credentials (the value as a "token"), and an Adopt the Secret did not consent to.
+    await env.create(opaque_secret("db-password", "team-a", {"token": CANARY_VALUE}))
+    await env.create(vault_connection("thief", "team-a", dev_vault.url, token_secret="db-password"))
+    await env.create(vaultsecret("steal", "apps/canary/db", connection="thief", connection_kind="VaultConnection"))
+    await env.wait_reason("team-a", "steal", "InvalidSpec")
+    await env.create(opaque_secret("adopt-me", "team-a", {"v": CANARY_VALUE}))
+    await env.create(vaultsecret("adopt", "apps/canary/db", target={"name": "adopt-me", "creationPolicy": "Adopt"}))
+    await env.wait_reason("team-a", "adopt", "TargetConflict")
 
     vault.faults.error_rate = 1.0
     await env.create(vaultsecret("flaky", "apps/canary/db", target={"name": "flaky"}))
@@ -104,9 +116,12 @@ async def test_no_canary_outside_the_managed_secret(bare_env, dev_vault, caplog)
     await env.wait_synced("team-a", "flaky", 1)
 
     await env.cluster.patch("Secret", "team-a", "app", {"data": {"password": b64("tampered")}})
-    await env.wait_synced("team-a", "app", 1)  # (the drift repair)
-    managed = await env.secret("team-a", "app")
-    assert managed is not None
+
+    async def repaired() -> bool:
+        managed = await env.secret("team-a", "app")
+        return managed is not None and managed["data"]["password"] == b64(CANARY_VALUE)
+
+    await wait_until(repaired, what="the drift repair")
 
     vault.revoke_token(CANARY_TOKEN)
     vault.write("apps/canary/db", {"password": CANARY_VALUE, "user": "app2"})
@@ -146,5 +161,8 @@ async def test_no_canary_outside_the_managed_secret(bare_env, dev_vault, caplog)
         body = await env.cluster.get("ClusterVaultConnection", None, connection)
         if hits := leaks(json.dumps(body)):
             found.append(f"ClusterVaultConnection {connection}: {hits}")
+    adopt_me = await env.secret("team-a", "adopt-me")
+    assert adopt_me is not None
+    assert adopt_me["data"] == {"v": b64(CANARY_VALUE)}, "not adopted: left as it was"
     assert not found, "\n".join(found)
     assert (await env.secret(OP_NS, TOKEN_SECRET)) is not None

@@ -9,8 +9,8 @@ from operator_helpers import (
     CONN,
     POLL_SECONDS,
     cluster_connection,
+    credentials_secret,
     decoded,
-    opaque_secret,
     ready_condition,
     vaultsecret,
     wait_until,
@@ -63,7 +63,7 @@ async def test_unauthorized_keeps_secret_and_recovers(cluster, dev_vault):
 
 
 async def test_forbidden_when_the_token_lacks_the_scope(cluster, dev_vault):
-    await cluster.create(opaque_secret("noscope-token", "scaivault-system", {"token": dev_vault.noscope_token}))
+    await cluster.create(credentials_secret("noscope-token", "scaivault-system", {"token": dev_vault.noscope_token}))
     await cluster.create(cluster_connection("noscope", dev_vault.url, token_secret="noscope-token"))
     cluster.vault.write("apps/f/api", {"key": "k"})
     await cluster.create(vaultsecret("api", "apps/f/api", connection="noscope"))

@@ -15,6 +15,7 @@ from operator_helpers import (
     POLL_SECONDS,
     access_rule,
     cluster_connection,
+    credentials_secret,
     decoded,
     opaque_secret,
     ready_condition,
@@ -22,7 +23,7 @@ from operator_helpers import (
     vaultsecret,
 )
 
-from scaivault_operator.manifests import MANAGED_BY_LABEL
+from scaivault_operator.manifests import ADOPT_ANNOTATION, MANAGED_BY_LABEL
 
 
 async def test_invalid_path_is_invalid_spec(cluster):
@@ -55,6 +56,8 @@ async def test_existing_unmanaged_secret_is_a_conflict_until_adopted(cluster):
     assert "creationPolicy: Adopt" in ready_condition(body)["message"]
     assert await cluster.secret("team-a", "db") == before  # untouched
 
+    # Adopting takes both: the VaultSecret asks (Adopt), the Secret consents (the annotation).
+    await cluster.cluster.patch("Secret", "team-a", "db", {"metadata": {"annotations": {ADOPT_ANNOTATION: "true"}}})
     vs = await cluster.cluster.patch("VaultSecret", "team-a", "db", {"spec": {"target": {"creationPolicy": "Adopt"}}})
     _, secret = await cluster.wait_synced("team-a", "db", 1)
     assert decoded(secret) == {"password": "from-vault"}  # data replaced, the extra key removed
@@ -146,7 +149,7 @@ async def test_namespace_placeholder_allows_own_paths_only(cluster, dev_vault):
 
 
 async def test_namespaced_connection_serves_its_own_namespace(cluster, dev_vault):
-    await cluster.create(opaque_secret("vault-token", "team-a", {"token": dev_vault.ro_token}))
+    await cluster.create(credentials_secret("vault-token", "team-a", {"token": dev_vault.ro_token}))
     await cluster.create(vault_connection("local", "team-a", dev_vault.url, token_secret="vault-token"))
     cluster.vault.write("anything/db", {"password": "pw"})
     await cluster.create(vaultsecret("db", "anything/db", connection="local", connection_kind="VaultConnection"))
@@ -159,7 +162,7 @@ async def test_namespaced_connection_cannot_be_used_from_another_namespace(clust
     # spec.connectionRef has no namespace: a VaultConnection is looked up in the VaultSecret's own namespace, so
     # another namespace's connection is simply not there (check_access's cross-namespace denial is the second
     # line of defence, unit-tested in test_policy.py).
-    await cluster.create(opaque_secret("vault-token", "team-a", {"token": dev_vault.ro_token}))
+    await cluster.create(credentials_secret("vault-token", "team-a", {"token": dev_vault.ro_token}))
     await cluster.create(vault_connection("local", "team-a", dev_vault.url, token_secret="vault-token"))
     cluster.vault.write("anything/db", {"password": "pw"})
     await cluster.create(vaultsecret("db", "anything/db", namespace="team-b", connection="local",
@@ -171,7 +174,7 @@ async def test_namespaced_connection_cannot_be_used_from_another_namespace(clust
 
 
 async def test_namespaced_connection_rules_narrow_paths(cluster, dev_vault):
-    await cluster.create(opaque_secret("vault-token", "team-a", {"token": dev_vault.ro_token}))
+    await cluster.create(credentials_secret("vault-token", "team-a", {"token": dev_vault.ro_token}))
     await cluster.create(vault_connection("local", "team-a", dev_vault.url, token_secret="vault-token",
                                           access=[access_rule(["apps/"], namespaces=["team-a"])]))  # fmt: skip
     cluster.vault.write("infra/db", {"password": "pw"})

@@ -151,7 +151,10 @@ class Target(_Spec):
     creationPolicy: Literal["Owner", "Adopt"] = Field(
         default="Owner",
         description="Owner: create the Secret and own it; an existing Secret that is not ours is left alone "
-        "(TargetConflict). Adopt: also take over an existing Secret of that name.",
+        "(TargetConflict). Adopt: also take over an existing Secret of that name, but only one that consents — "
+        "annotated scaivault.scailabs.ai/adopt=true (the adoption removes the annotation) — never one controlled "
+        "by another controller (an ownerReference with controller: true) and never a "
+        "kubernetes.io/service-account-token Secret; otherwise TargetConflict says what is missing.",
     )
 
     @field_validator("type")
@@ -306,7 +309,10 @@ class ClientCredentialsAuth(_Spec):
     """OAuth2 client credentials: the operator obtains and renews short-lived tokens from ScaiKey."""
 
     tokenUrl: str = _url_field("Token endpoint, e.g. https://scaikey.scailabs.ai/oauth/token.")
-    secretRef: SecretRef = Field(description="Secret holding the client id and client secret.")
+    secretRef: SecretRef = Field(
+        description="Secret holding the client id and client secret. The Secret must be labelled "
+        "scaivault.scailabs.ai/credentials=true."
+    )
     clientIdKey: str = Field(
         default="client_id", min_length=1, max_length=253, description="Key of the client id in the Secret."
     )
@@ -333,7 +339,9 @@ class ConnectionAuth(_Spec):
     )
 
     tokenSecretRef: SecretKeyRef | None = Field(
-        default=None, description="A static bearer token (e.g. skt_...) in a Secret; re-read when refused."
+        default=None,
+        description="A static bearer token (e.g. skt_...) in a Secret; re-read when refused. The Secret must be "
+        "labelled scaivault.scailabs.ai/credentials=true.",
     )
     clientCredentials: ClientCredentialsAuth | None = Field(default=None, description="OAuth2 client credentials.")
 

@@ -57,11 +57,13 @@ FORBIDDEN: Final = "Forbidden"
 SOURCE_NOT_FOUND: Final = "SourceNotFound"
 #: 429, 5xx, network errors, answers that cannot be parsed, unexpected errors: retried.
 BACKEND_UNAVAILABLE: Final = "BackendUnavailable"
-#: The spec or the connection is misconfigured: unknown connection, bad token Secret reference, invalid path...
+#: The spec or the connection is misconfigured: unknown connection, bad token Secret reference, a credentials
+#: Secret without the label scaivault.scailabs.ai/credentials=true, invalid path...
 INVALID_SPEC: Final = "InvalidSpec"
 #: The connection's access rules do not let this namespace read this path.
 POLICY_DENIED: Final = "PolicyDenied"
-#: The target Secret exists and is not ours (and creationPolicy does not allow adopting it).
+#: The target Secret exists and is not ours, and may not be taken over: creationPolicy Owner, no consent annotation
+#: scaivault.scailabs.ai/adopt=true, another controller's ownerReference, or a service-account token.
 TARGET_CONFLICT: Final = "TargetConflict"
 #: The secret's data cannot become a Kubernetes Secret (missing key, invalid key name, too large).
 INVALID_SOURCE_DATA: Final = "InvalidSourceData"

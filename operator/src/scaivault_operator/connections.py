@@ -1,7 +1,9 @@
 """ScaiVault connections: from ClusterVaultConnection/VaultConnection objects to ready clients, with a breaker.
 
 Owned here: parsing connection specs, building one ``ScaiVaultClient`` per connection (token from a Kubernetes
-Secret, or OAuth2 client credentials whose id/secret live in one), and the per-connection auth circuit breaker:
+Secret, or OAuth2 client credentials whose id/secret live in one — in either case only from a Secret labelled
+``scaivault.scailabs.ai/credentials=true``, checked on every read: ``manifests.credentials_refusal``), and the
+per-connection auth circuit breaker:
 after a 401 (the client already renewed the token once) no request goes out on that connection until the
 breaker's backoff passed, and then exactly one caller probes. That is what keeps one bad token from becoming
 a storm of requests from every VaultSecret (peers' pain #1 and #11).
@@ -23,7 +25,8 @@ from pydantic import ValidationError
 
 from . import conditions
 from .api import ConnectionSpec
-from .kube import Kube
+from .kube import Kube, secret_value
+from .manifests import credentials_refusal
 from .registry import ConnKey
 from .scaivault import ClientCredentials, ConfigurationError, RereadableToken, ScaiVaultClient, TokenProvider
 from .settings import OperatorSettings
@@ -33,8 +36,26 @@ __all__ = ["Breaker", "Connection", "Connections", "KubeSecretToken"]
 logger = logging.getLogger(__name__)
 
 
+async def read_credentials(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Secret ``namespace/name`` for use as a connection's credentials; None when it does not exist.
+
+    Raises ``ConfigurationError`` (→ InvalidSpec) when the Secret has not opted in with the credentials label.
+    """
+    secret = await kube.get_secret(namespace, name)
+    if secret is None:
+        return None
+    refusal = credentials_refusal(secret, namespace, name)
+    if refusal is not None:
+        raise ConfigurationError(refusal)
+    return secret
+
+
 class KubeSecretToken(RereadableToken):
-    """A static bearer token kept in a Kubernetes Secret; read on first use and again after a 401."""
+    """A static bearer token kept in a Kubernetes Secret; read on first use and again after a 401.
+
+    Every read checks the Secret's credentials label: a label removed meanwhile makes the read after the next 401
+    fail, and the refused token is then forgotten (``RereadableToken.renew``).
+    """
 
     def __init__(self, kube: Kube, namespace: str, name: str, key: str) -> None:
         super().__init__()
@@ -44,7 +65,7 @@ class KubeSecretToken(RereadableToken):
         return f"KubeSecretToken({self._namespace}/{self._name}[{self._key}])"
 
     async def _read(self) -> str:
-        value = await self._kube.read_secret_key(self._namespace, self._name, self._key)
+        value = secret_value(await read_credentials(self._kube, self._namespace, self._name), self._key)
         if value is None:
             raise ConfigurationError(
                 f"token Secret {self._namespace}/{self._name} is missing or has no key {self._key!r}"
@@ -189,8 +210,8 @@ class Connections:
             return KubeSecretToken(self._kube, namespace, ref.name, spec.auth.tokenSecretRef.key)
         creds = spec.auth.clientCredentials
         assert creds is not None
-        client_id = await self._kube.read_secret_key(namespace, ref.name, creds.clientIdKey)
-        client_secret = await self._kube.read_secret_key(namespace, ref.name, creds.clientSecretKey)
+        secret = await read_credentials(self._kube, namespace, ref.name)
+        client_id, client_secret = secret_value(secret, creds.clientIdKey), secret_value(secret, creds.clientSecretKey)
         if not client_id or not client_secret:
             raise ConfigurationError(
                 f"{conn.display}: Secret {namespace}/{ref.name} needs keys {creds.clientIdKey!r} and "

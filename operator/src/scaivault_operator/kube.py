@@ -37,7 +37,7 @@ from .api import GROUP, VERSION
 from .kubeconfig import KubeAccess
 from .kubeconfig import load as load_kubeconfig
 
-__all__ = ["Conflict", "Identity", "Kube", "KubeError", "ObjectRef", "VaultSecretResource"]
+__all__ = ["Conflict", "Identity", "Kube", "KubeError", "ObjectRef", "VaultSecretResource", "secret_value"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,6 +127,18 @@ async def _retrying(what: str, call: Callable[[], Awaitable[T]], deadline: float
             logger.info("%s: %s; retrying in %.1f s", what, exc, wait)
             await asyncio.sleep(wait)
             delay = min(delay * 2, _STARTUP_RETRY_MAX_DELAY)
+
+
+def secret_value(secret: Mapping[str, Any] | None, key: str) -> str | None:
+    """The decoded value of one key of a Secret (e.g. a token), stripped; None when missing, empty or not UTF-8."""
+    data = (secret or {}).get("data")
+    encoded = data.get(key) if isinstance(data, Mapping) else None
+    if not isinstance(encoded, str):
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True).decode("utf-8").strip() or None
+    except (binascii.Error, UnicodeDecodeError):
+        return None
 
 
 class Kube:
@@ -219,17 +231,6 @@ class Kube:
             if _status(exc) == 404:
                 return
             raise _translate(f"delete Secret {namespace}/{name}", exc) from None
-
-    async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
-        """The decoded value of one key of a Secret (a token), or None when the Secret or key is missing."""
-        secret = await self.get_secret(namespace, name)
-        encoded = (secret or {}).get("data", {}).get(key) if secret else None
-        if not isinstance(encoded, str):
-            return None
-        try:
-            return base64.b64decode(encoded, validate=True).decode("utf-8").strip() or None
-        except (binascii.Error, UnicodeDecodeError):
-            return None
 
     async def namespace_labels(self, namespace: str) -> dict[str, str] | None:
         try:

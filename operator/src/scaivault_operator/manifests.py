@@ -1,10 +1,13 @@
 """The Kubernetes Secret we want, and the smallest change that gets an existing Secret there.
 
 Owns the shape of every Secret the operator writes: its data (from a ScaiVault secret's JSON data), labels,
-annotations and owner reference; who owns an existing Secret; the JSON merge patch (RFC 7386) from an existing
-Secret to the desired one; and drift detection through the data-hash annotation. Pure: no I/O. The operator's
-sync module calls it after reading a secret from ScaiVault (``secret_data`` → ``desired_secret`` →
-``ownership`` / ``needs_recreate`` / ``secret_patch``) and after a restart (``data_intact``).
+annotations and owner reference; who owns an existing Secret and whether a VaultSecret may take it over
+(``target_refusal``); whether a Secret may serve as a connection's credentials (``credentials_refusal``); the JSON
+merge patch (RFC 7386) from an existing Secret to the desired one; and drift detection through the data-hash
+annotation. Pure: no I/O. The operator's sync module calls it after reading a secret from ScaiVault
+(``secret_data`` → ``desired_secret`` → ``target_refusal`` / ``needs_recreate`` / ``secret_patch``) and after a
+restart (``data_intact``); the connections module calls ``credentials_refusal`` on every read of a token or
+client-credentials Secret.
 
 How data becomes a Secret: every top-level key of the ScaiVault secret's JSON data is a Secret key (or only the
 keys listed in ``spec.keys``, renamed by their ``to``). A string value is stored as its UTF-8 bytes, as-is. Any
@@ -33,17 +36,21 @@ from typing import Any, Literal
 from .api import KeyMapping, VaultSecretSpec
 
 __all__ = [
+    "ADOPT_ANNOTATION",
     "ANNOTATION_CONNECTION",
     "ANNOTATION_DATA_HASH",
     "ANNOTATION_PATH",
     "ANNOTATION_PREFIX",
     "ANNOTATION_VERSION",
+    "CREDENTIALS_LABEL",
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
     "MAX_SECRET_BYTES",
+    "SERVICE_ACCOUNT_TOKEN_TYPE",
     "VAULTSECRET_LABEL",
     "Owner",
     "SourceDataError",
+    "credentials_refusal",
     "data_hash",
     "data_intact",
     "desired_secret",
@@ -52,6 +59,7 @@ __all__ = [
     "read_data_hash",
     "secret_data",
     "secret_patch",
+    "target_refusal",
     "vaultsecret_label_value",
 ]
 
@@ -66,6 +74,14 @@ ANNOTATION_VERSION = ANNOTATION_PREFIX + "version"
 #: Value: ``<kind>/<name>`` of the connection, e.g. ``ClusterVaultConnection/default``.
 ANNOTATION_CONNECTION = ANNOTATION_PREFIX + "connection"
 ANNOTATION_DATA_HASH = ANNOTATION_PREFIX + "data-hash"
+#: On a Secret: only a Secret labelled ``<this>=true`` may serve as a connection's token or client credentials — the
+#: owner of a Secret opts in, so whoever may create a connection cannot send just any Secret to any URL.
+CREDENTIALS_LABEL = "scaivault.scailabs.ai/credentials"
+#: On an existing Secret: ``<this>: "true"`` consents to being taken over by a VaultSecret with
+#: ``creationPolicy: Adopt``. Under ``ANNOTATION_PREFIX``, so the adoption removes it: the consent is used up.
+ADOPT_ANNOTATION = ANNOTATION_PREFIX + "adopt"
+#: Secrets of this type are never adopted (the token controller fills them; they are credentials of the cluster).
+SERVICE_ACCOUNT_TOKEN_TYPE = "kubernetes.io/service-account-token"
 #: Kubernetes' limit on a Secret's data: the sum of key lengths and decoded value lengths.
 MAX_SECRET_BYTES = 1024 * 1024
 
@@ -75,6 +91,7 @@ _MAX_LABEL_VALUE = 63
 _LABEL_VALUE_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _MAX_NAMED_KEYS = 20
 _MAX_SHOWN_KEY = 64
+_MAX_SHOWN_NAME = 253
 
 
 class SourceDataError(Exception):
@@ -310,6 +327,72 @@ def ownership(existing: Mapping[str, Any] | None, owner_uid: str) -> Literal["ab
     return "foreign"
 
 
+def target_refusal(existing: Mapping[str, Any] | None, *, owner_uid: str, creation_policy: str) -> str | None:
+    """Why the VaultSecret ``owner_uid`` may not write the existing Secret, or None when it may.
+
+    It may when there is no Secret, when the Secret is ours, or — ``creation_policy`` ``Adopt`` — when the Secret
+    consents (``ADOPT_ANNOTATION: "true"``). Never when another controller's ownerReference (``controller: true``,
+    another uid) is on it, and never a ``SERVICE_ACCOUNT_TOKEN_TYPE`` Secret, whatever the policy and annotation.
+    The message names the Secret and what is missing; it quotes no data, label or annotation value.
+    """
+    if existing is None or ownership(existing, owner_uid) == "ours":
+        return None
+    meta = _mapping(existing.get("metadata"))
+    namespace, name = _shown_name(meta.get("namespace")), _shown_name(meta.get("name"))
+    secret = f"Secret {namespace}/{name}"
+    if existing.get("type") == SERVICE_ACCOUNT_TOKEN_TYPE:
+        return (
+            f"{secret} exists and is of type {SERVICE_ACCOUNT_TOKEN_TYPE}: service-account-token Secrets are never "
+            "adopted; set spec.target.name to another name"
+        )
+    controller = _controller_ref(existing)
+    if controller is not None:
+        owner = f"{_shown_name(controller.get('kind'))}/{_shown_name(controller.get('name'))}"
+        return (
+            f"{secret} exists and is controlled by {owner}, so no VaultSecret takes it over (not even with "
+            "creationPolicy: Adopt); set spec.target.name to another name"
+        )
+    annotate = f"kubectl annotate secret -n {namespace} {name} {ADOPT_ANNOTATION}=true"
+    consents = _annotations(existing).get(ADOPT_ANNOTATION) == "true"
+    if creation_policy != "Adopt":
+        take_over = (
+            "set spec.target.creationPolicy: Adopt (the Secret already consents)"
+            if consents
+            else f"set spec.target.creationPolicy: Adopt and annotate the Secret: {annotate}"
+        )
+        return (
+            f"{secret} exists and is not managed by this VaultSecret; delete or rename it, or set spec.target.name "
+            f"to another name; or, to let this VaultSecret take it over, {take_over}"
+        )
+    if not consents:
+        return f"{secret} exists and is not ours; to let this VaultSecret take it over, annotate it: {annotate}"
+    return None
+
+
+def credentials_refusal(secret: Mapping[str, Any], namespace: str, name: str) -> str | None:
+    """Why the Secret ``namespace/name`` may not serve as a connection's credentials, or None when it may.
+
+    It may only when labelled ``CREDENTIALS_LABEL=true``: the Secret's owner opts in, so that whoever may create a
+    connection (but not read Secrets) cannot have the operator send any Secret of a namespace to a URL of their
+    choosing. The message names the Secret and ends with the command that labels it; it quotes no value.
+    """
+    labels = _mapping(_mapping(secret.get("metadata")).get("labels"))
+    if labels.get(CREDENTIALS_LABEL) == "true":
+        return None
+    return (
+        f"Secret {namespace}/{name} is not labelled {CREDENTIALS_LABEL}=true, so the operator does not send it to "
+        f"ScaiVault as credentials (a Secret must opt in); if it holds this connection's ScaiVault token or client "
+        f"credentials, label it: kubectl label secret -n {namespace} {name} {CREDENTIALS_LABEL}=true"
+    )
+
+
+def _shown_name(value: Any) -> str:
+    """An object name or kind from metadata for a message: a string, clipped; anything else as ``?``."""
+    if not isinstance(value, str) or not value:
+        return "?"
+    return value if len(value) <= _MAX_SHOWN_NAME else value[: _MAX_SHOWN_NAME - 1] + "…"
+
+
 def needs_recreate(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     """True when a patch cannot bring ``existing`` to ``desired``: delete and create the Secret instead.
 
@@ -330,8 +413,8 @@ def secret_patch(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> dic
       other controllers or by hand) are kept — except annotations under ``ANNOTATION_PREFIX``, which are ours
       and are removed when ``desired`` no longer has them.
     * ``ownerReferences``: left alone when the Secret is already ours. Otherwise this is an adoption — the
-      caller has decided it is allowed — and the patch replaces the list by the existing references minus any
-      controller reference (and any reference with our uid), plus ours.
+      caller has decided it is allowed (``target_refusal`` is None) — and the patch replaces the list by the
+      existing references minus any controller reference (and any reference with our uid), plus ours.
     * ``type`` is never patched (immutable): check ``needs_recreate`` first.
 
     Only changed fields appear, so an up-to-date Secret yields None and costs no write. To guard an adoption

@@ -36,6 +36,7 @@ from .manifests import (
     read_data_hash,
     secret_data,
     secret_patch,
+    target_refusal,
 )
 from .metrics import Metrics
 from .policy import check_access
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 
 class TargetConflictError(Exception):
-    """The target Secret exists and belongs to someone else."""
+    """The target Secret exists and may not be written: its message is ``manifests.target_refusal``'s."""
 
 
 @dataclass
@@ -180,7 +181,9 @@ class Syncer:
         except TargetConflictError as exc:
             entry.synced_version, entry.synced_spec = previous
             failure = conditions.Failure(conditions.TARGET_CONFLICT, str(exc), transient=False)
-            return await self._fail([entry], failure, delay=self.settings.retry_max)
+            # The fix (e.g. the consent annotation) is on a Secret the operator does not watch: back off from
+            # retry_base, so a fix made soon after the refusal is seen soon, and a lasting conflict costs little.
+            return await self._fail([entry], failure, delay=self._growing_delay([entry]))
         except KubeError as exc:
             entry.synced_version, entry.synced_spec = previous
             logger.warning("writing the Secret of VaultSecret %s/%s failed: %s", entry.namespace, entry.name, exc)
@@ -216,11 +219,10 @@ class Syncer:
                 existing = await self.kube.get_secret(namespace, name)
                 if existing is None:
                     raise KubeError(f"Secret {namespace}/{name} appeared and vanished; retrying", None) from None
-        if ownership(existing, entry.uid) == "foreign" and spec.target.creationPolicy != "Adopt":
-            raise TargetConflictError(
-                f"Secret {name} already exists and is not managed by this VaultSecret; delete or rename it, "
-                "set spec.target.name to another name, or set spec.target.creationPolicy: Adopt to take it over"
-            )
+        refusal = target_refusal(existing, owner_uid=entry.uid, creation_policy=spec.target.creationPolicy)
+        if refusal is not None:
+            raise TargetConflictError(refusal)
+        adopting = ownership(existing, entry.uid) == "foreign"  # and target_refusal let it be taken over
         if needs_recreate(existing, desired):
             await self.kube.delete_secret(namespace, name)
             await self.kube.create_secret(desired)
@@ -229,6 +231,10 @@ class Syncer:
         patch = secret_patch(existing, desired)
         if patch is None:
             return False
+        if adopting:  # only the Secret that was checked: a concurrent change fails the patch (409), retried
+            resource_version = (existing.get("metadata") or {}).get("resourceVersion")
+            if isinstance(resource_version, str):
+                patch.setdefault("metadata", {})["resourceVersion"] = resource_version
         await self.kube.patch_secret(namespace, name, patch)
         self.metrics.inc("secret_writes_total", {"operation": "patch"})
         return True
@@ -259,14 +265,18 @@ class Syncer:
 
     def _backoff(self, entries: list[Entry], exc: BaseException, failure: conditions.Failure) -> float:
         if isinstance(exc, ForbiddenError):
-            base = self.settings.forbidden_retry  # a scope problem: report it, don't retry hot
+            delay = self.settings.forbidden_retry * random.uniform(0.5, 1.0)  # a scope problem: don't retry hot
         elif not failure.transient:
-            base = self.settings.retry_max
+            delay = self.settings.retry_max * random.uniform(0.5, 1.0)
         else:
-            attempts = max((entry.failures for entry in entries), default=0)
-            base = min(self.settings.retry_max, self.settings.retry_base * 2 ** max(0, attempts))
-        delay = base * random.uniform(0.5, 1.0)
+            delay = self._growing_delay(entries)
         return max(delay, failure.retry_after or 0.0)
+
+    def _growing_delay(self, entries: list[Entry]) -> float:
+        """Jittered exponential backoff over the entries' failures: retry_base → retry_max."""
+        attempts = max((entry.failures for entry in entries), default=0)
+        base: float = min(self.settings.retry_max, self.settings.retry_base * 2 ** max(0, attempts))
+        return base * random.uniform(0.5, 1.0)
 
     async def report_failure(self, entry: Entry, failure: conditions.Failure) -> None:
         await self._report(entry, ok=False, reason=failure.reason, message=failure.message)

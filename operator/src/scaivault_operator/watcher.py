@@ -23,7 +23,7 @@ from . import conditions
 from .connections import Connection, Connections
 from .metrics import Metrics
 from .registry import ConnKey, Priority, Registry, SourceKey
-from .scaivault import ForbiddenError, ScaiVaultError, UnauthenticatedError
+from .scaivault import ConfigurationError, ForbiddenError, ScaiVaultError, UnauthenticatedError
 from .settings import OperatorSettings
 
 __all__ = ["VersionWatcher", "covering_prefixes"]
@@ -87,6 +87,9 @@ class VersionWatcher:
         self.polls = 0
         self.list_requests = 0
         self._forbidden: dict[str, float] = {}  # prefix -> monotonic time before which it is not listed again
+        #: The last poll failed on the connection's configuration (e.g. a token Secret missing or not labelled):
+        #: its users report InvalidSpec and retry slowly, so the first poll that works re-syncs them.
+        self._misconfigured = False
 
     async def run(self) -> None:
         """Poll forever: at once, then every jittered pollInterval (or the breaker's backoff)."""
@@ -129,10 +132,12 @@ class VersionWatcher:
                                failure.reason, conn.breaker.remaining())  # fmt: skip
                 self._on_breaker(conn, True)
                 return max(self._interval(), conn.breaker.remaining())
+            self._misconfigured = isinstance(exc, ConfigurationError)
             logger.warning("%s: listing failed (%s); next poll as scheduled", conn.display, failure.message)
             return max(self._interval(), failure.retry_after or 0.0)
-        if conn.breaker.reset():
-            self._on_breaker(conn, False)  # closed again: re-sync what the outage marked
+        if conn.breaker.reset() or self._misconfigured:
+            self._on_breaker(conn, False)  # closed again, or fixed: re-sync what the outage marked
+        self._misconfigured = False
         for source in self._registry.observe_versions(self.conn_key, versions):
             self._schedule(source, Priority.VERSION)
         return self._interval()

@@ -16,6 +16,7 @@ sys.path.insert(0, str(REPO / "tests" / "unit" / "crds"))
 from crd_support import api_server_errors, load_crds, openapi_schema
 
 from scaivault_operator.api import ConnectionSpec
+from scaivault_operator.manifests import CREDENTIALS_LABEL
 
 CONNECTION_SCHEMA = openapi_schema(load_crds()["ClusterVaultConnection"])
 
@@ -101,3 +102,13 @@ def test_credentials_appear_only_in_their_secret(values: str) -> None:
         if doc["kind"] != "Secret" and any(c in str(doc) for c in ("skt_canary_token_value", "canary-client-secret"))
     ]
     assert leaks == []
+
+
+@pytest.mark.parametrize(
+    ("values", "name"),
+    [("token.yaml", "svo-scaivault-operator-token"), ("client-credentials.yaml", "svo-scaivault-operator-client")],
+)
+def test_the_credentials_secret_the_chart_makes_opts_in(values: str, name: str) -> None:
+    """The operator reads credentials only from Secrets labelled scaivault.scailabs.ai/credentials=true."""
+    secret = find(render(values), "Secret", name, NAMESPACE)
+    assert secret["metadata"]["labels"][CREDENTIALS_LABEL] == "true"

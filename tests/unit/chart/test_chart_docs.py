@@ -42,6 +42,23 @@ def test_the_documented_helm_install_renders_a_usable_default_connection(doc: st
     assert spec["access"]
 
 
+CREATE_TOKEN_SECRET = re.compile(r"kubectl (-n \S+ )?create secret generic (?P<name>\S+)")
+
+
+@pytest.mark.parametrize("doc", sorted(DOCS))
+def test_every_documented_token_secret_is_labelled_as_credentials(doc: str) -> None:
+    """The operator reads credentials only from Secrets labelled scaivault.scailabs.ai/credentials=true: every
+    `kubectl create secret` in the docs is followed, in the same block, by the command that labels it."""
+    created = 0
+    for block in _blocks(DOCS[doc], "bash"):
+        for match in CREATE_TOKEN_SECRET.finditer(block):
+            created += 1
+            namespace = shlex.split(block[match.start() :].splitlines()[0])[2]
+            label = f"kubectl -n {namespace} label secret {match['name']} scaivault.scailabs.ai/credentials=true"
+            assert label in block[match.end() :], f"{doc}: no `{label}` after `{match.group(0)}`"
+    assert created >= 2
+
+
 def _complete_example() -> list[JsonDict]:
     [block] = [b for b in _blocks(DOCS["README.md"], "yaml") if "kind: VaultSecret" in b and "kind: Deployment" in b]
     return [doc for doc in yaml.safe_load_all(block) if doc]

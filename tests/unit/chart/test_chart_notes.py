@@ -42,3 +42,24 @@ def test_crds_managed_outside_the_release_are_a_reminder() -> None:
     text = notes("--set", "crds.install=false")
     assert "The CRDs are not part of this release (crds.install=false)" in text
     assert "kubectl apply --server-side -f crds/" in text
+
+
+LABEL = "scaivault.scailabs.ai/credentials=true"
+
+
+def test_an_existing_token_secret_is_reminded_to_opt_in() -> None:
+    """The operator reads credentials only from Secrets labelled scaivault.scailabs.ai/credentials=true."""
+    text = notes("--set", "scaivault.url=https://v.example.com", "--set", "scaivault.auth.token.existingSecret=tok")
+    assert f"kubectl -n {NAMESPACE} label secret tok {LABEL}" in text
+    text = notes("--values", str(VALUES_DIR / "client-credentials-secret.yaml"))
+    assert f"kubectl -n {NAMESPACE} label secret scaivault-client {LABEL}" in text
+    assert LABEL not in notes("--values", str(VALUES_DIR / "token.yaml"))  # the chart's own Secret is labelled
+
+
+def test_the_next_step_labels_the_token_secret_it_creates() -> None:
+    text = notes()
+    create = f"kubectl -n {NAMESPACE} create secret generic scaivault-token"
+    label = f"kubectl -n {NAMESPACE} label secret scaivault-token {LABEL}"
+    assert create in text
+    assert label in text
+    assert text.index(create) < text.index(label)

@@ -6,8 +6,8 @@ Where each rule comes from (kube.py, runtime.py, handlers.py and Kopf 1.45's rea
   vaultsecrets/finalizers update: the managed Secrets' ownerReference has ``blockOwnerDeletion: true``, which the
   OwnerReferencesPermissionEnforcement admission plugin allows only with update on the owner's finalizers.
 - clustervaultconnections, vaultconnections list/watch: ``Kube.list_connections`` at start-up, then Kopf.
-- secrets get/create/patch/delete: ``Kube.get_secret`` (also tokens), ``create_secret``, ``patch_secret``,
-  ``delete_secret``; list: ``Kube.list_secrets`` at start-up; watch: Kopf (label-selected).
+- secrets get/create/patch/delete: ``Kube.get_secret`` (also connection credentials), ``create_secret``,
+  ``patch_secret``, ``delete_secret``; list: ``Kube.list_secrets`` at start-up; watch: Kopf (label-selected).
 - events create: ``Kube.post_event`` and Kopf's warnings. namespaces get: ``Kube.namespace_labels``; list/watch only
   in namespaced mode, where Kopf's namespace observer follows the served namespaces.
 - customresourcedefinitions list/watch: Kopf's resource observer.
@@ -41,7 +41,6 @@ NAMESPACED: set[Rule] = {
 #: Every public call of ``Kube`` and the RBAC rule it needs. A new call must be added here and to the chart.
 KUBE_CALLS: dict[str, tuple[str, str, str]] = {
     "get_secret": ("", "secrets", "get"),
-    "read_secret_key": ("", "secrets", "get"),
     "create_secret": ("", "secrets", "create"),
     "patch_secret": ("", "secrets", "patch"),
     "delete_secret": ("", "secrets", "delete"),

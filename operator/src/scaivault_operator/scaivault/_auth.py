@@ -72,7 +72,8 @@ class RereadableToken:
     """A bearer token read from somewhere (``_read``) on first use, and read again after a 401.
 
     Renewal happens once per stale token: concurrent 401s for the same token cause one read, and a request that
-    finds the token already replaced retries with it. Subclasses say where the token comes from.
+    finds the token already replaced retries with it. A re-read that fails forgets the refused token, so it is
+    never sent again and the next use reads afresh. Subclasses say where the token comes from.
     """
 
     def __init__(self) -> None:
@@ -90,7 +91,11 @@ class RereadableToken:
         async with self._lock:
             if self._token is not None and self._token != stale:
                 return True  # another request already read the new one
-            self._token = await self._read()
+            try:
+                self._token = await self._read()
+            except BaseException:
+                self._token = None  # refused and unreadable: never send it again; the next use reads afresh
+                raise
             return self._token != stale
 
     async def _read(self) -> str:
