@@ -76,40 +76,34 @@ def _prune(value: Any, s: Mapping[str, Any] | None) -> Any:
     if s is not None and s.get("x-kubernetes-preserve-unknown-fields") is True:
         return _skip_prune(value, s)
     if isinstance(value, Mapping):
-        if s is None:
-            return {}
-        out = {}
-        properties = _map(s.get("properties"))
-        additional = s.get("additionalProperties")
-        for key, item in value.items():
-            if s.get("x-kubernetes-embedded-resource") is True and key in _META_FIELDS:
-                out[key] = item
-            elif key in properties:
-                out[key] = _prune(item, _map(properties[key]))
-            elif additional is not None and additional is not False:
-                out[key] = _prune(item, additional if isinstance(additional, Mapping) else None)
-        return out
+        return {} if s is None else _prune_fields(value, s, keep_unknown=False)
     if isinstance(value, list | tuple):
         items = s.get("items") if s is not None else None
         return [_prune(item, items if isinstance(items, Mapping) else None) for item in value]
     return value
 
 
+def _prune_fields(value: Mapping[str, Any], s: Mapping[str, Any], *, keep_unknown: bool) -> dict[str, Any]:
+    """The fields of an object: declared ones pruned by their schema, unknown ones kept only with ``keep_unknown``
+    (``x-kubernetes-preserve-unknown-fields``)."""
+    out = {}
+    properties = _map(s.get("properties"))
+    additional = s.get("additionalProperties")
+    for key, item in value.items():
+        if s.get("x-kubernetes-embedded-resource") is True and key in _META_FIELDS:
+            out[key] = item
+        elif key in properties:
+            out[key] = _prune(item, _map(properties[key]))
+        elif additional is not None and additional is not False:
+            out[key] = _prune(item, additional if isinstance(additional, Mapping) else None)
+        elif keep_unknown:
+            out[key] = item
+    return out
+
+
 def _skip_prune(value: Any, s: Mapping[str, Any]) -> Any:
     if isinstance(value, Mapping):
-        out = {}
-        properties = _map(s.get("properties"))
-        additional = s.get("additionalProperties")
-        for key, item in value.items():
-            if s.get("x-kubernetes-embedded-resource") is True and key in _META_FIELDS:
-                out[key] = item
-            elif key in properties:
-                out[key] = _prune(item, _map(properties[key]))
-            elif additional is not None and additional is not False:
-                out[key] = _prune(item, additional if isinstance(additional, Mapping) else None)
-            else:
-                out[key] = item
-        return out
+        return _prune_fields(value, s, keep_unknown=True)
     if isinstance(value, list | tuple):
         items = s.get("items")
         return [_skip_prune(item, items) if isinstance(items, Mapping) else item for item in value]
