@@ -31,7 +31,7 @@ demo: $(STAMP) ## Local ScaiVault + the operator + crds/examples: watch a Secret
 run: $(STAMP) ## Run the operator against the cluster in your kubeconfig (all namespaces)
 	$(BIN)/scaivault-operator run
 
-test: $(STAMP) ## Run the whole test suite (e2e tests skip unless KUBECONFIG reaches a cluster)
+test: $(STAMP) ## Run the whole test suite (e2e tests skip unless KUBECONFIG reaches a cluster or KUBEBUILDER_ASSETS has binaries)
 	$(BIN)/pytest -q tests
 
 test-unit: $(STAMP) ## Run only the fast unit tests
