@@ -144,6 +144,22 @@ token
 {{- default (printf "%s-token" (include "scaivault-operator.fullname" .)) .Values.scaivault.auth.token.existingSecret -}}
 {{- end -}}
 
+{{/*
+Names of the Secrets in the release namespace that the operator may read as connection credentials in namespaced
+mode (a JSON list): the default connection's (when scaivault.url is set) and rbac.credentialSecrets.
+*/}}
+{{- define "scaivault-operator.credentialSecretNames" -}}
+{{- $names := .Values.rbac.credentialSecrets | default list -}}
+{{- if .Values.scaivault.url -}}
+{{- if eq (include "scaivault-operator.authMethod" .) "token" -}}
+{{- $names = append $names (include "scaivault-operator.tokenSecretName" .) -}}
+{{- else -}}
+{{- $names = append $names (include "scaivault-operator.clientSecretName" .) -}}
+{{- end -}}
+{{- end -}}
+{{- uniq $names | toJson -}}
+{{- end -}}
+
 {{- define "scaivault-operator.clientSecretName" -}}
 {{- default (printf "%s-client" (include "scaivault-operator.fullname" .)) .Values.scaivault.auth.clientCredentials.existingSecret -}}
 {{- end -}}

@@ -81,11 +81,39 @@ def test_namespaced_mode_grants_secrets_only_through_roles_in_the_watched_namesp
         binding = find(docs, "RoleBinding", FULLNAME, namespace)
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": FULLNAME}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
-    # The release namespace is not served: only the connection credentials (get) and Kopf's Events there.
+    # The release namespace is not served: only the named connection credentials (get) and Kopf's Events there.
     credentials = find(docs, "Role", f"{FULLNAME}-credentials", NAMESPACE)
-    assert rules(credentials) == {("", "secrets", ("get",), ()), ("", "events", ("create",), ())}
+    assert rules(credentials) == {("", "secrets", ("get",), ("scaivault-token",)), ("", "events", ("create",), ())}
     assert find(docs, "RoleBinding", f"{FULLNAME}-credentials", NAMESPACE)["roleRef"]["kind"] == "Role"
     assert {role["metadata"]["namespace"] for role in find_all(docs, "Role")} == {"team-a", "team-b", NAMESPACE}
+
+
+@pytest.mark.parametrize(
+    ("values", "sets", "names"),
+    [
+        ("namespaced.yaml", (), ("scaivault-token",)),
+        ("namespaced.yaml", ("rbac.credentialSecrets={mine,scaivault-token}",), ("mine", "scaivault-token")),
+        ("namespaced.yaml", ("scaivault.url=", "rbac.credentialSecrets={mine}"), ("mine",)),
+        ("client-credentials-secret.yaml", ("watchNamespaces={team-a}",), None),  # its existingSecret, below
+    ],
+)
+def test_namespaced_credentials_role_reads_only_named_secrets(
+    values: str, sets: tuple[str, ...], names: tuple[str, ...] | None
+) -> None:
+    docs = render(values, *sets)
+    secrets = [rule for rule in rules(find(docs, "Role", f"{FULLNAME}-credentials", NAMESPACE)) if rule[1] == "secrets"]
+    if names is None:
+        [(_, _, verbs, names_found)] = secrets
+        assert verbs == ("get",)
+        assert len(names_found) == 1
+    else:
+        assert secrets == [("", "secrets", ("get",), names)]
+
+
+def test_no_credential_secret_no_secret_rule_in_the_release_namespace() -> None:
+    docs = render("namespaced.yaml", "scaivault.url=")
+    credentials = find(docs, "Role", f"{FULLNAME}-credentials", NAMESPACE)
+    assert rules(credentials) == {("", "events", ("create",), ())}
 
 
 def test_a_served_release_namespace_needs_no_extra_role() -> None:
