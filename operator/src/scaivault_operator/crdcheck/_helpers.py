@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ._problems import Problem
+
 # -- small helpers -------------------------------------------------------------------------------------------------
 
 
@@ -68,3 +70,10 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _type_must_be(path: str, type_: str, message: str) -> Problem:
+    """``<path>.type`` is wrong for an extension that needs another type: Required when absent, else Invalid."""
+    if not type_:
+        return Problem(f"{path}.type", "Required", message)
+    return Problem(f"{path}.type", "Invalid", message, _render(type_))

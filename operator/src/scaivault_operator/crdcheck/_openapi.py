@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._helpers import _child, _key, _list, _map, _render
+from ._helpers import _child, _key, _list, _map, _render, _type_must_be
 from ._problems import Problem
 
 _OPENAPI_TYPES: Final = ("array", "boolean", "integer", "number", "object", "string")
@@ -135,12 +135,7 @@ def _extensions(schema: Mapping[str, Any], path: str) -> Iterator[Problem]:
         yield Problem(f"{path}.x-kubernetes-preserve-unknown-fields", "Invalid", "must be true or undefined", "false")
     map_type = schema.get("x-kubernetes-map-type")
     if map_type is not None and type_ != "object":
-        message = "must be object if x-kubernetes-map-type is specified"
-        yield (
-            Problem(f"{path}.type", "Required", message)
-            if not type_
-            else Problem(f"{path}.type", "Invalid", message, _render(type_))
-        )
+        yield _type_must_be(path, type_, "must be object if x-kubernetes-map-type is specified")
     if map_type is not None and map_type not in ("atomic", "granular"):
         yield Problem(
             f"{path}.x-kubernetes-map-type", "NotSupported", 'supported values: "atomic", "granular"', _render(map_type)
@@ -148,12 +143,7 @@ def _extensions(schema: Mapping[str, Any], path: str) -> Iterator[Problem]:
     list_type = schema.get("x-kubernetes-list-type")
     items = schema.get("items")
     if list_type is not None and type_ != "array":
-        message = "must be array if x-kubernetes-list-type is specified"
-        yield (
-            Problem(f"{path}.type", "Required", message)
-            if not type_
-            else Problem(f"{path}.type", "Invalid", message, _render(type_))
-        )
+        yield _type_must_be(path, type_, "must be array if x-kubernetes-list-type is specified")
     elif list_type == "set" and isinstance(items, Mapping):
         item_type = items.get("type")
         if item_type == "array" and items.get("x-kubernetes-list-type") not in (None, "atomic"):

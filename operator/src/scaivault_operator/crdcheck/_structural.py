@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-from ._helpers import _key, _list, _map, _render
+from ._helpers import _key, _list, _map, _render, _type_must_be
 from ._problems import Problem
 
 # -- structural schemas (apiserver/schema: convert.go, validation.go, complete.go) -------------------------------------
@@ -115,12 +115,7 @@ def _invariants(s: Mapping[str, Any], level: int, path: str) -> Iterator[Problem
     skip_first_all_of = bool(all_of) and _list(_map(all_of[0]).get("anyOf")) == _INT_OR_STRING_ANY_OF
     yield from _value_validation(s, skip_any_of, skip_first_all_of, level, path)
     if embedded and type_ != "object":
-        message = "must be object if x-kubernetes-embedded-resource is true"
-        yield (
-            Problem(f"{path}.type", "Required", message)
-            if not type_
-            else Problem(f"{path}.type", "Invalid", message, _render(type_))
-        )
+        yield _type_must_be(path, type_, "must be object if x-kubernetes-embedded-resource is true")
     elif not type_ and not int_or_string and not preserve:
         where = {
             _ROOT: "at the root",
