@@ -35,7 +35,6 @@ from lightkube.types import PatchType
 
 from .api import GROUP, VERSION
 from .kubeconfig import KubeAccess
-from .kubeconfig import load as load_kubeconfig
 
 __all__ = ["Conflict", "Identity", "Kube", "KubeError", "ObjectRef", "VaultSecretResource", "secret_value"]
 
@@ -152,12 +151,6 @@ class Kube:
     @classmethod
     def from_access(cls, access: KubeAccess) -> Kube:
         return cls(access.config)
-
-    @classmethod
-    def from_environment(cls, *, kubeconfig: str | None = None, context: str | None = None) -> Kube:
-        """Configured as ``kubeconfig.load`` finds it: ``kubeconfig``, ``$KUBECONFIG`` (a list), the in-cluster
-        service account, ``~/.kube/config``."""
-        return cls.from_access(load_kubeconfig(kubeconfig, context=context))
 
     @classmethod
     def for_server(cls, server: str) -> Kube:

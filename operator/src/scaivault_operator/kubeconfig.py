@@ -14,8 +14,8 @@ its watches, called by the login handler in ``handlers``). So the two can never 
   login (Kopf logs in again after a 401) and after a 401 (lightkube), so a token rotated by the kubelet is used.
 - Tokens, keys and passwords are never put into an exception message or a log line; messages name files.
 
-Called by ``kube.Kube.from_environment``, the login handler in ``handlers``, ``cli run`` (to fail fast), the demo,
-the benchmark and ``tests/e2e``.
+Called by ``runner.operate`` (one ``KubeAccess`` for ``kube.Kube.from_access`` and for Kopf's login handler in
+``handlers``), ``cli run`` (to fail fast), ``testing.real_cluster`` (the demo), the benchmark and ``tests/e2e``.
 """
 
 from __future__ import annotations
