@@ -13,7 +13,8 @@ Per test: a fresh namespace ``svo-e2e-<random>`` (deleted at teardown, not waite
 VaultConnection ``vault`` to ``dev_vault`` polling every second (``env``), and, for the tests that ask for
 ``operator``, the real operator running on the test's event loop and restricted to that namespace — it never
 touches anything else on the cluster, except that it watches the cluster-scoped ClusterVaultConnections (read
-only).
+only). It logs in as the chart's ServiceAccount, bound to the chart's own RBAC (``chart_rbac.py``), never as the
+tests' admin: every scenario also proves the chart grants what the operator needs.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 import pytest_asyncio
+from chart_rbac import service_account_with_chart_rbac
 from controlplane import (
     ASSETS_ENV,
     HOW_TO_GET_BINARIES,
@@ -208,14 +211,19 @@ async def env(api: KubeApi, namespace: str, dev_vault: DevVaultLike) -> E2E:
 
 
 @pytest_asyncio.fixture
-async def operator(env: E2E) -> AsyncIterator[Runtime | None]:
-    """The real operator (Kopf and our handlers) on this test's event loop, serving only the test namespace —
-    or, with ``SVO_E2E_OPERATOR=installed``, nothing: the operator installed by the chart serves every namespace."""
+async def operator(cluster: ClusterAccess, env: E2E, tmp_path: Path) -> AsyncIterator[Runtime | None]:
+    """The real operator (Kopf and our handlers) on this test's event loop, serving only the test namespace and
+    logged in as the chart's ServiceAccount with exactly the chart's RBAC for that mode (``chart_rbac``): what
+    the chart does not grant fails the test. With ``SVO_E2E_OPERATOR=installed``, nothing: the operator installed
+    by the chart serves every namespace."""
     if os.environ.get(OPERATOR_ENV) == "installed":
         yield None
         return
     settings = OperatorSettings(namespaces=(env.namespace,), liveness_endpoint=None)
-    async with running_operator(settings) as runtime:
+    async with (
+        service_account_with_chart_rbac(cluster, env.namespace) as identity,
+        running_operator(settings, access=identity.access(cluster, tmp_path)) as runtime,
+    ):
         yield runtime
 
 

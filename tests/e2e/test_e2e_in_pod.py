@@ -11,30 +11,20 @@ API server, so the test can take the API server away and give it back while the 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import os
 import socket
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import yaml
-from e2e_support import E2E, REPO_ROOT, ClusterAccess, unique_name, wait_for
-from lightkube import AsyncClient, codecs
-from lightkube.models.authentication_v1 import TokenRequestSpec
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import ServiceAccount
-from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBinding
+from chart_rbac import ca_bytes, service_account_with_chart_rbac
+from e2e_support import E2E, ClusterAccess, wait_for
 
-CHART = REPO_ROOT / "charts" / "scaivault-operator"
-HELM = Path(sys.executable).parent / "helm"
 STARTUP_TIMEOUT = 60.0
 CANARY_PATH = "apps/in-pod/db"
 
@@ -83,59 +73,6 @@ class TcpProxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers.difference_update({writer, up_writer})
-
-
-def _chart_rbac(release: str, namespace: str) -> list[dict[str, Any]]:
-    """The ServiceAccount and RBAC objects the chart renders for an install into ``namespace`` that serves only
-    ``namespace`` (``watchNamespaces``), as ``helm template`` prints them."""
-    if not HELM.exists():
-        pytest.skip(f"no helm binary at {HELM}: run `make install`")
-    rendered = subprocess.run(
-        [str(HELM), "template", release, str(CHART), "--namespace", namespace,
-         "--set", f"watchNamespaces={{{namespace}}}"],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout  # fmt: skip
-    kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-    return [doc for doc in yaml.safe_load_all(rendered) if doc and doc.get("kind") in kinds]
-
-
-def _ca_bytes(cluster: ClusterAccess) -> bytes:
-    config = cluster.config.cluster
-    if config.certificate_auth:
-        return Path(str(cluster.config.abs_file(config.certificate_auth))).read_bytes()
-    if config.certificate_auth_data:
-        return base64.b64decode(config.certificate_auth_data)
-    pytest.skip("the kubeconfig's cluster has no CA (insecure-skip-tls-verify): a pod always verifies the API server")
-
-
-@contextlib.asynccontextmanager
-async def _service_account_with_chart_rbac(cluster: ClusterAccess, namespace: str) -> AsyncIterator[tuple[str, str]]:
-    """The chart's ServiceAccount and RBAC (namespaced mode, serving ``namespace``) created for real; yields the
-    ServiceAccount's name and a token the API server issued for it. Cluster-scoped objects are deleted at the end
-    (the namespaced ones go with the namespace)."""
-    client = AsyncClient(cluster.config, field_manager="svo-e2e")
-    objects = [codecs.from_dict(doc) for doc in _chart_rbac(unique_name("e2e"), namespace)]
-    created: list[Any] = []
-    try:
-        for obj in objects:
-            created.append(await client.create(obj))
-        [account] = [obj for obj in created if isinstance(obj, ServiceAccount)]
-        assert account.metadata is not None
-        assert account.metadata.name
-        name = account.metadata.name
-        request = ServiceAccount.Token(
-            metadata=ObjectMeta(name=name, namespace=namespace),
-            spec=TokenRequestSpec(audiences=[], expirationSeconds=3600),
-        )
-        issued = await client.create(request, name=name, namespace=namespace)
-        assert issued.status is not None
-        yield name, issued.status.token
-    finally:
-        for obj in created:
-            if isinstance(obj, (ClusterRole, ClusterRoleBinding)) and obj.metadata is not None:
-                with contextlib.suppress(Exception):
-                    await client.delete(type(obj), obj.metadata.name)
-        await client.close()
 
 
 @contextlib.asynccontextmanager
@@ -200,11 +137,15 @@ async def test_operator_in_a_pod_syncs_without_cluster_dns_and_readiness_follows
     await proxy.restore()
     metrics_port = _free_port()
     log = tmp_path / "operator.log"
-    async with _service_account_with_chart_rbac(cluster, env.namespace) as (account, token):
+    ca = ca_bytes(cluster)
+    if ca is None:
+        pytest.skip("the kubeconfig's cluster has no CA (insecure-skip-tls-verify): a pod always verifies the server")
+    async with service_account_with_chart_rbac(cluster, env.namespace) as identity:
+        account, token = identity.name, identity.token
         mounted = tmp_path / "serviceaccount"
         mounted.mkdir()
         (mounted / "token").write_text(token, encoding="utf-8")
-        (mounted / "ca.crt").write_bytes(_ca_bytes(cluster))
+        (mounted / "ca.crt").write_bytes(ca)
         (mounted / "namespace").write_text(env.namespace, encoding="utf-8")
         env.vault.vault.write(CANARY_PATH, {"password": "in-pod-canary-value"})
         async with (

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .kube import Kube
+from .kubeconfig import KubeAccess
 from .kubeconfig import load as load_kubeconfig
 from .runtime import Runtime
 from .settings import OperatorSettings
@@ -76,24 +77,27 @@ async def operate(
     settings: OperatorSettings,
     *,
     server: str | None = None,
+    access: KubeAccess | None = None,
     stop_flag: asyncio.Event | None = None,
     runtime_ready: Callable[[Runtime], None] | None = None,
 ) -> None:
     """Run the operator until ``stop_flag`` is set (or SIGINT/SIGTERM in the main thread).
 
-    ``server``: an unauthenticated API URL (the emulated one); None means the configuration ``kubeconfig.load``
-    finds (``$KUBECONFIG``, the in-cluster service account, ``~/.kube/config``), shared by Kopf and our client.
+    ``server``: an unauthenticated API URL (the emulated one). Else ``access``: where the API server is and how to
+    log in (the e2e tests pass a ServiceAccount's, bound to the chart's RBAC); None means the configuration
+    ``kubeconfig.load`` finds (``$KUBECONFIG``, the in-cluster service account, ``~/.kube/config``). Kopf and our
+    client share it.
     """
     import kopf
 
     from .handlers import build_registry
 
-    access = None
     kube_factory: Callable[[], Kube]
     if server:
+        access = None
         kube_factory = functools.partial(Kube.for_server, server)
     else:
-        access = load_kubeconfig(service_account_dir=settings.service_account_dir)
+        access = access or load_kubeconfig(service_account_dir=settings.service_account_dir)
         logger.info("Kubernetes API server %s, from %s", access.server, access.source)
         kube_factory = functools.partial(Kube.from_access, access)
 

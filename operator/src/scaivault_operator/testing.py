@@ -28,6 +28,7 @@ import httpx
 
 from .api import GROUP, VERSION
 from .crdcheck import InvalidCrdError, check_crd, validate_crd_update
+from .kubeconfig import KubeAccess
 from .runtime import Runtime
 from .settings import OperatorSettings
 
@@ -255,13 +256,15 @@ async def running_operator(
     settings: OperatorSettings | None = None,
     *,
     server: str | None = None,
+    access: KubeAccess | None = None,
     startup_timeout: float = 30.0,
     serve_endpoints: bool = False,
     settle: float = 0.3,
 ) -> AsyncIterator[Runtime]:
     """Run the operator (Kopf + our handlers) on this event loop; yield its ``Runtime`` once it started.
 
-    ``server``: an unauthenticated API URL (the emulator); None uses the kubeconfig or in-cluster config.
+    ``server``: an unauthenticated API URL (the emulator). Else ``access`` (e.g. a ServiceAccount's token), else
+    the kubeconfig or in-cluster config.
     The liveness and metrics ports stay closed unless ``serve_endpoints`` (tests run operators side by side).
     ``settle``: seconds to wait after start-up for Kopf's watches (a caller that can see them may pass 0 and wait
     for them itself).
@@ -273,7 +276,9 @@ async def running_operator(
         settings = settings.model_copy(update={"liveness_endpoint": None, "metrics_port": 0})
     started: asyncio.Future[Runtime] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
-    task = asyncio.create_task(operate(settings, server=server, stop_flag=stop, runtime_ready=started.set_result))
+    task = asyncio.create_task(
+        operate(settings, server=server, access=access, stop_flag=stop, runtime_ready=started.set_result)
+    )
     try:
         waiting: set[asyncio.Future[Any]] = {task, started}
         done, _ = await asyncio.wait(waiting, timeout=startup_timeout, return_when=asyncio.FIRST_COMPLETED)
