@@ -71,9 +71,11 @@ fmt: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix operator tests scripts bench
 	$(BIN)/ruff format operator tests scripts bench
 
-crds: $(STAMP) ## Regenerate crds/*.yaml from the pydantic models in api.py, and copy them into the chart
+crds: $(STAMP) ## Regenerate crds/*.yaml (api.py) and crds/policy/*.yaml (admission.py), and copy them into the chart
 	$(BIN)/python -m scaivault_operator.crdgen --out crds
+	$(BIN)/python -m scaivault_operator.admission --out crds/policy
 	cp crds/*.yaml $(CHART)/files/crds/
+	mkdir -p $(CHART)/files/policy && cp crds/policy/*.yaml $(CHART)/files/policy/
 
 dev-vault: $(STAMP) ## Serve a local ScaiVault on 127.0.0.1:8200 (token: dev-token, read+write)
 	$(BIN)/scaivault-operator dev-vault --token dev-token=secrets:read,secrets:write
