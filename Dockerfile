@@ -2,7 +2,15 @@
 # The operator's image: `make image` (IMAGE=scaivault-operator:dev), used by the Helm chart and `make e2e`.
 # Stage 1 builds the package and its dependencies into a virtualenv (every dependency ships wheels: nothing is
 # compiled); stage 2 copies only that virtualenv onto the same slim base — no build tools, no pip, no sources.
-ARG PYTHON_IMAGE=python:3.12-slim
+# The base of both stages, pinned by digest: a rebuild of the same commit starts from the same bytes, and a moved
+# tag cannot change what ships. The tag stays in the reference for readers; the digest is what Docker pulls. This is
+# the multi-platform index of python:3.12-slim, i.e. 3.12.15-slim-trixie (Debian 13), built 2026-10-06 and listed by
+# Docker Hub on 2026-10-10. To bump it: `docker buildx imagetools inspect python:3.12-slim` prints the index digest
+# ("Digest:"); put it here, in a commit of its own. Renovate's dockerfile manager updates the digest in this ARG
+# itself; Dependabot does not follow an ARG into FROM (dependabot-core#2057). Another base, e.g. a mirror's:
+# `docker build --build-arg PYTHON_IMAGE=registry.example.com/library/python:3.12-slim@sha256:... .`
+# checkov:skip=CKV_DOCKER_7: checkov does not resolve ARGs in FROM; PYTHON_IMAGE's default is pinned by tag and digest
+ARG PYTHON_IMAGE=python:3.12-slim@sha256:a6e34c598f2467ed0e9a8d349809fcd8b5c603269512df273a0bb1784edc11b1
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
@@ -40,5 +48,8 @@ USER 65532:65532
 WORKDIR /tmp
 # 8080: Kopf's /healthz (probes); 9090: /metrics. `scaivault-operator dev-vault` serves a local ScaiVault (8200).
 EXPOSE 8080 9090
+# No Docker HEALTHCHECK, on purpose: Kubernetes ignores it (the chart's liveness and readiness probes do that job),
+# and the same image also runs `dev-vault` and one-off commands, which serve no /healthz.
+HEALTHCHECK NONE
 ENTRYPOINT ["scaivault-operator"]
 CMD ["run"]

@@ -63,3 +63,12 @@ def test_the_next_step_labels_the_token_secret_it_creates() -> None:
     assert create in text
     assert label in text
     assert text.index(create) < text.index(label)
+
+
+def test_a_service_monitor_behind_a_closed_network_policy_is_flagged() -> None:
+    closed = ("--set", "networkPolicy.enabled=true", "--set", "networkPolicy.apiServer.peers={172.18.0.2/32}")
+    monitor = ("--set", "metrics.serviceMonitor.enabled=true")
+    warning = "WARNING: the NetworkPolicy admits no one to the metrics port"
+    assert warning in notes(*closed, *monitor)
+    assert warning not in notes(*closed)
+    assert warning not in notes("--values", str(VALUES_DIR / "network-policy.yaml"))  # Prometheus admitted

@@ -29,7 +29,7 @@ def _stages(text: str) -> list[str]:
 def test_dockerfile_is_multi_stage_and_the_final_stage_is_slim_and_non_root() -> None:
     stages = _stages(DOCKERFILE)
     assert len(stages) == 2
-    assert "ARG PYTHON_IMAGE=python:3.12-slim" in DOCKERFILE
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.12-slim[@-]", DOCKERFILE, flags=re.MULTILINE)
     final = stages[-1]
     assert "COPY --from=build /opt/venv /opt/venv" in final
     assert not re.search(r"apt-get|gcc|build-essential|pip install", final)
@@ -42,6 +42,17 @@ def test_dockerfile_is_multi_stage_and_the_final_stage_is_slim_and_non_root() ->
     assert chart_values["podSecurityContext"]["runAsGroup"] == gid
     assert 'ENTRYPOINT ["scaivault-operator"]' in final
     assert "--only-binary=:all:" in stages[0]  # no compiler needed, none shipped
+
+
+def test_the_base_image_is_pinned_by_digest_in_both_stages() -> None:
+    """The default base is python:3.12-slim by tag (for readers) and digest (what Docker pulls): a moved tag cannot
+    change what a rebuild ships. Both stages take it from the one ARG, so `--build-arg PYTHON_IMAGE=...` swaps both."""
+    [default] = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, flags=re.MULTILINE)
+    assert re.fullmatch(r"python:3\.12-slim(-[a-z]+)?@sha256:[0-9a-f]{64}", default), default
+    head = DOCKERFILE[: DOCKERFILE.index("\nFROM ")]
+    assert "ARG PYTHON_IMAGE=" in head  # global: only an ARG before the first FROM reaches a FROM line
+    froms = re.findall(r"^FROM (\S+)", DOCKERFILE, flags=re.MULTILINE)
+    assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
 
 
 def test_build_context_holds_only_what_the_build_copies() -> None:
