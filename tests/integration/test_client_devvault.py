@@ -273,18 +273,18 @@ async def test_concurrency_limit_over_http(dev_vault: Any, make_client: MakeClie
     client = make_client(max_concurrency=2)
     in_flight = 0
     peak = 0
-    real_request = client._http.request
+    real_send = client._http.send  # every request goes out through send (streamed, for the answer size limit)
 
-    async def counting_request(*args: Any, **kwargs: Any) -> Any:
+    async def counting_send(*args: Any, **kwargs: Any) -> Any:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
         try:
-            return await real_request(*args, **kwargs)
+            return await real_send(*args, **kwargs)
         finally:
             in_flight -= 1
 
-    client._http.request = counting_request  # type: ignore[method-assign]
+    client._http.send = counting_send  # type: ignore[method-assign]
     results = await asyncio.gather(*(client.read("apps/db") for _ in range(6)))
     assert [r.version for r in results] == [1] * 6
     assert peak == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -29,6 +30,10 @@ def test_faults_are_off_by_default(http):
         "expire_tokens": False,
         "fail_next": [],
         "seed": None,
+        "calls": None,
+        "body_fault": None,
+        "list_version_lag": 0,
+        "expire_issued_after": None,
     }
     assert _statuses(http, 20) == [200] * 20
 
@@ -232,3 +237,204 @@ def test_faulted_requests_are_counted(dev_vault, http):
     stats = dev_vault.vault.stats.snapshot()
     assert stats.calls["list"] == 3
     assert stats.statuses == {503: 1, 429: 1, 200: 1}
+
+
+# -- the switches of the ScaiVault fault matrix ---------------------------------------------------------------
+
+
+@pytest.fixture
+def seeded(dev_vault):
+    dev_vault.vault.write("apps/db", {"password": "pw"}, metadata={"tags": ["db"]})
+    return dev_vault
+
+
+def test_calls_narrow_the_faults_to_some_call_kinds(seeded, http):
+    http.put("/_dev/faults", json={"error_rate": 1.0, "calls": ["read"]})
+
+    assert http.get("/v1/secrets/apps/db").status_code == 503
+    assert http.get("/v1/secrets", params={"prefix": "apps/"}).status_code == 200
+    assert http.get("/v1/auth/whoami").status_code == 200
+    assert http.get("/v1/no-such-route").status_code == 404, "a route no call kind names is not faulted"
+    assert seeded.vault.stats.count_injected("503") == 1
+
+
+def test_calls_narrow_expire_tokens_too(seeded, http):
+    http.put("/_dev/faults", json={"expire_tokens": True, "calls": ["list"]})
+
+    assert http.get("/v1/secrets").json()["error"] == "token_expired"
+    assert http.get("/v1/secrets/apps/db").status_code == 200
+    assert seeded.vault.stats.snapshot().injected == {"expire_tokens": 1}
+
+
+def test_429_without_retry_after(http):
+    http.put("/_dev/faults", json={"rate_limit_rate": 1.0, "retry_after": None})
+
+    resp = http.get("/v1/secrets")
+
+    assert resp.status_code == 429
+    assert resp.json()["error"] == "rate_limited"
+    assert "Retry-After" not in resp.headers
+    assert http.get("/_dev/faults").json()["retry_after"] is None
+
+
+def test_body_fault_truncate_cuts_a_complete_answer_in_half(seeded, http):
+    whole = http.get("/v1/secrets/apps/db").content
+    http.put("/_dev/faults", json={"body_fault": "truncate"})
+
+    resp = http.get("/v1/secrets/apps/db")
+
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert resp.content == whole[: len(whole) // 2]
+
+
+def test_body_fault_malformed_is_not_json(seeded, http):
+    http.put("/_dev/faults", json={"body_fault": "malformed"})
+
+    resp = http.get("/v1/secrets", params={"prefix": "apps/"})
+
+    assert resp.status_code == 200
+    assert resp.content.endswith(b",}")
+    with pytest.raises(json.JSONDecodeError):
+        resp.json()
+
+
+def test_body_fault_huge_is_a_valid_20_mib_answer(seeded, http):
+    whole = http.get("/v1/secrets/apps/db").json()
+    http.put("/_dev/faults", json={"body_fault": "huge"})
+
+    resp = http.get("/v1/secrets/apps/db")
+
+    assert len(resp.content) == 20 * 1024 * 1024
+    body = resp.json()
+    assert set(body.pop("padding")) == {"x"}
+    assert body == whole
+
+
+def test_body_fault_content_type_labels_json_as_html(seeded, http):
+    whole = http.get("/v1/secrets/apps/db").content
+    http.put("/_dev/faults", json={"body_fault": "content_type"})
+
+    resp = http.get("/v1/secrets/apps/db")
+
+    assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert resp.content == whole
+
+
+def test_body_fault_html_answers_a_page_instead(seeded, http):
+    http.put("/_dev/faults", json={"body_fault": "html"})
+
+    resp = http.get("/v1/secrets/apps/db")
+
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("text/html")
+    assert resp.text.startswith("<!DOCTYPE html>")
+    assert "pw" not in resp.text
+
+
+def test_body_fault_reset_drops_the_connection_mid_body(seeded, http):
+    http.put("/_dev/faults", json={"body_fault": "reset"})
+
+    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+        http.get("/v1/secrets/apps/db")
+    http.put("/_dev/faults", json={"body_fault": None})
+    assert http.get("/v1/secrets/apps/db").status_code == 200, "the server serves on"
+    assert seeded.vault.stats.count_injected("reset") == 1
+
+
+def test_body_faults_spare_error_answers(seeded, http):
+    http.put("/_dev/faults", json={"body_fault": "truncate"})
+
+    resp = http.get("/v1/secrets/nothing/here")
+
+    assert resp.status_code == 404
+    assert resp.json()["error"] == "not_found"
+    assert seeded.vault.stats.count_injected() == 0
+
+
+def test_list_version_lag_reports_lower_versions_and_reads_stay_current(dev_vault, http):
+    for n in range(3):
+        dev_vault.vault.write("apps/db", {"n": n})
+    dev_vault.vault.write("apps/new", {"n": 0})
+    http.put("/_dev/faults", json={"list_version_lag": 2})
+
+    listed = http.get("/v1/secrets", params={"prefix": "apps/"}).json()["secrets"]
+
+    assert [(item["path"], item["version"]) for item in listed] == [("apps/db", 1), ("apps/new", 1)]
+    assert http.get("/v1/secrets/apps/db").json()["version"] == 3
+    assert dev_vault.vault.stats.snapshot().injected == {"list_version_lag": 1}
+
+
+def test_expire_issued_after_expires_tokens_mid_way(dev_vault, http):
+    def issue() -> str:
+        answer = httpx.post(f"{dev_vault.url}/oauth/token", data={"grant_type": "client_credentials"},
+                            auth=(dev_vault.client_id, dev_vault.client_secret))  # fmt: skip
+        return answer.json()["access_token"]
+
+    old = issue()
+    http.put("/_dev/faults", json={"expire_issued_after": 1})
+    bearer = {"Authorization": f"Bearer {old}"}
+
+    first = httpx.get(f"{dev_vault.url}/v1/secrets", headers=bearer)
+    second = httpx.get(f"{dev_vault.url}/v1/secrets", headers=bearer)
+    renewed = httpx.get(f"{dev_vault.url}/v1/secrets", headers={"Authorization": f"Bearer {issue()}"})
+
+    assert first.status_code == 200
+    assert (second.status_code, second.json()["error"]) == (401, "token_expired")
+    assert second.headers["WWW-Authenticate"] == "Bearer"
+    assert renewed.status_code == 200
+    assert http.get("/v1/secrets").status_code == 200, "static tokens do not expire"
+    assert http.get("/_dev/faults").json()["expire_issued_after"] is None, "it fires once"
+    assert dev_vault.vault.stats.snapshot().injected == {"expire_issued": 1}
+
+
+def test_delete_secret_over_http(dev_vault, http):
+    for n in range(3):
+        dev_vault.vault.write("apps/db", {"n": n})
+
+    rolled = http.post("/_dev/secrets/delete", json={"path": "apps/db", "keep": 1})
+    deleted = http.post("/_dev/secrets/delete", json={"path": "apps/db"})
+    gone = http.get("/v1/secrets/apps/db")
+    http.put("/v1/secrets/apps/db", json={"data": {"n": "new"}})
+    again = http.get("/v1/secrets/apps/db").json()
+
+    assert rolled.json() == {"path": "apps/db", "deleted_versions": 2, "current_version": 1}
+    assert deleted.json() == {"path": "apps/db", "deleted_versions": 1, "current_version": None}
+    assert gone.status_code == 404
+    assert (again["version"], again["data"]) == (1, {"n": "new"})
+    assert dev_vault.vault.stats.snapshot().calls["write"] == 1, "admin calls are not counted"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"path": "missing/secret"}, 404, "not_found"),
+        ({"path": "a//b"}, 400, "invalid_path"),
+        ({}, 400, "invalid_request"),
+        ({"path": "apps/db", "keep": -1}, 400, "invalid_request"),
+        ({"path": "apps/db", "keep": True}, 400, "invalid_request"),
+    ],
+)
+def test_delete_secret_refusals(seeded, http, body, status, code):
+    resp = http.post("/_dev/secrets/delete", json=body)
+
+    assert (resp.status_code, resp.json()["error"]) == (status, code)
+    assert seeded.vault.store.get("apps/db").version == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"calls": ["token"]},
+        {"calls": []},
+        {"body_fault": "explode"},
+        {"list_version_lag": -1},
+        {"expire_issued_after": 1.5},
+        {"retry_after": "none"},
+    ],
+)
+def test_bad_fault_matrix_settings_are_rejected(dev_vault, http, body):
+    resp = http.put("/_dev/faults", json=body)
+
+    assert resp.status_code == 400
+    assert dev_vault.vault.faults == FaultConfig()

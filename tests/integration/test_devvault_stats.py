@@ -34,6 +34,7 @@ def test_stats_over_http(dev_vault, http):
         "calls": {"whoami": 1, "read": 5, "list": 1, "write": 2, "token": 1},
         "statuses": {"200": 6, "201": 1, "401": 1, "403": 1, "404": 2},
         "reads": {"apps/db": {"1": 1, "2": 2}},
+        "injected": {},
     }
 
 
@@ -71,6 +72,7 @@ def test_stats_reset(dev_vault, http):
         "calls": {"whoami": 0, "read": 0, "list": 0, "write": 0, "token": 0},
         "statuses": {},
         "reads": {},
+        "injected": {},
     }
     assert dev_vault.vault.stats.snapshot().requests == 0
     http.get("/v1/auth/whoami")

@@ -28,6 +28,8 @@ __all__ = ["build_parser", "main"]
 Command = Callable[[argparse.Namespace], int]
 
 EXIT_USAGE = 2
+#: ``devvault.BODY_FAULTS``, spelled out so that building the parser imports nothing heavy (a unit test compares).
+DEV_VAULT_BODY_FAULTS = ("reset", "truncate", "malformed", "huge", "content_type", "html")
 
 
 class _UsageError(Exception):
@@ -59,9 +61,13 @@ def _dev_vault_config(args: argparse.Namespace) -> DevVaultConfig:
             latency=args.latency,
             error_rate=args.error_rate,
             rate_limit_rate=args.rate_limit_rate,
-            retry_after=args.retry_after,
+            retry_after=_retry_after(args.retry_after),
             expire_tokens=args.expire_tokens,
             seed=args.fault_seed,
+            calls=[call.strip() for call in args.fault_calls.split(",")] if args.fault_calls is not None else None,
+            body_fault=args.body_fault,
+            list_version_lag=args.list_version_lag,
+            expire_issued_after=args.expire_issued_after,
         )
         config = DevVaultConfig(
             host=args.host,
@@ -77,6 +83,16 @@ def _dev_vault_config(args: argparse.Namespace) -> DevVaultConfig:
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
     return config
+
+
+def _retry_after(text: str) -> float | None:
+    """``--retry-after``: seconds, or ``none`` for 429s without the header."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("retry_after must be a number of seconds or 'none'") from None
 
 
 async def _serve_dev_vault(config: DevVaultConfig) -> None:
@@ -146,9 +162,18 @@ def _add_dev_vault_parser(subcommands: argparse._SubParsersAction[argparse.Argum
     faults.add_argument("--latency", type=float, default=0.0, metavar="SECONDS", help="delay before every answer")
     faults.add_argument("--error-rate", type=float, default=0.0, metavar="SHARE", help="share answered 503 (0..1)")
     faults.add_argument("--rate-limit-rate", type=float, default=0.0, metavar="SHARE", help="share answered 429 (0..1)")
-    faults.add_argument("--retry-after", type=float, default=1.0, metavar="SECONDS", help="Retry-After of 429 answers")
+    faults.add_argument("--retry-after", default="1", metavar="SECONDS",
+                        help="Retry-After of 429 answers; 'none' sends 429s without it")  # fmt: skip
     faults.add_argument("--expire-tokens", action="store_true", help="answer every bearer token 401 token_expired")
     faults.add_argument("--fault-seed", type=int, metavar="N", help="seed of the fault random source")
+    faults.add_argument("--fault-calls", metavar="KINDS",
+                        help="fault only these call kinds, comma-separated: whoami,read,list,write")  # fmt: skip
+    faults.add_argument("--body-fault", choices=DEV_VAULT_BODY_FAULTS, metavar="MODE",
+                        help=f"spoil successful answers: {', '.join(DEV_VAULT_BODY_FAULTS)}")  # fmt: skip
+    faults.add_argument("--list-version-lag", type=int, default=0, metavar="N",
+                        help="lists report every version N lower (never below 1), like a lagging replica")  # fmt: skip
+    faults.add_argument("--expire-issued-after", type=int, metavar="N",
+                        help="after N more requests, expire every OAuth token issued so far (once)")  # fmt: skip
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(default: %(default)s)"
     )

@@ -24,6 +24,7 @@ def test_counters_and_snapshot():
         "calls": {"whoami": 0, "read": 2, "list": 0, "write": 0, "token": 0},
         "statuses": {"200": 1, "404": 2},
         "reads": {"a": {"2": 2}, "b": {"1": 1}},
+        "injected": {},
     }
     assert (stats.count("read"), stats.count_status(404), stats.count_reads("a"), stats.count_reads("a", 1)) == (
         2,

@@ -2,8 +2,10 @@
 
 A real aiohttp HTTP server implementing the ScaiVault API of the quickstart (``docs/dev-vault.md`` has the
 details): bearer tokens with scopes, ``whoami``, versioned secrets (read, write, list with cursors), the OAuth2
-client-credentials token endpoint of ScaiKey, fault injection (latency, 503s, 429s with ``Retry-After``,
-expired tokens, a deterministic ``fail_next`` queue), request statistics and ``/_dev`` admin endpoints.
+client-credentials token endpoint of ScaiKey, fault injection (latency, 503s, 429s with or without
+``Retry-After``, expired tokens — also mid-way, a deterministic ``fail_next`` queue, spoiled answer bodies, lists
+that lag behind, limited to some call kinds if wanted), deleting and rolling back secrets, request statistics
+and ``/_dev`` admin endpoints.
 Secrets live in memory, or in SQLite with a data file.
 
 Public surface::

@@ -1,4 +1,4 @@
-"""The ``/_dev`` admin endpoints: switch faults, read and reset statistics, add and revoke tokens.
+"""The ``/_dev`` admin endpoints: switch faults, read and reset statistics, add and revoke tokens, delete secrets.
 
 A development tool: these routes are unauthenticated, never subject to faults and never counted in the
 statistics (``DevVault.start`` warns when the server listens beyond loopback). Registered by
@@ -12,6 +12,8 @@ statistics (``DevVault.start`` warns when the server listens beyond loopback). R
     POST /_dev/stats/reset     zero the counters
     POST /_dev/tokens          {"token": "...", "scopes": [...]} adds a static token (201)
     POST /_dev/tokens/revoke   {"token": "..."} revokes a static or issued token: {"revoked": bool}
+    POST /_dev/secrets/delete  {"path": "...", "keep": 0} drops every version after the first ``keep`` (0, the
+                               default, deletes the secret: the next write is version 1 again)
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from typing import Any
 
 from aiohttp import web
 
+from ..scaivault._exceptions import InvalidPathError
 from ._auth import Authenticator
 from ._errors import ApiError
 from ._faults import FaultInjector
-from ._parsing import read_json_object
+from ._parsing import check_secret_path, read_json_object
 from ._stats import DevVaultStats
+from ._store import SecretNotFoundError, SecretStore
 
 __all__ = ["AdminApi"]
 
@@ -39,10 +43,13 @@ def _token_field(body: dict[str, Any]) -> str:
 class AdminApi:
     """Handlers of the ``/_dev`` routes, bound to one vault's faults, stats and tokens."""
 
-    def __init__(self, faults: FaultInjector, stats: DevVaultStats, auth: Authenticator, max_body: int) -> None:
+    def __init__(
+        self, faults: FaultInjector, stats: DevVaultStats, auth: Authenticator, store: SecretStore, max_body: int
+    ) -> None:
         self._faults = faults
         self._stats = stats
         self._auth = auth
+        self._store = store
         self._max_body = max_body
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -54,6 +61,7 @@ class AdminApi:
         router.add_post("/_dev/stats/reset", self.reset_stats)
         router.add_post("/_dev/tokens", self.add_token)
         router.add_post("/_dev/tokens/revoke", self.revoke_token)
+        router.add_post("/_dev/secrets/delete", self.delete_secret)
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -101,3 +109,24 @@ class AdminApi:
     async def revoke_token(self, request: web.Request) -> web.Response:
         body = await read_json_object(request, self._max_body)
         return web.json_response({"revoked": self._auth.revoke_token(_token_field(body))})
+
+    async def delete_secret(self, request: web.Request) -> web.Response:
+        body = await read_json_object(request, self._max_body)
+        path, keep = body.get("path"), body.get("keep", 0)
+        if not isinstance(path, str):
+            raise ApiError(400, "invalid_request", "'path' is required and must be a string")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise ApiError(400, "invalid_request", "'keep' must be an integer >= 0")
+        try:
+            check_secret_path(path)
+        except InvalidPathError as exc:
+            raise ApiError(400, "invalid_path", str(exc)) from None
+        try:
+            deleted = self._store.truncate(path, keep)
+        except SecretNotFoundError:
+            raise ApiError(404, "not_found", f"no secret at path '{path}'") from None
+        try:
+            current: int | None = self._store.get(path).version
+        except SecretNotFoundError:
+            current = None
+        return web.json_response({"path": path, "deleted_versions": deleted, "current_version": current})

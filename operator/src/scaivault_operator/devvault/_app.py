@@ -8,7 +8,10 @@ scopes are checked), the answer shapes of the quickstart, and four middlewares, 
 2. ``stats``: counts ``/v1`` and ``/oauth`` answers in ``DevVaultStats``.
 3. ``errors``: turns ``ApiError``, aiohttp's ``HTTPException`` (404, 405, 413) and any unexpected exception
    (500 ``internal_error``, logged without its message) into the JSON error shape.
-4. ``faults``: latency and injected errors for ``/v1`` requests (``FaultInjector``).
+4. ``faults``: for ``/v1`` requests of the faulted call kinds (``FaultInjector``): the expiry countdown, latency,
+   injected errors, and ``body_fault`` on the handler's successful answer (a reset connection, truncated or
+   malformed JSON, a 20 MiB body, a wrong content type, an HTML page). ``expire_tokens`` acts in ``_authorize``
+   and ``list_version_lag`` in the list handler.
 
 Built by ``DevVault.app()`` from a ``Services`` bundle; ``POST /oauth/token`` comes from ``_oauth``, the
 ``/_dev`` routes from ``_admin``.
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 import time
 import traceback
 from dataclasses import dataclass
@@ -29,7 +34,7 @@ from aiohttp.typedefs import Handler, Middleware
 from ._admin import AdminApi
 from ._auth import AuthenticationError, Authenticator, Identity
 from ._errors import ApiError, json_error, unauthenticated
-from ._faults import FaultInjector
+from ._faults import HUGE_BODY_BYTES, FaultInjector
 from ._oauth import TokenApi
 from ._parsing import (
     MAX_INT64,
@@ -131,7 +136,8 @@ class _SecretsApi:
         token = _bearer_token(request)
         if token is None:
             raise unauthenticated("authentication_required", "send a token as 'Authorization: Bearer <token>'")
-        if self._s.faults.config.expire_tokens:
+        if self._s.faults.config.expire_tokens and self._s.faults.applies(request.match_info.route.name):
+            self._s.stats.record_injected("expire_tokens")
             raise unauthenticated("token_expired", "the bearer token has expired (injected fault)")
         try:
             identity = self._s.auth.identify(token)
@@ -176,11 +182,14 @@ class _SecretsApi:
         heads = self._s.store.list_after(prefix, after, limit + 1)
         has_more = len(heads) > limit
         heads = heads[:limit]
+        lag = self._s.faults.config.list_version_lag if self._s.faults.applies("list") else 0
+        if lag:
+            self._s.stats.record_injected("list_version_lag")
         items = [
             {
                 "path": head.path,
                 "secret_type": head.secret_type,
-                "version": head.version,
+                "version": max(1, head.version - lag),
                 "updated_at": rfc3339(head.updated_at),
                 "tags": list(head.tags),
             }
@@ -294,18 +303,77 @@ def _stats_middleware(services: Services) -> Middleware:
     return stats
 
 
+_SIGN_IN_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>"
+    b"<body><h1>Sign in to continue</h1><p>(injected fault)</p></body></html>\n"
+)
+
+
+def _spoiled(response: web.Response, mode: str) -> web.Response:
+    """``response`` (a successful JSON answer) spoiled by ``body_fault`` ``mode`` (every mode but ``reset``)."""
+    body = bytes(response.body) if isinstance(response.body, bytes | bytearray) else b""
+    status = response.status
+    if mode == "truncate":
+        return web.Response(status=status, body=body[: len(body) // 2], content_type="application/json")
+    if mode == "malformed":
+        stripped = body.rstrip()
+        spoiled = stripped[:-1] + b",}" if stripped.endswith(b"}") else stripped + b","
+        return web.Response(status=status, body=spoiled, content_type="application/json")
+    if mode == "huge":
+        inner = body.strip()[1:-1].strip()
+        head, tail = b'{"padding": "', b'"' + (b", " + inner if inner else b"") + b"}"
+        padding = b"x" * max(0, HUGE_BODY_BYTES - len(head) - len(tail))
+        return web.Response(status=status, body=head + padding + tail, content_type="application/json")
+    if mode == "content_type":
+        return web.Response(status=status, body=body, headers={"Content-Type": "text/html; charset=utf-8"})
+    return web.Response(status=200, body=_SIGN_IN_PAGE, content_type="text/html")  # "html"
+
+
+async def _reset_mid_body(request: web.Request, response: web.Response) -> web.StreamResponse:
+    """Send the status, the headers (full ``Content-Length``) and half of the body, then reset the connection."""
+    body = bytes(response.body) if isinstance(response.body, bytes | bytearray) else b""
+    stream = web.StreamResponse(status=response.status, headers={"Content-Type": "application/json"})
+    stream.content_length = len(body)
+    await stream.prepare(request)
+    await stream.write(body[: len(body) // 2])
+    transport = request.transport
+    if transport is not None:
+        for _ in range(100):  # let the half body reach the socket before the reset discards the buffer
+            if transport.get_write_buffer_size() == 0:
+                break
+            await asyncio.sleep(0.01)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        transport.abort()
+    return stream
+
+
 def _fault_middleware(services: Services) -> Middleware:
     @web.middleware
     async def faults(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.rel_url.raw_path.startswith("/v1/"):
+        injector = services.faults
+        if not request.rel_url.raw_path.startswith("/v1/") or not injector.applies(request.match_info.route.name):
             return await handler(request)
-        latency = services.faults.config.latency
+        if injector.take_expiry():
+            services.auth.expire_issued()
+            services.stats.record_injected("expire_issued")
+        latency = injector.config.latency
         if latency > 0:
+            services.stats.record_injected("latency")
             await asyncio.sleep(latency)
-        fault = services.faults.next_fault()
+        fault = injector.next_fault()
         if fault is not None:
+            services.stats.record_injected(str(fault.status))
             return json_error(fault.status, fault.code, fault.message, headers=fault.headers)
-        return await handler(request)
+        response = await handler(request)
+        mode = injector.config.body_fault
+        if mode is None or not isinstance(response, web.Response) or not 200 <= response.status < 300:
+            return response
+        services.stats.record_injected(mode)
+        if mode == "reset":
+            return await _reset_mid_body(request, response)
+        return _spoiled(response, mode)
 
     return faults
 
@@ -331,5 +399,5 @@ def build_app(services: Services) -> web.Application:
     app.router.add_get(_SECRET_ROUTE, secrets_api.read_secret, name="read", allow_head=False)
     app.router.add_put(_SECRET_ROUTE, secrets_api.write_secret, name="write")
     app.router.add_post("/oauth/token", token_api.token, name="token")
-    AdminApi(services.faults, services.stats, services.auth, services.max_body).register(app.router)
+    AdminApi(services.faults, services.stats, services.auth, services.store, services.max_body).register(app.router)
     return app

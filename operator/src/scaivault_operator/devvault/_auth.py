@@ -1,6 +1,7 @@
 """Who is calling: static bearer tokens, OAuth2 client-credentials clients, and the JWTs issued to them.
 
-Owns token → identity resolution (expiry against an injectable clock, revocation), the checks of the token
+Owns token → identity resolution (expiry against an injectable clock, revocation, the ``expire_issued``
+fault), the checks of the token
 endpoint (client secret, requested scopes) and the minting of HS256 JWTs with a random per-process key, so a
 token from an earlier run of the server is simply unknown. Static tokens are held only as SHA-256 digests.
 
@@ -143,6 +144,8 @@ class Authenticator:
         self._static: dict[str, Identity] = {}
         self._revoked: set[str] = set()
         self._clients: dict[str, OAuthClient] = {}
+        self._issued: set[str] = set()  # jti of every token issued and not yet force-expired
+        self._expired: set[str] = set()  # jti of tokens expired by ``expire_issued``
         self.token_ttl = token_ttl
         self.clock = clock
         for token, scopes in tokens.items():
@@ -176,6 +179,17 @@ class Authenticator:
             self._revoked.add(digest)
             return True
 
+    def expire_issued(self) -> int:
+        """Expire every token issued so far, as if its ``exp`` had passed (tokens issued later stay valid).
+
+        The ``expire_issued_after`` fault; returns how many tokens it expired.
+        """
+        with self._lock:
+            count = len(self._issued)
+            self._expired |= self._issued
+            self._issued = set()
+            return count
+
     @property
     def static_token_count(self) -> int:
         with self._lock:
@@ -200,7 +214,7 @@ class Authenticator:
         claims = self._decode_jwt(token)
         if claims is None:
             raise AuthenticationError("authentication_required", "the bearer token is not valid")
-        if self.clock() >= claims["exp"]:
+        if self.clock() >= claims["exp"] or claims["jti"] in self._expired:
             raise AuthenticationError("token_expired", "the bearer token has expired")
         return Identity(f"client:{claims['sub']}", "client", frozenset(claims["scope"].split()))
 
@@ -256,4 +270,6 @@ class Authenticator:
         }
         signing_input = f"{_json_segment(_JWT_HEADER)}.{_json_segment(claims)}"
         signature = hmac.new(self._key, signing_input.encode(), hashlib.sha256).digest()
+        with self._lock:
+            self._issued.add(str(claims["jti"]))
         return IssuedToken(f"{signing_input}.{_b64encode(signature)}", self.token_ttl, scopes)

@@ -5,9 +5,12 @@ Owns ``FaultConfig`` (the switches, their validation and their JSON form, shared
 ``fail_next`` queue). Called by the fault middleware in ``_app`` once per ``/v1`` request, by ``_admin`` and by
 ``DevVault``. ``expire_tokens`` is read by the authentication step in ``_app``.
 
-Order of decisions for one request: ``latency`` is always added; then the head of ``fail_next`` is answered
-if the queue is not empty; otherwise one random draw decides between 503 (``error_rate``), 429
-(``rate_limit_rate``) and normal service.
+Faults apply to the ``/v1`` requests of the call kinds in ``calls`` (None: every ``/v1`` request). Order of
+decisions for one such request: the ``expire_issued_after`` countdown (at zero, every OAuth token issued so far
+expires); ``latency`` is added; then the head of ``fail_next`` is answered if the queue is not empty; otherwise
+one random draw decides between 503 (``error_rate``), 429 (``rate_limit_rate``) and normal service. A request
+served normally may still get its successful answer spoiled by ``body_fault`` (``BODY_FAULTS``), and a list
+answer reports versions ``list_version_lag`` lower than the current ones (a lagging replica).
 """
 
 from __future__ import annotations
@@ -20,11 +23,38 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Fault", "FaultConfig", "FaultInjector", "fault_for_status", "format_seconds"]
+__all__ = [
+    "BODY_FAULTS",
+    "FAULT_CALLS",
+    "HUGE_BODY_BYTES",
+    "Fault",
+    "FaultConfig",
+    "FaultInjector",
+    "fault_for_status",
+    "format_seconds",
+]
 
 MAX_LATENCY = 300.0
 MAX_RETRY_AFTER = 86400.0
 MAX_FAIL_NEXT = 1000
+MAX_COUNT = 1_000_000
+
+#: The call kinds ``calls`` may name (``/v1`` routes; the token endpoint is never faulted).
+FAULT_CALLS: tuple[str, ...] = ("whoami", "read", "list", "write")
+
+#: What ``body_fault`` does to a successful answer:
+#:
+#: - ``reset``: the status line, the headers (with the full ``Content-Length``) and half of the body, then the
+#:   connection is reset (TCP RST): a connection lost in the middle of a body.
+#: - ``truncate``: a complete HTTP answer whose JSON body is cut in half.
+#: - ``malformed``: a complete HTTP answer whose JSON has a syntax error (a trailing comma before the last ``}``).
+#: - ``huge``: the answer, still valid JSON, padded to ``HUGE_BODY_BYTES`` with an extra ``padding`` field.
+#: - ``content_type``: the answer as it is, labelled ``text/html; charset=utf-8``.
+#: - ``html``: an HTML page (status 200, ``text/html``) instead of the answer, like a proxy's sign-in page.
+BODY_FAULTS: tuple[str, ...] = ("reset", "truncate", "malformed", "huge", "content_type", "html")
+
+#: Size of a ``huge`` answer: 20 MiB.
+HUGE_BODY_BYTES = 20 * 1024 * 1024
 
 _NUMBER_FIELDS = ("latency", "error_rate", "rate_limit_rate", "retry_after")
 
@@ -46,25 +76,34 @@ _FAULT_CODES: dict[int, tuple[str, str]] = {
 class FaultConfig:
     """The fault switches. All off by default; mutable at run time (``DevVault.faults``, ``PUT /_dev/faults``).
 
-    ``latency`` and ``retry_after`` are seconds (fractions allowed); ``error_rate`` and ``rate_limit_rate`` are
-    shares of ``/v1`` requests (0..1, together at most 1); ``fail_next`` lists statuses (400..599) answered to
-    the next ``/v1`` requests in order; ``seed`` seeds the random source (None: unseeded).
+    ``latency`` and ``retry_after`` are seconds (fractions allowed; ``retry_after`` None: 429s carry no
+    ``Retry-After``); ``error_rate`` and ``rate_limit_rate`` are shares of ``/v1`` requests (0..1, together at
+    most 1); ``fail_next`` lists statuses (400..599) answered to the next ``/v1`` requests in order; ``seed``
+    seeds the random source (None: unseeded). ``calls`` limits every fault to these call kinds (None: all of
+    ``/v1``). ``body_fault`` spoils successful answers (one of ``BODY_FAULTS``); ``list_version_lag`` makes
+    lists report versions that much lower (never below 1); ``expire_issued_after`` lets that many more requests
+    through, then expires every OAuth token issued so far (once; it turns itself off).
     """
 
     latency: float = 0.0
     error_rate: float = 0.0
     rate_limit_rate: float = 0.0
-    retry_after: float = 1.0
+    retry_after: float | None = 1.0
     expire_tokens: bool = False
     fail_next: list[int] = field(default_factory=list)
     seed: int | None = None
+    calls: list[str] | None = None
+    body_fault: str | None = None
+    list_version_lag: int = 0
+    expire_issued_after: int | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field out of range."""
         _check_number("latency", self.latency, 0.0, MAX_LATENCY)
         _check_number("error_rate", self.error_rate, 0.0, 1.0)
         _check_number("rate_limit_rate", self.rate_limit_rate, 0.0, 1.0)
-        _check_number("retry_after", self.retry_after, 0.0, MAX_RETRY_AFTER)
+        if self.retry_after is not None:
+            _check_number("retry_after", self.retry_after, 0.0, MAX_RETRY_AFTER, nullable=True)
         if self.error_rate + self.rate_limit_rate > 1.0:
             raise ValueError("error_rate + rate_limit_rate must not exceed 1")
         if not isinstance(self.expire_tokens, bool):
@@ -72,9 +111,17 @@ class FaultConfig:
         _check_fail_next(self.fail_next)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ValueError("seed must be an integer or null")
+        _check_calls(self.calls)
+        if self.body_fault is not None and self.body_fault not in BODY_FAULTS:
+            raise ValueError(f"body_fault must be null or one of: {', '.join(BODY_FAULTS)}")
+        _check_count("list_version_lag", self.list_version_lag, nullable=False)
+        if self.expire_issued_after is not None:
+            _check_count("expire_issued_after", self.expire_issued_after, nullable=True)
 
     def copy(self) -> FaultConfig:
-        return dataclasses.replace(self, fail_next=list(self.fail_next))
+        return dataclasses.replace(
+            self, fail_next=list(self.fail_next), calls=None if self.calls is None else list(self.calls)
+        )
 
     def merged(self, changes: Mapping[str, Any]) -> FaultConfig:
         """A validated copy with ``changes`` (JSON field → value) applied; ValueError on unknown fields."""
@@ -83,7 +130,7 @@ class FaultConfig:
             raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
         updated = self.copy()
         for name, value in changes.items():
-            setattr(updated, name, list(value) if name == "fail_next" and isinstance(value, list) else value)
+            setattr(updated, name, list(value) if name in _LIST_FIELDS and isinstance(value, list) else value)
         updated.validate()
         return updated
 
@@ -92,6 +139,7 @@ class FaultConfig:
         for item in dataclasses.fields(self):
             setattr(self, item.name, getattr(other, item.name))
         self.fail_next = list(other.fail_next)
+        self.calls = None if other.calls is None else list(other.calls)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,18 +150,47 @@ class FaultConfig:
             "expire_tokens": self.expire_tokens,
             "fail_next": list(self.fail_next),
             "seed": self.seed,
+            "calls": None if self.calls is None else list(self.calls),
+            "body_fault": self.body_fault,
+            "list_version_lag": self.list_version_lag,
+            "expire_issued_after": self.expire_issued_after,
         }
 
     @property
     def active(self) -> bool:
-        """Whether any fault is switched on."""
-        return bool(self.latency or self.error_rate or self.rate_limit_rate or self.expire_tokens or self.fail_next)
+        """Whether any fault is switched on (``calls`` alone is not a fault: it only narrows the others)."""
+        return bool(
+            self.latency
+            or self.error_rate
+            or self.rate_limit_rate
+            or self.expire_tokens
+            or self.fail_next
+            or self.body_fault
+            or self.list_version_lag
+            or self.expire_issued_after is not None
+        )
 
 
-def _check_number(name: str, value: object, low: float, high: float) -> None:
+_LIST_FIELDS = frozenset({"fail_next", "calls"})
+
+
+def _check_number(name: str, value: object, low: float, high: float, *, nullable: bool = False) -> None:
     valid = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if not valid or not low <= value <= high:  # type: ignore[operator]
-        raise ValueError(f"{name} must be a number between {low:g} and {high:g}")
+        raise ValueError(f"{name} must be {'null or ' if nullable else ''}a number between {low:g} and {high:g}")
+
+
+def _check_count(name: str, value: object, *, nullable: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"{name} must be {'null or ' if nullable else ''}an integer between 0 and {MAX_COUNT}")
+
+
+def _check_calls(calls: object) -> None:
+    if calls is None:
+        return
+    valid = isinstance(calls, list) and calls and all(isinstance(call, str) and call in FAULT_CALLS for call in calls)
+    if not valid:
+        raise ValueError(f"calls must be null (every /v1 request) or a non-empty list of: {', '.join(FAULT_CALLS)}")
 
 
 def _check_fail_next(statuses: object) -> None:
@@ -142,12 +219,14 @@ class Fault:
     headers: dict[str, str]
 
 
-def fault_for_status(status: int, retry_after: float) -> Fault:
-    """The injected answer for ``status``: its usual error code, ``Retry-After`` on 429, ``WWW-Authenticate`` on 401."""
+def fault_for_status(status: int, retry_after: float | None) -> Fault:
+    """The injected answer for ``status``: its usual error code, ``Retry-After`` on 429 (unless ``retry_after`` is
+    None), ``WWW-Authenticate`` on 401."""
     code, text = _FAULT_CODES.get(status, ("injected_fault", f"HTTP {status}"))
     headers: dict[str, str] = {}
     if status == 429:
-        headers["Retry-After"] = format_seconds(retry_after)
+        if retry_after is not None:
+            headers["Retry-After"] = format_seconds(retry_after)
     elif status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return Fault(status, code, f"{text} (injected fault)", headers)
@@ -176,6 +255,23 @@ class FaultInjector:
             self.config.assign(FaultConfig())
             self._random.seed(None)
             return self.config
+
+    def applies(self, call: str | None) -> bool:
+        """Whether faults apply to a ``/v1`` request of call kind ``call`` (None: a request no route matched)."""
+        calls = self.config.calls
+        return calls is None or call in calls
+
+    def take_expiry(self) -> bool:
+        """Count one request down on ``expire_issued_after``; True when issued tokens must expire now (once)."""
+        with self._lock:
+            remaining = self.config.expire_issued_after
+            if remaining is None:
+                return False
+            if remaining > 0:
+                self.config.expire_issued_after = remaining - 1
+                return False
+            self.config.expire_issued_after = None
+            return True
 
     def next_fault(self) -> Fault | None:
         """The fault for the request being handled now, or None for normal service."""

@@ -1,12 +1,15 @@
 """Request statistics of the dev vault, readable over HTTP (``GET /_dev/stats``) and in-process.
 
 Owns the counters: requests per call kind (``whoami``, ``read``, ``list``, ``write``, ``token``), per HTTP
-status, and successful reads per (path, version served). A call kind counts every request routed to it,
-whatever its outcome (faults and auth failures included); statuses count every ``/v1`` and ``/oauth`` answer,
-unknown routes included; admin (``/_dev``) requests are not counted.
+status, successful reads per (path, version served), and injected faults per kind (``"503"``, ``"429"``, ...
+for injected statuses, ``latency``, ``expire_tokens``, ``expire_issued``, ``list_version_lag`` and the
+``body_fault`` modes). A call kind counts every request routed to it, whatever its outcome (faults and auth
+failures included); statuses count every ``/v1`` and ``/oauth`` answer, unknown routes included (a ``reset``
+answer counts with the status it started with); admin (``/_dev``) requests are not counted.
 
-Written by the stats middleware and the read handler in ``_app``; read by ``_admin``, by ``DevVault.stats``
-users (tests asserting "exactly one GET per version") from any thread.
+Written by the stats and fault middlewares and the handlers in ``_app``; read by ``_admin``, by
+``DevVault.stats`` users (tests asserting "exactly one GET per version", fault tests counting what a client
+sent during a fault) from any thread.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class StatsSnapshot:
     calls: dict[str, int]
     statuses: dict[int, int]
     reads: dict[tuple[str, int], int]
+    injected: dict[str, int]
 
     @property
     def requests(self) -> int:
@@ -47,6 +51,7 @@ class StatsSnapshot:
             "calls": dict(self.calls),
             "statuses": {str(status): count for status, count in sorted(self.statuses.items())},
             "reads": reads,
+            "injected": dict(sorted(self.injected.items())),
         }
 
 
@@ -58,6 +63,7 @@ class DevVaultStats:
         self._calls: Counter[str] = Counter()
         self._statuses: Counter[int] = Counter()
         self._reads: Counter[tuple[str, int]] = Counter()
+        self._injected: Counter[str] = Counter()
 
     def record_request(self, kind: str | None, status: int) -> None:
         with self._lock:
@@ -69,11 +75,16 @@ class DevVaultStats:
         with self._lock:
             self._reads[(path, version)] += 1
 
+    def record_injected(self, kind: str) -> None:
+        with self._lock:
+            self._injected[kind] += 1
+
     def reset(self) -> None:
         with self._lock:
             self._calls.clear()
             self._statuses.clear()
             self._reads.clear()
+            self._injected.clear()
 
     def snapshot(self) -> StatsSnapshot:
         with self._lock:
@@ -81,6 +92,7 @@ class DevVaultStats:
                 calls={kind: self._calls[kind] for kind in CALL_KINDS},
                 statuses=dict(self._statuses),
                 reads=dict(self._reads),
+                injected=dict(self._injected),
             )
 
     def count(self, kind: str) -> int:
@@ -92,6 +104,11 @@ class DevVaultStats:
         """Answers with HTTP ``status``."""
         with self._lock:
             return self._statuses[status]
+
+    def count_injected(self, kind: str | None = None) -> int:
+        """Injected faults of ``kind`` (e.g. ``"503"``, ``"reset"``), or of every kind when None."""
+        with self._lock:
+            return self._injected[kind] if kind is not None else sum(self._injected.values())
 
     def count_reads(self, path: str, version: int | None = None) -> int:
         """Successful reads of ``path`` that served ``version`` (any version when None)."""

@@ -1,11 +1,13 @@
 """Secret storage for the dev vault: the ``SecretStore`` protocol, an in-memory store and a SQLite store.
 
 Owns the versioning rules (versions are immutable and numbered from 1; an update that omits ``secret_type``
-or ``metadata`` inherits them from the previous version), the listing order (paths ascending, plain string
-prefix) and the on-disk schema. ``open_store`` picks the implementation: memory by default, SQLite when a
-data file is configured.
+or ``metadata`` inherits them from the previous version; ``truncate``, a development operation only, drops the
+newest versions — all of them deletes the secret, and the next write starts again at version 1), the listing
+order (paths ascending, plain string prefix) and the on-disk schema. ``open_store`` picks the implementation:
+memory by default, SQLite when a data file is configured.
 
-Called by the API handlers in ``_app`` and by ``DevVault.write`` (in-process seeding). Both stores are
+Called by the API handlers in ``_app`` and ``_admin`` (``truncate``) and by ``DevVault.write``, ``delete`` and
+``roll_back`` (in-process). Both stores are
 thread-safe, because a test thread may seed while the server thread serves. Values are kept as JSON text, so
 every ``get`` hands out a fresh copy and nobody can mutate a stored version in place.
 """
@@ -90,6 +92,13 @@ class SecretStore(Protocol):
 
     def list_after(self, prefix: str, after: str | None, limit: int) -> list[SecretHead]:
         """Return up to ``limit`` secrets whose path starts with ``prefix`` and sorts after ``after``."""
+        ...
+
+    def truncate(self, path: str, keep: int) -> int:
+        """Drop every version of ``path`` after the first ``keep`` (0: delete the secret); return how many went.
+
+        ``SecretNotFoundError`` when there is no secret at ``path``.
+        """
         ...
 
     def close(self) -> None:
@@ -206,6 +215,19 @@ class MemoryStore:
                 heads.append(_head(path, len(rows), rows[-1].secret_type, rows[-1].metadata, rows[-1].written_at))
             return heads
 
+    def truncate(self, path: str, keep: int) -> int:
+        with self._lock:
+            rows = self._versions.get(path)
+            if rows is None:
+                raise SecretNotFoundError(path)
+            removed = max(0, len(rows) - max(0, keep))
+            if keep <= 0:
+                del self._versions[path]
+                del self._paths[bisect_left(self._paths, path)]
+            else:
+                del rows[keep:]
+            return removed
+
     def close(self) -> None:
         """Nothing to release; kept for the protocol."""
 
@@ -320,6 +342,19 @@ class SqliteStore:
                 break
             heads.append(_head(path, number, secret_type, metadata, written_at))
         return heads
+
+    def truncate(self, path: str, keep: int) -> int:
+        with self._lock, self._conn:
+            current = self._current(path)
+            if current is None:
+                raise SecretNotFoundError(path)
+            keep = max(0, keep)
+            self._conn.execute("DELETE FROM secret_versions WHERE path = ? AND version > ?", (path, keep))
+            if keep == 0:
+                self._conn.execute("DELETE FROM secrets WHERE path = ?", (path,))
+            elif keep < current[0]:
+                self._conn.execute("UPDATE secrets SET current_version = ? WHERE path = ?", (keep, path))
+            return max(0, current[0] - keep)
 
     def close(self) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """``DevVault``: one local ScaiVault server: its store, tokens, faults, statistics and HTTP listener.
 
 Owns the lifecycle (``start`` binds and returns the base URL, ``stop`` closes the listener and the store) and
-the in-process operations tests and the demo use instead of HTTP: seeding secrets, adding and revoking tokens,
+the in-process operations tests and the demo use instead of HTTP: seeding secrets, deleting them or rolling them
+back (semantic faults: a secret re-created at version 1, a restore from a backup), adding and revoking tokens,
 switching faults, reading statistics. Used by the CLI (``scaivault-operator dev-vault``), by ``run_in_thread``
 and by tests directly on their own event loop.
 """
@@ -108,6 +109,22 @@ class DevVault:
         """Write the next version of ``path`` without HTTP (not counted in stats). None fields inherit."""
         check_secret_path(path)
         return self.store.put(path, data, secret_type=secret_type, metadata=metadata, now=int(self.clock()))
+
+    def delete(self, path: str) -> int:
+        """Delete the secret at ``path`` with every version (not counted in stats); return how many versions went.
+
+        The next ``write`` creates it again at version 1. ``LookupError`` when there is no secret at ``path``.
+        """
+        check_secret_path(path)
+        return self.store.truncate(path, 0)
+
+    def roll_back(self, path: str, version: int) -> int:
+        """Drop every version of ``path`` after ``version``: its current version goes back to ``version``, as after
+        a restore from a backup. Returns how many versions went (0 when ``version`` is current or later)."""
+        check_secret_path(path)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError("version must be an integer >= 1")
+        return self.store.truncate(path, version)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
