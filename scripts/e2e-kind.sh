@@ -115,7 +115,7 @@ GATEWAY=$(docker network inspect kind --format '{{range .IPAM.Config}}{{.Gateway
 VAULT_HOST=${SVO_E2E_VAULT_HOST:-$GATEWAY}
 VAULT_BIND=${SVO_E2E_VAULT_BIND:-$VAULT_HOST}
 [[ -n $VAULT_HOST ]] || die "cannot find the kind network's IPv4 gateway; set SVO_E2E_VAULT_HOST"
-VAULT_URL=http://$VAULT_HOST:$VAULT_PORT
+VAULT_URL=http://$VAULT_HOST:$VAULT_PORT  # plain HTTP, not loopback: the connection needs insecureHTTP: true
 log "dev-vault on $VAULT_BIND:$VAULT_PORT, reached from pods as $VAULT_URL"
 scaivault-operator dev-vault --host "$VAULT_BIND" --port "$VAULT_PORT" \
     --token "$ADMIN_TOKEN=secrets:read,secrets:write" --token "$READER_TOKEN=secrets:read" \
@@ -141,6 +141,7 @@ helm install "$RELEASE" charts/scaivault-operator --namespace "$NAMESPACE" --cre
     --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" --set image.pullPolicy=Never \
     --set operator.logFormat=plain \
     --set scaivault.url="$VAULT_URL" --set scaivault.auth.token.value="$READER_TOKEN" \
+    --set scaivault.insecureHTTP=true \
     --set scaivault.pollInterval=1s \
     --set "scaivault.access[0].namespaces[0]=$SMOKE_NS" --set "scaivault.access[0].pathPrefixes[0]=e2e/smoke/" \
     --wait --timeout 180s

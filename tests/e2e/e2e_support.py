@@ -33,7 +33,7 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Secret
 from lightkube.types import PatchType
 
-from scaivault_operator.api import API_VERSION, GROUP, VERSION
+from scaivault_operator.api import API_VERSION, GROUP, VERSION, is_plain_http
 from scaivault_operator.devvault import DevVault
 from scaivault_operator.kube import ClusterVaultConnectionResource, VaultConnectionResource, VaultSecretResource
 from scaivault_operator.kubeconfig import DEFAULT_KUBECONFIG, KubeConfigError
@@ -370,12 +370,15 @@ def connection_manifest(
     poll_interval: str = "1s",
 ) -> JsonDict:
     """A VaultConnection (``namespace`` given) or ClusterVaultConnection reading a token from ``token_secret``
-    = (namespace, name)."""
+    = (namespace, name). A plain-HTTP ``url`` to a host that is not loopback (``SVO_E2E_VAULT_HOST``, where pods
+    reach the dev vault) gets ``insecureHTTP: true``, without which the CRD refuses it."""
     spec: JsonDict = {
         "url": url,
         "auth": {"tokenSecretRef": {"namespace": token_secret[0], "name": token_secret[1], "key": TOKEN_KEY}},
         "pollInterval": poll_interval,
     }
+    if is_plain_http(url):
+        spec["insecureHTTP"] = True
     if access is not None:
         spec["access"] = [dict(rule) for rule in access]
     return custom_resource_manifest(kind, name, namespace, spec)

@@ -35,7 +35,13 @@ from e2e_support import (
     wait_for,
 )
 
-from scaivault_operator.api import SECRET_TYPE_MESSAGE
+from scaivault_operator.api import (
+    ANNOTATION_KEYS_MESSAGE,
+    LABEL_KEYS_MESSAGE,
+    SECRET_TYPE_MESSAGE,
+    TOKEN_URL_HTTPS_MESSAGE,
+    URL_HTTPS_MESSAGE,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -59,6 +65,10 @@ def conn(**fields: Any) -> JsonDict:
 
 def access(**fields: Any) -> JsonDict:
     return {"pathPrefixes": ["e2e/"], **fields}
+
+
+def client_credentials(token_url: str) -> JsonDict:
+    return {"clientCredentials": {**CLIENT_CREDENTIALS, "tokenUrl": token_url}}
 
 
 # -- CEL rules: every rule of crds/*.yaml, each with objects that break it and objects that pass it -----------------
@@ -111,6 +121,26 @@ RULE_CASES = (
         ),
     ),
     RuleCases(
+        "target-label-keys",
+        ("VaultSecret",),
+        "spec.target.labels",
+        LABEL_KEYS_MESSAGE,
+        invalid=(
+            vsec(target={"labels": {"-a": "x"}}),
+            vsec(target={"labels": {"a/b/c": "x"}}),
+            vsec(target={"labels": {"k" * 64: "x"}}),
+        ),
+        valid=(vsec(target={"labels": {"app": "x", "example.com/team": ""}}), vsec(target={"labels": {"k" * 63: "v"}})),
+    ),
+    RuleCases(
+        "target-annotation-keys",
+        ("VaultSecret",),
+        "spec.target.annotations",
+        ANNOTATION_KEYS_MESSAGE,
+        invalid=(vsec(target={"annotations": {"note!": "x"}}), vsec(target={"annotations": {"example.com/": "x"}})),
+        valid=(vsec(target={"annotations": {"example.com/note": "any text at all"}}),),
+    ),
+    RuleCases(
         "keys-unique-targets",
         ("VaultSecret",),
         "spec.keys",
@@ -140,6 +170,40 @@ RULE_CASES = (
         "must be a URL",
         invalid=(conn(auth={"clientCredentials": {**CLIENT_CREDENTIALS, "tokenUrl": "scaikey.example.com/token"}}),),
         valid=(conn(auth={"clientCredentials": CLIENT_CREDENTIALS}),),
+    ),
+    RuleCases(
+        "url-https-unless-loopback-or-insecure",
+        CONNECTIONS,
+        "spec",
+        URL_HTTPS_MESSAGE,
+        invalid=(
+            conn(url="http://scaivault.example.com"),
+            conn(url="http://localhost.evil.example.com:8200"),
+            conn(url="http://127.0.0.1.evil.example.com/x"),
+            conn(url="http://localhost@evil.example.com"),
+            conn(url="http://10.0.0.1:8200", insecureHTTP=False),
+        ),
+        valid=(
+            conn(url="http://localhost:8200"),
+            conn(url="http://127.0.0.1"),
+            conn(url="http://[::1]:80/x"),
+            conn(url="http://10.0.0.1:8200", insecureHTTP=True),
+            conn(url=URL, insecureHTTP=False),
+        ),
+    ),
+    RuleCases(
+        "token-url-https-unless-loopback-or-insecure",
+        CONNECTIONS,
+        "spec",
+        TOKEN_URL_HTTPS_MESSAGE,
+        invalid=(
+            conn(auth=client_credentials("http://scaikey.example.com/oauth/token")),
+            conn(auth=client_credentials("http://127.0.0.1.evil.example.com/token")),
+        ),
+        valid=(
+            conn(auth=client_credentials("http://127.0.0.1:9000/oauth/token")),
+            conn(auth=client_credentials("http://scaikey.example.com/oauth/token"), insecureHTTP=True),
+        ),
     ),
     RuleCases(
         "one-auth-method",

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 __all__ = [
+    "ANNOTATION_KEYS_MESSAGE",
     "API_VERSION",
     "GROUP",
+    "LABEL_KEYS_MESSAGE",
     "VERSION",
     "AccessRule",
     "ClientCredentialsAuth",
@@ -32,9 +34,11 @@ __all__ = [
     "LabelSelectorRequirement",
     "SecretKeyRef",
     "SecretRef",
+    "SpecError",
     "Target",
     "VaultSecretSpec",
     "VaultSecretStatus",
+    "is_plain_http",
     "parse_duration",
 ]
 
@@ -47,6 +51,12 @@ _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 #: The Go/Kubernetes duration subset we accept: ``30s``, ``1m30s``, ``1.5h``, ``500ms``.
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+INT64_MAX = 2**63 - 1
+#: The API server's rules for label and annotation keys (a qualified name: an optional DNS-subdomain prefix and
+#: '/', then a name of at most 63 characters) (label values: ``LabelValue``).
+_QUALIFIED_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+#: Total size of a Secret's annotations (keys and values), as the API server counts it.
+MAX_ANNOTATIONS_BYTES = 256 * 1024
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
@@ -76,9 +86,64 @@ SECRET_TYPE_MESSAGE = (
 )
 
 
+#: A plain-HTTP URL whose host is a loopback host — ``localhost``, ``127.x.y.z`` or ``[::1]`` —, with an optional
+#: port and path: the only http:// URLs a connection may use without ``insecureHTTP: true`` (nothing leaves the
+#: machine). Anchored on both ends, so ``http://localhost.evil.com`` or ``http://127.0.0.1.evil.com`` do not match;
+#: a user-info part (``http://localhost@evil.com``) does not either. One pattern for Python and for the CEL rules
+#: (RE2): dots as ``[.]`` as elsewhere, but the brackets of ``[::1]`` need backslashes (``[[]`` draws a warning from
+#: Python), which ``_cel_string`` doubles in the CEL literal.
+LOOPBACK_HTTP_PATTERN = (
+    r"^http://(localhost|127([.](25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}|\[::1\])"
+    r"(:[0-9]{1,5})?([/?#].*)?$"
+)
+_LOOPBACK_HTTP_RE = re.compile(LOOPBACK_HTTP_PATTERN)
+_PLAIN_HTTP_HINT = (
+    "plain http:// is allowed only to localhost, 127.x.y.z or [::1]: use https://, or set insecureHTTP: true to "
+    "allow plain HTTP (development and trusted networks only)"
+)
+
+
+def _https_message(*fields: str) -> str:
+    return f"{' and '.join(fields)} must use https://; {_PLAIN_HTTP_HINT}"
+
+
+URL_HTTPS_MESSAGE = _https_message("url")
+TOKEN_URL_HTTPS_MESSAGE = _https_message("auth.clientCredentials.tokenUrl")
+
+
+def _cel_string(text: str) -> str:
+    """``text`` as a single-quoted CEL string literal (backslashes doubled: CEL unescapes them)."""
+    if "'" in text:
+        raise ValueError(f"no single quotes in a CEL literal here: {text!r}")
+    return "'" + text.replace("\\", "\\\\") + "'"
+
+
+def _https_rule(field: str) -> str:
+    """CEL on ConnectionSpec: ``field`` is not http://, or goes to a loopback host, or plain HTTP is allowed."""
+    return (
+        f"!{field}.startsWith('http://') || (has(self.insecureHTTP) && self.insecureHTTP) || "
+        f"{field}.matches({_cel_string(LOOPBACK_HTTP_PATTERN)})"
+    )
+
+
+URL_HTTPS_RULE = _https_rule("self.url")
+TOKEN_URL_HTTPS_RULE = "!has(self.auth.clientCredentials) || " + _https_rule("self.auth.clientCredentials.tokenUrl")
+
+
+def is_plain_http(url: str) -> bool:
+    """Whether ``url`` is plain HTTP to a host that is not a loopback host (the scheme compared case-insensitively,
+    as the HTTP client does): what a connection may use only with ``insecureHTTP: true``."""
+    return url[:7].lower() == "http://" and _LOOPBACK_HTTP_RE.fullmatch(url) is None
+
+
+class SpecError(ValueError):
+    """A spec refused by a model validator. Its message names fields and never quotes their values, so
+    ``conditions`` may show it in status."""
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse a Kubernetes-style duration (``30s``, ``1m30s``, ``500ms``) into a timedelta."""
-    if not _DURATION_RE.match(text):
+    if not _DURATION_RE.fullmatch(text):
         raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 5m, 1h30m, 500ms")
     seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART_RE.findall(text))
     return timedelta(seconds=seconds)
@@ -130,6 +195,28 @@ class KeyMapping(_Spec):
         return self.to if self.to is not None else self.from_
 
 
+#: A label or annotation key as CEL checks it in the CRD: an optional DNS-subdomain prefix and '/', then a name of
+#: at most 63 characters (the model also checks the prefix's 253).
+_KEY_PREFIX_PATTERN = r"([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+_QUALIFIED_KEY_PATTERN = "^" + _KEY_PREFIX_PATTERN + r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LabelValue = Annotated[str, Field(max_length=63, pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")]
+
+
+def _metadata_keys_message(what: str) -> str:
+    return (
+        f"{what} keys must be qualified names: an optional DNS-subdomain prefix and '/', then at most 63 "
+        "characters (letters, digits, '-', '_', '.'), starting and ending with a letter or digit"
+    )
+
+
+LABEL_KEYS_MESSAGE = _metadata_keys_message("label")
+ANNOTATION_KEYS_MESSAGE = _metadata_keys_message("annotation")
+
+
+def _metadata_keys_rule(message: str) -> dict[str, JsonValue]:
+    return {"rule": f"self.all(k, k.size() <= 317 && k.matches('{_QUALIFIED_KEY_PATTERN}'))", "message": message}
+
+
 class Target(_Spec):
     """The Kubernetes Secret the operator writes."""
 
@@ -146,8 +233,18 @@ class Target(_Spec):
         "example.com/config). Never a service-account or bootstrap token. Immutable on an existing Secret.",
         json_schema_extra={"x-kubernetes-validations": [{"rule": SECRET_TYPE_RULE, "message": SECRET_TYPE_MESSAGE}]},
     )
-    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels put on the Secret.")
-    annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations put on the Secret.")
+    labels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Extra labels put on the Secret (at most 64; keys and values as Kubernetes requires).",
+        json_schema_extra={"x-kubernetes-validations": [_metadata_keys_rule(LABEL_KEYS_MESSAGE)]},
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=128,
+        description="Extra annotations put on the Secret (at most 128, 256 KiB in all).",
+        json_schema_extra={"x-kubernetes-validations": [_metadata_keys_rule(ANNOTATION_KEYS_MESSAGE)]},
+    )
     creationPolicy: Literal["Owner", "Adopt"] = Field(
         default="Owner",
         description="Owner: create the Secret and own it; an existing Secret that is not ours is left alone "
@@ -157,14 +254,42 @@ class Target(_Spec):
         "kubernetes.io/service-account-token Secret; otherwise TargetConflict says what is missing.",
     )
 
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:  # (the values: LabelValue)
+            _check_qualified_name(key, "label")
+        return value
+
+    @field_validator("annotations")
+    @classmethod
+    def _valid_annotations(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            _check_qualified_name(key, "annotation")
+        if sum(len(k.encode()) + len(v.encode()) for k, v in value.items()) > MAX_ANNOTATIONS_BYTES:
+            raise SpecError(f"annotations must not exceed {MAX_ANNOTATIONS_BYTES} bytes in total (keys and values)")
+        return value
+
     @field_validator("type")
     @classmethod
     def _data_secret_type(cls, value: str) -> str:
         if value in DATA_SECRET_TYPES or (
-            _CUSTOM_SECRET_TYPE_RE.match(value) and not value.startswith(_RESERVED_SECRET_TYPE_DOMAINS)
+            _CUSTOM_SECRET_TYPE_RE.fullmatch(value) and not value.startswith(_RESERVED_SECRET_TYPE_DOMAINS)
         ):
             return value
         raise ValueError(SECRET_TYPE_MESSAGE)
+
+
+def _check_qualified_name(key: str, what: str) -> None:
+    """Refuse a label or annotation key the API server would refuse (``prefix/name`` or ``name``)."""
+    prefix, _, name = key.rpartition("/")
+    valid_prefix = not prefix or (len(prefix) <= 253 and re.fullmatch(DNS_SUBDOMAIN_PATTERN, prefix) is not None)
+    if not (valid_prefix and 0 < len(name) <= 63 and _QUALIFIED_NAME_RE.fullmatch(name) and key.count("/") <= 1):
+        shown = repr(key) if len(key) <= 80 and key.isprintable() else "a key"
+        raise SpecError(
+            f"{shown} is not a valid {what} key: an optional DNS-subdomain prefix and '/', then at most 63 "
+            "characters (letters, digits, '-', '_', '.'), starting and ending with a letter or digit"
+        )
 
 
 # Specs are frozen: the common sub-objects are shared between VaultSecrets instead of built once per object (the
@@ -200,6 +325,7 @@ class VaultSecretSpec(_Spec):
     version: int | None = Field(
         default=None,
         ge=1,
+        strict=True,  # as the API server: no "3" or true
         description="Pin to this version. Absent: follow the latest version (checked every pollInterval of the "
         "connection). A pinned VaultSecret never polls.",
     )
@@ -233,6 +359,23 @@ class VaultSecretSpec(_Spec):
         if shared is None and len(_SHARED_REFS) < 1024:
             shared = _SHARED_REFS[key] = value
         return shared or value
+
+    @field_validator("version")
+    @classmethod
+    def _int64(cls, value: int | None) -> int | None:
+        # Not ``le=`` in the schema: the API server keeps a CRD's maximum as a float64, so 2**63 - 1 would come back
+        # as 2**63; ``format: int64`` already bounds it there.
+        if value is not None and value > INT64_MAX:
+            raise SpecError("must be at most 9223372036854775807 (int64)")
+        return value
+
+    @field_validator("keys")
+    @classmethod
+    def _distinct_targets(cls, value: list[KeyMapping] | None) -> list[KeyMapping] | None:
+        targets = [mapping.target_key for mapping in value or ()]
+        if len(set(targets)) != len(targets):
+            raise SpecError("two keys map to the same Secret key")
+        return value
 
     @field_validator("path")
     @classmethod
@@ -295,6 +438,14 @@ class SecretKeyRef(SecretRef):
                      description="Key in the Secret's data. Default: token.")  # fmt: skip
 
 
+def _http_url(value: str) -> str:
+    """The CRD's "must be a URL" rule, for specs that bypassed it (the URL itself is never quoted: it may hold a
+    credential in its query)."""
+    if not value.startswith(("https://", "http://")):
+        raise SpecError("must be a URL starting with https:// (or http:// to a loopback host)")
+    return value
+
+
 def _url_field(description: str) -> Any:
     """An http(s) URL field, checked by CEL at apply time."""
     rule: dict[str, JsonValue] = {
@@ -323,6 +474,11 @@ class ClientCredentialsAuth(_Spec):
         default=None, max_length=1024, description="Space-separated scopes to request, e.g. secrets:read."
     )
 
+    @field_validator("tokenUrl")
+    @classmethod
+    def _is_url(cls, value: str) -> str:
+        return _http_url(value)
+
 
 class ConnectionAuth(_Spec):
     """How the operator authenticates to ScaiVault: exactly one method."""
@@ -344,6 +500,12 @@ class ConnectionAuth(_Spec):
         "labelled scaivault.scailabs.ai/credentials=true.",
     )
     clientCredentials: ClientCredentialsAuth | None = Field(default=None, description="OAuth2 client credentials.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.tokenSecretRef is None) == (self.clientCredentials is None):
+            raise SpecError("auth: set exactly one of tokenSecretRef or clientCredentials")
+        return self
 
 
 class LabelSelectorRequirement(_Spec):
@@ -392,12 +554,40 @@ class AccessRule(_Spec):
         "namespace, e.g. tenants/{namespace}/. A prefix matches as a plain string prefix.",
     )
 
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.namespaces is None) == (self.namespaceSelector is None):
+            raise SpecError("access rule: set exactly one of namespaces or namespaceSelector")
+        return self
+
 
 class ConnectionSpec(_Spec):
     """Where ScaiVault is and how to reach it; shared by ClusterVaultConnection and VaultConnection."""
 
-    url: str = _url_field("Base URL of ScaiVault, e.g. https://scaivault.scailabs.ai.")
+    # Rules on the spec, not on the fields: they need insecureHTTP too.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": URL_HTTPS_RULE, "message": URL_HTTPS_MESSAGE},
+                {"rule": TOKEN_URL_HTTPS_RULE, "message": TOKEN_URL_HTTPS_MESSAGE},
+            ]
+        }
+    )
+
+    url: str = _url_field(
+        "Base URL of ScaiVault, e.g. https://scaivault.scailabs.ai. https:// unless the host is localhost, "
+        "127.x.y.z or [::1], or insecureHTTP is true."
+    )
     auth: ConnectionAuth = Field(description="How to authenticate.")
+    insecureHTTP: bool = Field(
+        default=False,
+        strict=True,  # a real boolean, as the CRD demands: no "yes" or "1" turns it on
+        description="Allow plain http:// for url and auth.clientCredentials.tokenUrl to hosts that are not "
+        "loopback: the ScaiVault token, the client secret and the secret data then travel unencrypted. For "
+        "development and trusted networks only; the operator flags it with an Insecure condition on every "
+        "VaultSecret synced through this connection and a Warning Event (reason InsecureHTTP) on the connection. "
+        "Default false.",
+    )
     caBundle: str | None = Field(
         default=None, description="PEM CA certificates to trust for TLS instead of the system roots (private CAs)."
     )
@@ -417,6 +607,34 @@ class ConnectionSpec(_Spec):
         description="Who may use this connection. A ClusterVaultConnection without rules serves no namespace. "
         "On a VaultConnection the rules may only narrow the paths (namespaces are always its own).",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _is_url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("pollInterval")
+    @classmethod
+    def _at_least_a_second(cls, value: str) -> str:
+        if parse_duration(value) < timedelta(seconds=1):
+            raise SpecError("must be at least 1s")
+        return value
+
+    @model_validator(mode="after")
+    def _https_unless_allowed(self) -> Self:
+        """The CEL rules again, for objects stored before them or by API servers that do not run CEL."""
+        fields = self.plain_http_fields
+        if fields and not self.insecureHTTP:
+            raise SpecError(_https_message(*fields))
+        return self
+
+    @property
+    def plain_http_fields(self) -> tuple[str, ...]:
+        """The URL fields (``url``, ``auth.clientCredentials.tokenUrl``) that use plain HTTP to a host that is not
+        loopback; on a valid spec only when ``insecureHTTP`` is true."""
+        credentials = self.auth.clientCredentials
+        urls = (("url", self.url), ("auth.clientCredentials.tokenUrl", credentials.tokenUrl if credentials else ""))
+        return tuple(name for name, url in urls if is_plain_http(url))
 
     @property
     def poll_seconds(self) -> float:

@@ -15,7 +15,7 @@ from chart_support import NAMESPACE, REPO, JsonDict, find, find_all, render
 sys.path.insert(0, str(REPO / "tests" / "unit" / "crds"))
 from crd_support import api_server_errors, load_crds, openapi_schema
 
-from scaivault_operator.api import ConnectionSpec
+from scaivault_operator.api import URL_HTTPS_MESSAGE, ConnectionSpec
 from scaivault_operator.manifests import CREDENTIALS_LABEL
 
 CONNECTION_SCHEMA = openapi_schema(load_crds()["ClusterVaultConnection"])
@@ -91,6 +91,20 @@ def test_client_credentials_from_an_existing_secret() -> None:
     assert (creds["clientIdKey"], creds["clientSecretKey"]) == ("id", "secret")
     assert "scope" not in creds
     assert find_all(docs, "Secret") == []
+
+
+def test_plain_http_to_a_service_needs_insecure_http() -> None:
+    """scaivault.insecureHTTP reaches the connection (only when true: the CRD's default is false); without it, the
+    CRD refuses a plain-HTTP URL to a host that is not loopback — at `helm install`, not later."""
+    spec = connection(render("client-credentials-secret.yaml"))["spec"]
+    assert spec["url"].startswith("http://scaivault.")
+    assert spec["insecureHTTP"] is True
+    assert "insecureHTTP" not in connection(render("token.yaml"))["spec"]
+
+    refused = find(render("client-credentials-secret.yaml", "scaivault.insecureHTTP=false"),
+                   "ClusterVaultConnection", "default")  # fmt: skip
+    assert "insecureHTTP" not in refused["spec"]
+    assert URL_HTTPS_MESSAGE in "\n".join(api_server_errors(CONNECTION_SCHEMA, refused))
 
 
 @pytest.mark.parametrize("values", ["token.yaml", "client-credentials.yaml"])

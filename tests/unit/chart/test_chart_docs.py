@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shlex
 import sys
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -113,3 +114,42 @@ def test_the_documented_crd_commands_use_flags_and_values_that_exist() -> None:
     assert sets == ["crds.install=false", "crds.install=true"]
     render(None, *sets[:1])  # the chart accepts them (values.schema.json)
     render(None, *sets[1:])
+
+
+def _section(text: str, heading: str) -> str:
+    """``heading``'s section of a Markdown text: up to the next heading of the same or a higher level."""
+    start = text.index(f"\n{heading}\n")
+    level = heading.split(" ", 1)[0]
+    ends = [text.find(f"\n{'#' * n} ", start + 1) for n in range(1, len(level) + 1)]
+    return text[start : min([end for end in ends if end != -1], default=len(text))]
+
+
+def _sets(block: str) -> list[str]:
+    words = shlex.split(block.replace("\\\n", " "), comments=True)
+    return [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+
+
+def test_the_documented_network_policy_renders_what_it_says(tmp_path: Path) -> None:
+    """docs/install.md, "NetworkPolicy": the Prometheus example and the `helm upgrade` that enables the policy."""
+    section = _section(DOCS["docs/install.md"], "### NetworkPolicy")
+    [example] = _blocks(section, "yaml")
+    values = tmp_path / "network-policy.yaml"
+    values.write_text(example, encoding="utf-8")
+    policy = find(render(str(values)), "NetworkPolicy")
+    kubernetes_validate.validate(policy, "1.37", strict=True)
+    [ingress] = policy["spec"]["ingress"]
+    assert ingress["from"] == yaml.safe_load(example)["networkPolicy"]["metrics"]["from"]
+    [command] = [block for block in _blocks(section, "bash") if "helm upgrade" in block]
+    sets = _sets(command)
+    assert "networkPolicy.enabled=true" in sets
+    api_server = find(render(None, *sets), "NetworkPolicy")["spec"]["egress"][1]
+    assert api_server["to"] == [{"ipBlock": {"cidr": "172.18.0.2/32"}}]
+
+
+def test_the_documented_install_by_digest_pins_the_image() -> None:
+    section = _section(DOCS["docs/install.md"], "## The container image")
+    [command] = [block for block in _blocks(section, "bash") if "image.digest=" in block]
+    sets = [item.replace("<digest>", "0" * 64) for item in _sets(command)]
+    [deployment] = [doc for doc in render(None, *sets) if doc["kind"] == "Deployment"]
+    [box] = deployment["spec"]["template"]["spec"]["containers"]
+    assert box["image"] == "registry.example.com/scaivault-operator@sha256:" + "0" * 64

@@ -332,7 +332,7 @@ async def test_the_first_poll_after_a_refused_credentials_read_resyncs_the_conne
     from scaivault_operator.watcher import VersionWatcher
 
     key = ("ClusterVaultConnection", "", "default")
-    spec = ConnectionSpec.model_validate({"url": "http://vault", "pollInterval": "1s",
+    spec = ConnectionSpec.model_validate({"url": "https://vault", "pollInterval": "1s",
                                           "auth": {"tokenSecretRef": {"namespace": "ns", "name": "t"}}})  # fmt: skip
     conn = Connection(key=key, spec=spec, error=None, breaker=Breaker(base=10, cap=300))
     refusal = credentials_refusal(secret("t", "ns"), "ns", "t")

@@ -41,13 +41,21 @@ def _optional(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[Js
     return st.fixed_dictionaries({}, optional=fields)
 
 
-labels = st.dictionaries(secret_key, st.text(max_size=20), max_size=3)
+#: Label and annotation keys as Kubernetes requires them (an optional DNS-subdomain prefix, then a short name).
+metadata_key = st.builds(
+    lambda prefix, name: prefix + name,
+    st.sampled_from(["", "example.com/", "a.b-c/"]),
+    st.from_regex(r"\A[A-Za-z0-9]([-A-Za-z0-9_.]{0,10}[A-Za-z0-9])?\Z"),
+)
+label_value = st.from_regex(r"\A(([A-Za-z0-9][-A-Za-z0-9_.]{0,10})?[A-Za-z0-9])?\Z")
+labels = st.dictionaries(metadata_key, label_value, max_size=3)
+annotations = st.dictionaries(metadata_key, st.text(max_size=20), max_size=3)
 target = _optional(
     {
         "name": dns_subdomain,
         "type": st.sampled_from(["Opaque", "kubernetes.io/dockerconfigjson", "kubernetes.io/tls"]),
         "labels": labels,
-        "annotations": labels,
+        "annotations": annotations,
         "creationPolicy": st.sampled_from(["Owner", "Adopt"]),
     }
 )

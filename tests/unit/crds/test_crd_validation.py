@@ -1,9 +1,10 @@
 """What the CRDs accept and refuse, and which of those checks the pydantic models repeat.
 
 The API server's verdict is approximated by ``crd_support.api_server_errors`` (OpenAPI schema, then CEL rules
-evaluated with cel-python). The models repeat every schema check and the path rules; the cross-field CEL rules
-(exactly one auth method, exactly one namespace selection, unique target keys, URL schemes, poll interval >= 1s)
-live in the CRD only, and each case below says so with ``mirrored=False``.
+evaluated with cel-python). The models repeat every schema check, the path rules and the https rules of the
+connections (plain http:// only to a loopback host, unless insecureHTTP); the other cross-field CEL rules (exactly
+one auth method, exactly one namespace selection, unique target keys, URL schemes, poll interval >= 1s) live in the
+CRD only, and each such case says so with ``mirrored=False``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,16 @@ import pytest
 from crd_support import JsonDict, api_server_errors, custom_resource, rule_holds, walk
 from pydantic import BaseModel, ValidationError
 
-from scaivault_operator.api import SECRET_TYPE_MESSAGE, ConnectionSpec, VaultSecretSpec
+from scaivault_operator.api import (
+    ANNOTATION_KEYS_MESSAGE,
+    LABEL_KEYS_MESSAGE,
+    SECRET_TYPE_MESSAGE,
+    TOKEN_URL_HTTPS_MESSAGE,
+    URL_HTTPS_MESSAGE,
+    ConnectionSpec,
+    VaultSecretSpec,
+    is_plain_http,
+)
 
 PATH = "environments/production/salesforce/api-credentials"
 TOKEN_REF = {"namespace": "scaivault-system", "name": "scaivault-token", "key": "token"}
@@ -41,6 +51,47 @@ def rule(**fields: Any) -> JsonDict:
     return {"namespaces": ["default"], "pathPrefixes": ["environments/production/"], **fields}
 
 
+def client_credentials(token_url: str) -> JsonDict:
+    return {"clientCredentials": {**CLIENT_CREDENTIALS, "tokenUrl": token_url}}
+
+
+#: URLs a connection may use without insecureHTTP: https://, or plain http:// to a loopback host (with or without
+#: a port and a path). Not this rule's business: other schemes (the "must be a URL" rule refuses them).
+HTTPS_OR_LOOPBACK = [
+    "https://scaivault.scailabs.ai",
+    "https://10.0.0.1:8443/base",
+    "http://localhost",
+    "http://localhost:8200",
+    "http://localhost/oauth/token",
+    "http://127.0.0.1",
+    "http://127.0.0.1:8200",
+    "http://127.255.10.1:80/v1?x=1",
+    "http://[::1]",
+    "http://[::1]:80/x",
+    "http://localhost/@evil.com",  # '@' in the path: the host is still localhost
+    "ftp://scaivault.example.com",
+]
+#: Plain http:// to a host that is not loopback (or that only looks like one): only with insecureHTTP: true.
+PLAIN_HTTP = [
+    "http://10.0.0.1",
+    "http://scaivault.scaivault-system.svc:8200",
+    "http://localhost.evil.com",
+    "http://127.0.0.1.evil.com",
+    "http://127.0.0.1.evil.com:8200/x",
+    "http://localhost@evil.com",
+    "http://localhost:8200@evil.com",
+    "http://127.0.0.1:80@evil.com/",
+    "http://[::1].evil.com",
+    "http://[::1]@evil.com",
+    "http://127.256.0.1",
+    "http://127.0.0",
+    "http://128.0.0.1",
+    "http://0.0.0.0:8200",
+    "http://localhost\n",
+    "http://localhostevil.com",
+]
+
+
 class Invalid(NamedTuple):
     id: str
     kind: str
@@ -62,7 +113,7 @@ INVALID = [
     Invalid("dot segment", "VaultSecret", {"path": "environments/./production"}, error="'.' or '..' segments"),
     Invalid("dot-dot segment", "VaultSecret", {"path": "environments/../x"}, error="'.' or '..' segments"),
     Invalid("version 0", "VaultSecret", vsec(version=0), error="less than the minimum of 1"),
-    Invalid("version as string", "VaultSecret", vsec(version="1"), mirrored=False, error="not of type 'integer'"),
+    Invalid("version as string", "VaultSecret", vsec(version="1"), error="not of type 'integer'"),
     Invalid("unknown field", "VaultSecret", vsec(secretName="x"), error="Additional properties"),
     Invalid("unknown creationPolicy", "VaultSecret", vsec(target={"creationPolicy": "Replace"}), error="is not one of"),
     Invalid("bad target name", "VaultSecret", vsec(target={"name": "Bad_Name"}), error="does not match"),
@@ -76,52 +127,60 @@ INVALID = [
         "two keys to one Secret key",
         "VaultSecret",
         vsec(keys=[{"from": "user"}, {"from": "login", "to": "user"}]),
-        mirrored=False,
         error="two keys map to the same Secret key",
     ),
     Invalid("too many keys", "VaultSecret", vsec(keys=[{"from": f"k{i}"} for i in range(257)]), error="too long"),
     # connections
     Invalid("missing url", "VaultConnection", {"auth": {"tokenSecretRef": TOKEN_REF}}),
     Invalid("missing auth", "VaultConnection", {"url": "https://scaivault.scailabs.ai"}),
-    Invalid("url not http", "VaultConnection", conn(url="ftp://vault"), mirrored=False, error="must be a URL"),
+    Invalid("url not http", "VaultConnection", conn(url="ftp://vault"), error="must be a URL"),
     Invalid("pollInterval without unit", "VaultConnection", conn(pollInterval="30"), error="does not match"),
     Invalid("pollInterval in days", "VaultConnection", conn(pollInterval="1d"), error="does not match"),
-    Invalid("pollInterval < 1s", "VaultConnection", conn(pollInterval="500ms"), mirrored=False, error="at least 1s"),
-    Invalid("pollInterval 0s", "VaultConnection", conn(pollInterval="0s"), mirrored=False, error="at least 1s"),
+    Invalid("pollInterval < 1s", "VaultConnection", conn(pollInterval="500ms"), error="at least 1s"),
+    Invalid("pollInterval 0s", "VaultConnection", conn(pollInterval="0s"), error="at least 1s"),
     Invalid(
         "both auth methods",
         "VaultConnection",
         conn(auth={"tokenSecretRef": TOKEN_REF, "clientCredentials": CLIENT_CREDENTIALS}),
-        mirrored=False,
         error="set exactly one of tokenSecretRef or clientCredentials",
     ),
     Invalid(
         "no auth method",
         "VaultConnection",
         conn(auth={}),
-        mirrored=False,
         error="set exactly one of tokenSecretRef or clientCredentials",
     ),
+    Invalid("plain http url", "VaultConnection", conn(url="http://10.0.0.1:8200"), error=URL_HTTPS_MESSAGE),
+    Invalid(
+        "plain http url, insecureHTTP false",
+        "ClusterVaultConnection",
+        conn(url="http://localhost.evil.com", insecureHTTP=False),
+        error=URL_HTTPS_MESSAGE,
+    ),
+    Invalid(
+        "plain http tokenUrl",
+        "ClusterVaultConnection",
+        conn(auth=client_credentials("http://scaikey.example.com/oauth/token")),
+        error=TOKEN_URL_HTTPS_MESSAGE,
+    ),
+    Invalid("insecureHTTP not a boolean", "VaultConnection", conn(insecureHTTP="yes"), error="not of type 'boolean'"),
     Invalid("bad token key", "VaultConnection", conn(auth={"tokenSecretRef": {**TOKEN_REF, "key": "a/b"}})),
     Invalid(
         "tokenUrl not http",
         "VaultConnection",
         conn(auth={"clientCredentials": {**CLIENT_CREDENTIALS, "tokenUrl": "scaikey.scailabs.ai/oauth/token"}}),
-        mirrored=False,
         error="must be a URL",
     ),
     Invalid(
         "namespaces and selector",
         "ClusterVaultConnection",
         conn(access=[rule(namespaceSelector={})]),
-        mirrored=False,
         error="set exactly one of namespaces or namespaceSelector",
     ),
     Invalid(
         "neither namespaces nor selector",
         "ClusterVaultConnection",
         conn(access=[{"pathPrefixes": ["x/"]}]),
-        mirrored=False,
         error="set exactly one of namespaces or namespaceSelector",
     ),
     Invalid("no pathPrefixes", "ClusterVaultConnection", conn(access=[{"namespaces": ["default"]}])),
@@ -165,6 +224,12 @@ VALID = [
     ("VaultConnection", conn(pollInterval="1m30s", caBundle="-----BEGIN CERTIFICATE-----\n...")),
     ("VaultConnection", conn(pollInterval="1.5h")),
     ("VaultConnection", conn(pollInterval="1000ms")),
+    ("VaultConnection", conn(url="http://127.0.0.1:8200", auth=client_credentials("http://localhost:9000/token"))),
+    ("VaultConnection", conn(url="http://10.0.0.1:8200", insecureHTTP=True)),
+    (
+        "ClusterVaultConnection",
+        conn(url="http://scaivault.internal", auth=client_credentials("http://scaikey.internal/t"), insecureHTTP=True),
+    ),
     ("ClusterVaultConnection", conn(access=[rule(), rule(pathPrefixes=["tenants/{namespace}/", ""])])),
     ("ClusterVaultConnection", conn(access=[{"namespaceSelector": {}, "pathPrefixes": ["shared/"]}])),
     (
@@ -228,6 +293,14 @@ RULE_CASES: dict[str, tuple[list[Any], list[Any]]] = {
         [[{"from": "a"}, {"from": "a"}], [{"from": "a"}, {"from": "b", "to": "a"}], [{"from": "x", "to": "k"}] * 3],
     ),
     "must be a URL": (["https://x", "http://127.0.0.1:8200"], ["ftp://x", "x", "HTTPS://x", "https:/x"]),
+    LABEL_KEYS_MESSAGE: (
+        [{}, {"app": "x"}, {"example.com/team": ""}, {"a.b-c/x_y.z": "v"}, {"A1": "v"}, {"k" * 63: "v"}],
+        [{"-a": "x"}, {"a b": "x"}, {"a/b/c": "x"}, {"Example.com/x": "x"}, {"/x": "x"}, {"k" * 64: "v"}, {"": "v"}],
+    ),
+    ANNOTATION_KEYS_MESSAGE: (
+        [{}, {"example.com/note": "any text at all"}, {"note": ""}],
+        [{"note!": "x"}, {"a/b/c": "x"}, {"example.com/": "x"}],
+    ),
     SECRET_TYPE_MESSAGE: (
         [
             "Opaque",
@@ -253,6 +326,18 @@ RULE_CASES: dict[str, tuple[list[Any], list[Any]]] = {
         ],
     ),
     "must be at least 1s": (["1s", "30s", "1000ms", "1m", "1.5h", "1h30m"], ["0s", "999ms", "0.5s"]),
+    URL_HTTPS_MESSAGE: (
+        [conn(url=url) for url in HTTPS_OR_LOOPBACK]
+        + [conn(url=url, insecureHTTP=True) for url in PLAIN_HTTP]
+        + [conn(auth=client_credentials("http://scaikey.example.com/token"))],  # that is the other rule
+        [conn(url=url) for url in PLAIN_HTTP] + [conn(url="http://10.0.0.1", insecureHTTP=False)],
+    ),
+    TOKEN_URL_HTTPS_MESSAGE: (
+        [conn(), conn(url="http://10.0.0.1")]  # no client credentials; the url is the other rule
+        + [conn(auth=client_credentials(url)) for url in HTTPS_OR_LOOPBACK]
+        + [conn(auth=client_credentials(url), insecureHTTP=True) for url in PLAIN_HTTP],
+        [conn(auth=client_credentials(url)) for url in PLAIN_HTTP],
+    ),
     "set exactly one of tokenSecretRef or clientCredentials": (
         [{"tokenSecretRef": TOKEN_REF}, {"clientCredentials": CLIENT_CREDENTIALS}],
         [{}, {"tokenSecretRef": TOKEN_REF, "clientCredentials": CLIENT_CREDENTIALS}],
@@ -302,6 +387,32 @@ def test_rule_on_good_and_bad_values(schemas: dict[str, JsonDict], message: str)
     good, bad = RULE_CASES[message]
     assert [value for value in good if not rule_holds(cel, value)] == []
     assert [value for value in bad if rule_holds(cel, value)] == []
+
+
+@pytest.mark.parametrize("url", [url for url in HTTPS_OR_LOOPBACK if url.startswith("http")])
+def test_model_takes_https_and_loopback_http(url: str) -> None:
+    ConnectionSpec.model_validate(conn(url=url))
+    ConnectionSpec.model_validate(conn(auth=client_credentials(url)))
+
+
+@pytest.mark.parametrize("url", PLAIN_HTTP)
+def test_model_mirrors_the_https_rules(url: str) -> None:
+    """The operator refuses (InvalidSpec) what the CRD refuses, for connections stored before the rules existed or
+    by API servers that do not run CEL: the same URLs, with the same message; insecureHTTP: true allows them."""
+    for spec, message in ((conn(url=url), URL_HTTPS_MESSAGE),
+                          (conn(auth=client_credentials(url)), TOKEN_URL_HTTPS_MESSAGE)):  # fmt: skip
+        with pytest.raises(ValidationError) as refused:
+            ConnectionSpec.model_validate(spec)
+        assert message in str(refused.value)
+        assert ConnectionSpec.model_validate({**spec, "insecureHTTP": True}).insecureHTTP is True
+
+
+def test_the_model_and_the_cel_rule_draw_the_same_line() -> None:
+    assert [url for url in HTTPS_OR_LOOPBACK if is_plain_http(url)] == []
+    assert [url for url in PLAIN_HTTP if not is_plain_http(url)] == []
+    # The HTTP client takes the scheme in any case: so does the model (the CRD refuses such URLs as no URL).
+    assert is_plain_http("HTTP://10.0.0.1")
+    assert is_plain_http("Http://localhost")
 
 
 def test_model_mirrors_the_secret_type_rule() -> None:

@@ -423,9 +423,9 @@ def test_reserved_words_as_field_names_need_a_server_of_at_least_1_32(crds: dict
         validation["rule"] = validation["rule"].replace(".__namespace__)", ".namespace)")
     assert crdcheck.validate_crd(plain, cel=True, server_minor=32) == []
     problems = crdcheck.validate_crd(plain, cel=True, server_minor=31)
-    assert pairs(problems) == [
-        (f"{SPEC}.x-kubernetes-validations[0].rule", "Invalid"),
-        (f"{SPEC}.x-kubernetes-validations[1].rule", "Invalid"),
+    assert pairs(problems) == [  # [0] and [1]: the https rules of every connection
+        (f"{SPEC}.x-kubernetes-validations[2].rule", "Invalid"),
+        (f"{SPEC}.x-kubernetes-validations[3].rule", "Invalid"),
     ]
     assert all("undefined field 'namespace'" in problem.detail for problem in problems)
 

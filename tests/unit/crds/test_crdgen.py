@@ -11,7 +11,14 @@ from crd_support import CRD_DIR, DOCS, JsonDict, walk
 from pydantic import BaseModel
 
 from scaivault_operator import crdgen
-from scaivault_operator.api import GROUP, ConnectionSpec, VaultSecretSpec, VaultSecretStatus
+from scaivault_operator.api import (
+    GROUP,
+    TOKEN_URL_HTTPS_RULE,
+    URL_HTTPS_RULE,
+    ConnectionSpec,
+    VaultSecretSpec,
+    VaultSecretStatus,
+)
 
 KINDS = ("VaultSecret", "ClusterVaultConnection", "VaultConnection")
 
@@ -229,11 +236,13 @@ def test_only_the_cluster_connection_requires_secret_namespaces(schemas: dict[st
     def root_rules(kind: str) -> list[str]:
         return [r["rule"] for r in schemas[kind]["properties"]["spec"].get("x-kubernetes-validations", [])]
 
+    https = [URL_HTTPS_RULE, TOKEN_URL_HTTPS_RULE]  # on ConnectionSpec: both kinds
     assert root_rules("ClusterVaultConnection") == [
+        *https,
         "!has(self.auth.tokenSecretRef) || has(self.auth.tokenSecretRef.__namespace__)",
         "!has(self.auth.clientCredentials) || has(self.auth.clientCredentials.secretRef.__namespace__)",
     ]
-    assert root_rules("VaultConnection") == []
+    assert root_rules("VaultConnection") == https
 
 
 def _rule_nodes(schema: JsonDict) -> list[tuple[str, JsonDict, list[JsonDict]]]:

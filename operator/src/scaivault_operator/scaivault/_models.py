@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["Identity", "Secret", "SecretPage", "SecretSummary", "WriteResult"]
 
+#: Versions beyond int64 are refused as a malformed answer: Kubernetes could not store them in status.
+_INT64_MAX = 2**63 - 1
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -35,7 +38,7 @@ class Secret(_Model):
     """``GET /v1/secrets/{path}``: one version of a secret, with its plaintext ``data``."""
 
     path: str
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=_INT64_MAX)  # Kubernetes stores it as int64 (status.syncedVersion)
     secret_type: str | None = None
     data: dict[str, Any] = Field(repr=False)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -47,7 +50,7 @@ class SecretSummary(_Model):
     """One entry of ``GET /v1/secrets?prefix=``: a secret's current version, without data."""
 
     path: str
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=_INT64_MAX)  # Kubernetes stores it as int64 (status.syncedVersion)
     secret_type: str | None = None
     updated_at: datetime | None = None
     tags: tuple[str, ...] = ()
@@ -65,7 +68,7 @@ class WriteResult(_Model):
     """``PUT /v1/secrets/{path}``: metadata of the version just written (never the data)."""
 
     path: str
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=_INT64_MAX)  # Kubernetes stores it as int64 (status.syncedVersion)
     created: bool
     secret_type: str | None = None
     previous_version: int | None = None
