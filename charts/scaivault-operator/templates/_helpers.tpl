@@ -184,6 +184,10 @@ mode (a JSON list): the default connection's (when scaivault.url is set) and rba
 - apiGroups: [scaivault.scailabs.ai]
   resources: [vaultconnections]
   verbs: [list, watch]
+# status.breaker, written when a connection's circuit breaker opens or closes (merge patch of the status subresource).
+- apiGroups: [scaivault.scailabs.ai]
+  resources: [vaultconnections/status]
+  verbs: [patch]
 # Secrets: get (the live target before a write; connection tokens and client credentials), create, patch,
 # delete (a type change recreates; a renamed target deletes the old Secret), list (the managed ones at start-up,
 # label-selected) and watch (Kopf, server-side label selector app.kubernetes.io/managed-by=scaivault-operator).

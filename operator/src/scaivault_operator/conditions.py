@@ -2,31 +2,38 @@
 
 Owns the vocabulary users see in ``kubectl describe vaultsecret``: one reason per cause (Synced, Unauthorized,
 Forbidden, SourceNotFound, BackendUnavailable, InvalidSpec, PolicyDenied, TargetConflict, InvalidSourceData),
-a message that says what to do, and when a change is a transition worth an Event. Pure: no I/O, no clock unless
+a message that says what to do, and when a change is a transition worth an Event. Beside Ready, the condition
+``Insecure`` (reason InsecureHTTP) is present while the VaultSecret's connection uses plain HTTP to a host that is
+not loopback (``insecureHTTP: true``), and absent otherwise. Pure: no I/O, no clock unless
 given. The operator's sync module (and the version watcher, for the failures it sees) calls ``classify`` on an
 error, ``desired_status`` on the outcome, then writes ``status_patch`` if it is not None and posts an Event only
-when ``is_transition``.
+when ``is_transition``. ``backing_off`` rephrases a transient failure for the VaultSecrets whose sync their
+connection's breaker holds during an outage.
 
 No secret value can reach a message: ``classify`` embeds the text of ScaiVault client errors only (built to
 carry names, statuses and server error codes, never data or tokens); pydantic errors are reduced to field
-locations and error kinds; any other exception is reported by its type name alone.
+locations and error kinds (and the text of ``api.SpecError``, which names fields only); any other exception is
+reported by its type name alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import pydantic
 
 from . import scaivault
+from .api import SpecError
 from .manifests import SourceDataError
 
 __all__ = [
     "BACKEND_UNAVAILABLE",
     "FORBIDDEN",
+    "INSECURE",
+    "INSECURE_HTTP",
     "INVALID_SOURCE_DATA",
     "INVALID_SPEC",
     "POLICY_DENIED",
@@ -36,12 +43,15 @@ __all__ = [
     "TARGET_CONFLICT",
     "UNAUTHORIZED",
     "Failure",
+    "backing_off",
     "classify",
     "desired_status",
+    "insecure_message",
     "is_transition",
     "now_rfc3339",
     "ready_condition",
     "status_patch",
+    "with_insecure",
 ]
 
 #: The condition type that summarizes the sync.
@@ -67,6 +77,12 @@ POLICY_DENIED: Final = "PolicyDenied"
 TARGET_CONFLICT: Final = "TargetConflict"
 #: The secret's data cannot become a Kubernetes Secret (missing key, invalid key name, too large).
 INVALID_SOURCE_DATA: Final = "InvalidSourceData"
+
+#: A condition type beside Ready: present (status True) while the VaultSecret's connection sends credentials and
+#: data over plain HTTP to a host that is not loopback, which only ``insecureHTTP: true`` allows.
+INSECURE: Final = "Insecure"
+#: The reason of Insecure, and of the Warning Event on such a connection.
+INSECURE_HTTP: Final = "InsecureHTTP"
 
 #: Conditions messages are cut to this many characters (Kubernetes allows 32768; status should stay readable).
 MAX_MESSAGE: Final = 4096
@@ -112,6 +128,9 @@ class Failure:
     message: str
     transient: bool
     retry_after: float | None = None
+    #: The ScaiVault client error's own text (names, statuses, codes: never a value), for messages that rephrase the
+    #: failure (``backing_off``); None for other errors. Not compared.
+    detail: str | None = field(default=None, compare=False)
 
 
 def classify(error: BaseException) -> Failure:
@@ -130,6 +149,11 @@ def classify(error: BaseException) -> Failure:
 
 
 def _classify_scaivault(error: scaivault.ScaiVaultError) -> Failure:
+    failure = _classify_scaivault_error(error)
+    return Failure(failure.reason, failure.message, failure.transient, failure.retry_after, detail=str(error))
+
+
+def _classify_scaivault_error(error: scaivault.ScaiVaultError) -> Failure:
     text = str(error)
     if isinstance(error, scaivault.UnauthenticatedError):
         return Failure(
@@ -196,6 +220,26 @@ def _classify_scaivault(error: scaivault.ScaiVaultError) -> Failure:
     return Failure(BACKEND_UNAVAILABLE, _clip(f"ScaiVault request failed ({text}); retrying"), transient=True)
 
 
+def backing_off(failure: Failure, *, connection: str, retry_at: str | None) -> Failure:
+    """``failure`` — a transient one that opened the breaker of ``connection`` (``Kind [namespace/]name``) — as the
+    connection's VaultSecrets report it while their sync is held: what failed, that nothing is sent before
+    ``retry_at`` (RFC 3339), and that the Secret stays as it is."""
+    cause = f" ({failure.detail})" if failure.detail else ""
+    lead, found, _ = failure.message.partition(cause) if cause else ("", "", "")
+    when = f"before {retry_at}, retrying when" if retry_at else "until"
+    return Failure(
+        failure.reason,
+        _clip(
+            f"{lead if found and lead else 'ScaiVault failed'}{cause}; {connection} is backing off: no request "
+            f"{when} its version watcher checks again (see the connection's status.breaker) — the Secret keeps its "
+            "last synced data"
+        ),
+        transient=True,
+        retry_after=failure.retry_after,
+        detail=failure.detail,
+    )
+
+
 def _validation_message(error: pydantic.ValidationError) -> str:
     """Field locations and error kinds of a ValidationError; never the input values."""
     details = error.errors(include_input=False, include_url=False, include_context=True)
@@ -204,7 +248,9 @@ def _validation_message(error: pydantic.ValidationError) -> str:
         location = ".".join(str(item) for item in detail["loc"]) or "(root)"
         kind = detail["type"]
         cause = (detail.get("ctx") or {}).get("error")
-        if kind == "value_error" and isinstance(cause, scaivault.ScaiVaultError):
+        if kind == "value_error" and isinstance(cause, SpecError) and not detail["loc"]:
+            parts.append(str(cause))  # a model validator's refusal: names fields, carries no input
+        elif kind == "value_error" and isinstance(cause, (scaivault.ScaiVaultError, SpecError)):
             parts.append(f"{location}: {cause}")  # our own path validation: its text carries no input
         elif kind in _SAFE_PYDANTIC_MESSAGES:
             parts.append(f"{location}: {detail['msg']}")
@@ -253,6 +299,51 @@ def ready_condition(
     return condition
 
 
+#: What travels unencrypted through each URL field of a connection.
+_EXPOSED = {
+    "url": "the ScaiVault token and the secret data",
+    "auth.clientCredentials.tokenUrl": "the OAuth client id and secret",
+}
+
+
+def insecure_message(connection: str, fields: Sequence[str]) -> str:
+    """Why ``connection`` (``Kind [namespace/]name``) is insecure: its ``fields`` (spec paths) use plain HTTP.
+
+    Names fields only, never the URLs (a URL may carry user:password@) nor anything read through them.
+    """
+    exposed = "; ".join(f"spec.{field} sends {_EXPOSED.get(field, 'credentials')} unencrypted" for field in fields)
+    return _clip(
+        f"{connection} allows plain http:// to a host that is not loopback (insecureHTTP: true): {exposed}; "
+        "switch to https:// and remove insecureHTTP"
+    )
+
+
+def with_insecure(
+    status: Mapping[str, Any], *, message: str | None, generation: int | None, now: str
+) -> dict[str, Any]:
+    """``status`` with its Insecure condition set to ``message`` (status True, reason InsecureHTTP), or removed when
+    ``message`` is None; every other condition is kept, in its place. ``lastTransitionTime`` stays while an Insecure
+    condition stays True; ``observedGeneration`` is omitted when ``generation`` is None, as on Ready."""
+    conditions = [dict(c) for c in _conditions(status) if c.get("type") != INSECURE]
+    if message is not None:
+        old = _find_condition(_conditions(status), INSECURE)
+        transition = now
+        if old is not None and old.get("status") == "True" and isinstance(old.get("lastTransitionTime"), str):
+            transition = old["lastTransitionTime"]
+        insecure: dict[str, Any] = {
+            "type": INSECURE,
+            "status": "True",
+            "reason": INSECURE_HTTP,
+            "message": _clip(message),
+            "lastTransitionTime": transition,
+        }
+        if generation is not None:
+            insecure["observedGeneration"] = generation
+        index = next((i for i, c in enumerate(_conditions(status)) if c.get("type") == INSECURE), None)
+        conditions.insert(len(conditions) if index is None else index, insecure)
+    return {**status, "conditions": conditions}
+
+
 def desired_status(
     *,
     previous: Mapping[str, Any] | None,
@@ -264,12 +355,14 @@ def desired_status(
     synced_version: int | None,
     secret_name: str | None,
     synced_at: str | None,
+    insecure: str | None = None,
 ) -> dict[str, Any]:
     """The whole ``status`` after a sync attempt.
 
     ``syncedVersion``, ``secretName`` and ``syncedAt`` keep their previous values unless given: after a failure
     the old Secret stays, and a sync that wrote nothing passes ``synced_at=None`` to keep the time of the last
-    write. Conditions other than Ready (none today) are kept. Fields without a value are omitted, not null.
+    write. ``insecure`` is the message of the Insecure condition, None for none (``with_insecure``); other
+    conditions are kept. Fields without a value are omitted, not null.
     """
     prev = previous or {}
     prev_conditions = _conditions(prev)
@@ -298,7 +391,7 @@ def desired_status(
     ):
         if value is not None:
             status[key] = value
-    return status
+    return with_insecure(status, message=insecure, generation=generation, now=now)
 
 
 #: The status fields this module manages; others (e.g. Kopf's ``status.kopf``) are never touched.

@@ -2,11 +2,18 @@
 
 Owned here: parsing connection specs, building one ``ScaiVaultClient`` per connection (token from a Kubernetes
 Secret, or OAuth2 client credentials whose id/secret live in one — in either case only from a Secret labelled
-``scaivault.scailabs.ai/credentials=true``, checked on every read: ``manifests.credentials_refusal``), and the
-per-connection auth circuit breaker:
-after a 401 (the client already renewed the token once) no request goes out on that connection until the
-breaker's backoff passed, and then exactly one caller probes. That is what keeps one bad token from becoming
-a storm of requests from every VaultSecret (peers' pain #1 and #11).
+``scaivault.scailabs.ai/credentials=true``, checked on every read: ``manifests.credentials_refusal``), and one
+circuit breaker per connection (``breaker.Breaker``, also the client's ``RetryGate``): after a 401 (the client
+already renewed the token once), a 403 on every listed prefix, or an outage (5xx, 429, timeouts, connection errors)
+no request goes out on that connection until the breaker's backoff passed, and then the version watcher's poll is
+the single probe; in-request retries are budgeted per connection. That is what keeps one bad token or one outage
+from becoming a storm of requests from every VaultSecret (peers' pain #1 and #11; issue 10's budget).
+
+Plain HTTP: a spec whose ``url`` or ``auth.clientCredentials.tokenUrl`` is http:// to a host that is not loopback
+is refused by ``ConnectionSpec`` itself unless ``insecureHTTP`` is true (the connection is then invalid: no client,
+no request). When it is allowed, building the client posts one Warning Event (reason InsecureHTTP) on the
+connection object — once per spec, as the client is built once per spec — and ``sync`` puts the Insecure condition
+on every VaultSecret that uses it (``Connection.plain_http``).
 
 Called by ``runtime`` (watch events), ``sync`` and ``watcher``.
 """
@@ -15,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,9 +30,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import conditions
-from .api import ConnectionSpec
+from .api import API_VERSION, ConnectionSpec
+from .breaker import Breaker
 from .kube import Kube, secret_value
 from .manifests import credentials_refusal
+from .metrics import Metrics
 from .registry import ConnKey
 from .scaivault import ClientCredentials, ConfigurationError, RereadableToken, ScaiVaultClient, TokenProvider
 from .settings import OperatorSettings
@@ -74,48 +82,6 @@ class KubeSecretToken(RereadableToken):
 
 
 @dataclass
-class Breaker:
-    """Auth circuit breaker of one connection. Closed: requests flow. Open: none until ``until``, then one probe."""
-
-    base: float
-    cap: float
-    clock: Callable[[], float] = time.monotonic
-    failure: conditions.Failure | None = None
-    until: float = 0.0
-    opened: int = 0
-    probing: bool = False
-
-    @property
-    def is_open(self) -> bool:
-        return self.failure is not None
-
-    def allow(self) -> bool:
-        """May a request go out now? When open and due, only the first caller gets to probe."""
-        if self.failure is None:
-            return True
-        if self.probing or self.clock() < self.until:
-            return False
-        self.probing = True
-        return True
-
-    def trip(self, failure: conditions.Failure) -> None:
-        self.opened += 1
-        self.failure = failure
-        self.probing = False
-        delay = min(self.cap, self.base * 2 ** (self.opened - 1))
-        self.until = self.clock() + delay * random.uniform(0.8, 1.2)
-
-    def reset(self) -> bool:
-        """Close after a success; True when it was open (callers then re-sync what the outage hit)."""
-        was_open = self.failure is not None
-        self.failure, self.opened, self.probing, self.until = None, 0, False, 0.0
-        return was_open
-
-    def remaining(self) -> float:
-        return max(0.0, self.until - self.clock())
-
-
-@dataclass
 class Connection:
     key: ConnKey
     spec: ConnectionSpec | None
@@ -123,6 +89,21 @@ class Connection:
     breaker: Breaker
     client: ScaiVaultClient | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    uid: str = ""
+    #: ``metadata.generation`` of the object this spec came from (``status.observedGeneration``).
+    generation: int | None = None
+    #: The object's ``status`` as last seen when this spec arrived, then as the operator wrote it (``connstatus``).
+    status: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def poll_seconds(self) -> float:
+        """The spec's poll interval: also the breaker's shortest delay (a probe never comes sooner than a poll)."""
+        return self.spec.poll_seconds if self.spec is not None else 30.0
+
+    @property
+    def plain_http(self) -> tuple[str, ...]:
+        """The spec's URL fields that go over plain HTTP to a host that is not loopback (allowed by insecureHTTP)."""
+        return self.spec.plain_http_fields if self.spec is not None else ()
 
     @property
     def label(self) -> str:
@@ -139,9 +120,18 @@ class Connection:
 class Connections:
     """Every known connection, keyed by ``(kind, namespace or "", name)``."""
 
-    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        metrics: Metrics | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._kube = kube
         self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
         self._items: dict[ConnKey, Connection] = {}
 
     def get(self, key: ConnKey) -> Connection | None:
@@ -167,8 +157,15 @@ class Connections:
             return False
         if old is not None:
             await self._close(old)
-        breaker = Breaker(base=self._settings.retry_base * 5, cap=self._settings.retry_max)
-        self._items[key] = Connection(key=key, spec=spec, error=error, breaker=breaker)
+        # 401/403: 10 s → 5 min (defaults); an outage: 5 s → 5 min, never sooner than the poll interval.
+        breaker = Breaker(base=self._settings.retry_base * 5, cap=self._settings.retry_max,
+                          outage_base=self._settings.retry_base * 2.5, clock=self._clock)  # fmt: skip
+        uid, generation, status = meta.get("uid"), meta.get("generation"), body.get("status")
+        self._items[key] = Connection(
+            key=key, spec=spec, error=error, breaker=breaker, uid=uid if isinstance(uid, str) else "",
+            generation=generation if isinstance(generation, int) and not isinstance(generation, bool) else None,
+            status=dict(status) if isinstance(status, Mapping) else {},
+        )  # fmt: skip
         logger.info("%s %s", "updated" if old else "registered", self._items[key].display)
         return True
 
@@ -192,8 +189,27 @@ class Connections:
                     auth,
                     ca_data=conn.spec.caBundle,
                     max_concurrency=self._settings.max_concurrency,
+                    retry_gate=_CountedRetries(conn.breaker, self._metrics, conn.label),
                 )
+                if conn.plain_http:
+                    await self._warn_plain_http(conn)
             return conn.client
+
+    async def _warn_plain_http(self, conn: Connection) -> None:
+        """One Warning Event on the connection object: its client sends credentials over plain HTTP.
+
+        A ClusterVaultConnection has no namespace: its Event goes where Kopf posts those about cluster-scoped
+        objects, the operator's own namespace (the kubeconfig context's; in a pod, the service account's), with
+        ``involvedObject.namespace`` set to it as well, which the API server requires of such Events.
+        """
+        kind, namespace, name = conn.key
+        message = conditions.insecure_message(conn.display, conn.plain_http)
+        logger.warning("%s", message)
+        involved = {"apiVersion": API_VERSION, "kind": kind, "name": name,
+                    "namespace": namespace or self._kube.default_namespace, "uid": conn.uid}  # fmt: skip
+        if self._metrics is not None:
+            self._metrics.inc("events_total", {"type": "Warning"})
+        await self._kube.post_event(involved, type_="Warning", reason=conditions.INSECURE_HTTP, message=message)
 
     async def _auth(self, conn: Connection, spec: ConnectionSpec) -> TokenProvider:
         own_namespace = conn.key[1] or None
@@ -227,3 +243,20 @@ class Connections:
     async def aclose(self) -> None:
         for conn in list(self._items.values()):
             await self._close(conn)
+
+
+class _CountedRetries:
+    """The client's ``RetryGate``: the connection's breaker, with its decisions counted in the metrics."""
+
+    def __init__(self, breaker: Breaker, metrics: Metrics | None, label: str) -> None:
+        self._breaker, self._metrics, self._label = breaker, metrics, label
+
+    def allow_retry(self) -> bool:
+        allowed = self._breaker.allow_retry()
+        if self._metrics is not None:
+            name = "backend_requests_total" if allowed else "backend_requests_suppressed_total"
+            self._metrics.inc(name, {"connection": self._label, "call": "retry"})
+        return allowed
+
+    def record_success(self) -> None:
+        self._breaker.record_success()

@@ -1,8 +1,8 @@
 """Kubernetes access for the operator's own calls (Kopf does its own watching): lightkube, async, on httpx.
 
-Owned here: the lightkube client, the few calls the operator makes (Secrets, the VaultSecret status
-subresource, namespace labels, Events, who it runs as, whether the API server answers), and the translation of
-lightkube/httpx errors into ``KubeError`` — only here. Where the API server is and which credentials to use come
+Owned here: the lightkube client, the few calls the operator makes (Secrets, the status subresources of VaultSecrets
+and connections, namespace labels, Events, who it runs as, whether the API server answers), and the translation
+of lightkube/httpx errors into ``KubeError`` — only here. Where the API server is and which credentials to use come
 from ``kubeconfig`` (the same ``KubeAccess`` that Kopf logs in with). Objects travel as plain dicts, so the pure
 modules (``manifests``, ``conditions``) never see lightkube types. Called by ``sync``, ``connections`` and ``runtime``.
 
@@ -167,6 +167,13 @@ class Kube:
         assert single is not None
         return cls(single)
 
+    @property
+    def default_namespace(self) -> str:
+        """The kubeconfig context's namespace (in a pod: the service account's), else ``default``: where Events
+        about cluster-scoped objects go, as Kopf posts them."""
+        namespace: str = self._client.namespace
+        return namespace
+
     async def aclose(self) -> None:
         await self._client.close()
         await self._http.aclose()
@@ -282,6 +289,25 @@ class Kube:
             if _status(exc) == 404:
                 return  # deleted meanwhile: nothing to report on
             raise _translate(f"patch status of VaultSecret {namespace}/{name}", exc) from None
+
+    async def patch_connection_status(
+        self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> None:
+        """Merge-patch the status subresource of a ClusterVaultConnection (``namespace`` None) or VaultConnection.
+        A connection deleted meanwhile is not an error."""
+        where = f"{namespace}/{name}" if namespace else name
+        body = {"status": dict(status)}
+        try:
+            if kind == "ClusterVaultConnection":
+                await self._client.patch(ClusterVaultConnectionResource.Status, name, body, patch_type=PatchType.MERGE)
+            else:
+                await self._client.patch(
+                    VaultConnectionResource.Status, name, body, namespace=namespace, patch_type=PatchType.MERGE
+                )
+        except (ApiError, httpx.HTTPError) as exc:
+            if _status(exc) == 404:
+                return
+            raise _translate(f"patch status of {kind} {where}", exc) from None
 
     async def post_event(self, involved: ObjectRef, *, type_: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about ``involved``. Failures are logged, never raised (Events are best effort)."""

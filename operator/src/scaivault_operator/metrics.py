@@ -2,9 +2,9 @@
 
 Owned here: metric names, the text exposition format (0.0.4) and the HTTP endpoint (aiohttp, already a Kopf
 dependency — no client library needed), which also answers the readiness probe (``/readyz``) with a callback
-that ``runtime`` gives it. ``sync`` and ``watcher`` count; ``runtime`` registers gauges and
-serves. Label values are names only (connection kind/name, reason, operation) — never a path's data, a token
-or a namespace-supplied free text.
+that ``runtime`` gives it. ``sync``, ``watcher``, ``connections`` (retries inside requests) and ``connstatus``
+count; ``runtime`` registers gauges and serves. Label values are names only (connection kind/name, reason,
+operation, call) — never a path's data, a token or a namespace-supplied free text.
 """
 
 from __future__ import annotations
@@ -25,11 +25,19 @@ _HELP = {
     "secret_writes_total": "Kubernetes Secret writes, by operation.",
     "status_writes_total": "VaultSecret status patches.",
     "events_total": "Kubernetes Events posted, by type.",
-    "backend_requests_total": "ScaiVault requests, by connection and call (read, list).",
+    "backend_requests_total": "ScaiVault requests sent, by connection and call (read, list; retry: the client's "
+    "retries inside a read or list).",
+    "backend_requests_suppressed_total": "ScaiVault requests not sent because the connection's breaker is open, by "
+    "connection and call (read: a sync job held; retry: a retry inside a request refused).",
     "backend_errors_total": "Failed ScaiVault calls, by connection and condition reason.",
     "vaultsecrets": "Known VaultSecrets, by Ready reason.",
     "queue_depth": "Sources waiting for a worker.",
-    "breaker_open": "1 while a connection's auth breaker is open.",
+    "breaker_open": "1 while a connection's breaker is open (401, 403 on every prefix, or an outage: 5xx, 429, "
+    "timeouts, connection errors).",
+    "breaker_opens_total": "Times a connection's breaker opened (closed to open).",
+    "breaker_retry_timestamp_seconds": "While a connection's breaker is open: when its next probe may go out (Unix "
+    "time); 0 while closed.",
+    "connection_status_writes_total": "ClusterVaultConnection / VaultConnection status patches.",
 }
 _TYPES = {name: ("counter" if name.endswith("_total") else "gauge") for name in _HELP}
 

@@ -23,7 +23,7 @@ from . import conditions
 from .api import API_VERSION, VaultSecretSpec
 from .manifests import ANNOTATION_VERSION, data_intact
 
-__all__ = ["ConnKey", "Entry", "Priority", "Registry", "SecretInfo", "SourceKey", "VSKey"]
+__all__ = ["ConnKey", "Entry", "Priority", "Registry", "SecretInfo", "SourceKey", "VSKey", "ready_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ class Registry:
             for source, members in self.by_source.items()
             if source[0] == conn
             and source[2] is None
-            and not all(_reason(self.entries[key].status) == conditions.POLICY_DENIED for key in members)
+            and not all(ready_reason(self.entries[key].status) == conditions.POLICY_DENIED for key in members)
         }
 
     def observe_versions(self, conn: ConnKey, versions: Mapping[str, int | None]) -> list[SourceKey]:
@@ -283,7 +283,7 @@ def _ready_status(status: Mapping[str, Any]) -> Any:
     return _ready(status).get("status")
 
 
-def _reason(status: Mapping[str, Any]) -> str | None:
+def ready_reason(status: Mapping[str, Any]) -> str | None:
     """The reason of the Ready condition in ``status``, if any."""
     reason = _ready(status).get("reason")
     return reason if isinstance(reason, str) else None

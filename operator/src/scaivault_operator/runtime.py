@@ -1,8 +1,10 @@
 """The running operator: wires the registry, connections, work queue, workers, version watchers and ``sync``.
 
 Owned here: lifecycle (start: index existing Secrets and connections, then start workers; stop: cancel and
-close) and the reactions to watch events, which only update the registry and queue work — they never call
-ScaiVault themselves. Kopf handlers (``handlers``) call the ``on_*`` methods; tests drive them the same way.
+close), the reactions to watch events, which only update the registry and queue work — they never call
+ScaiVault themselves — and to a connection's breaker opening or closing (who re-syncs; the connection's
+``status.breaker`` through ``connstatus``). Kopf handlers (``handlers``) call the ``on_*`` methods; tests drive
+them the same way. ``clock`` (monotonic seconds) is injectable so that tests can run an outage in virtual time.
 
 Flow of a watch event to a written Secret::
 
@@ -16,11 +18,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import conditions
 from .connections import Connection, Connections
+from .connstatus import StatusWriter
 from .kube import Kube, KubeError
 from .manifests import MANAGED_BY, MANAGED_BY_LABEL
 from .metrics import Metrics
@@ -40,25 +43,28 @@ _LABEL_TTL = 30.0
 class Runtime:
     """One per operator process."""
 
-    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+    def __init__(self, kube: Kube, settings: OperatorSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.kube = kube
         self.settings = settings
+        self._clock = clock
         self.registry = Registry()
-        self.connections = Connections(kube, settings)
-        self.queue: WorkQueue[SourceKey] = WorkQueue()
         self.metrics = Metrics()
+        self.connections = Connections(kube, settings, self.metrics, clock=clock)
+        self.queue: WorkQueue[SourceKey] = WorkQueue(clock)
         self.syncer = Syncer(
             kube=kube,
             registry=self.registry,
             connections=self.connections,
             settings=settings,
             namespace_labels=self._namespace_labels,
-            on_breaker_closed=self._resync_unready,
+            on_breaker=self._breaker_changed,
             metrics=self.metrics,
         )
+        self.connection_status = StatusWriter(kube, self.connections, self.metrics, retry_delay=settings.retry_max)
         self.metrics.gauge("queue_depth", lambda: [({}, float(len(self.queue)))])
         self.metrics.gauge("vaultsecrets", self._count_by_reason)
         self.metrics.gauge("breaker_open", self._breakers)
+        self.metrics.gauge("breaker_retry_timestamp_seconds", self._breaker_retry_times)
         self.watchers: dict[ConnKey, tuple[VersionWatcher, asyncio.Task[None]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._labels: dict[str, tuple[float, Mapping[str, str] | None]] = {}
@@ -75,7 +81,9 @@ class Runtime:
         self.registry.index_secrets(secrets)
         for kind, body in await self.kube.list_connections(namespaces):
             await self.connections.upsert(kind, body)
-            self._ensure_watcher((kind, body["metadata"].get("namespace") or "", body["metadata"]["name"]))
+            key: ConnKey = (kind, body["metadata"].get("namespace") or "", body["metadata"]["name"])
+            self._ensure_watcher(key)
+            self._check_status(key)  # a status.breaker left Open by a previous run is closed
         self._workers = [asyncio.create_task(self._worker(), name=f"sync-worker-{i}")
                          for i in range(self.settings.workers)]  # fmt: skip
         self._started = True
@@ -118,6 +126,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers, self.watchers = [], {}
+        await self.connection_status.aclose()
         await self.connections.aclose()
         await self.metrics.close()
 
@@ -129,6 +138,7 @@ class Runtime:
         if event_type == "DELETED":
             self.registry.remove(key)
             return
+        known = key in self.registry.entries
         source = self.registry.upsert(body)
         entry = self.registry.entries[key]
         if entry.spec is None:
@@ -137,6 +147,12 @@ class Runtime:
             await self.syncer.report_failure(entry, failure)
         elif source is not None:
             self.schedule(source, self.registry.dirty.get(key, Priority.NEW))
+        elif not known:
+            # Trusted as in sync at a warm restart: only its Insecure condition may be stale (the connection
+            # switched to or from plain HTTP while the operator was down). A status write, no sync.
+            await self.syncer.refresh_insecure(entry)
+            if key in self.registry.dirty and entry.source is not None:  # the write failed: retried by a sync
+                self.schedule(entry.source, Priority.RETRY)
 
     async def on_connection(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
@@ -150,6 +166,7 @@ class Runtime:
         if await self.connections.upsert(kind, body):
             self._ensure_watcher(key)
             self._resync(key, only_unready=not known)
+            self._check_status(key)  # a new spec has a new, closed breaker
 
     def on_secret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         labels = (body.get("metadata") or {}).get("labels") or {}
@@ -171,19 +188,33 @@ class Runtime:
                     self.registry.mark_dirty(entry.key, Priority.RETRY)
                     self.schedule(source, Priority.RETRY)
 
-    def _resync_unready(self, conn: Connection) -> None:
-        self._resync(conn.key, only_unready=True)
-
     def _breaker_changed(self, conn: Connection, opened: bool) -> None:
-        # Opened: every user of the connection reports the failure (no request goes out while it is open).
-        # Closed: those that are not Ready re-sync; the in-sync ones only get their status back, without a GET.
-        self._resync(conn.key, only_unready=not opened)
+        """A transition of the connection's breaker (or, closed: its configuration was fixed).
+
+        Opened on a refused token or scope: every user reports it (no request goes out while it is open). Opened
+        on an outage: nobody is touched — a VaultSecret in sync keeps its Secret and its Ready; the jobs that run
+        meanwhile report the backoff. Closed: the users that are not Ready re-sync (those whose version did not
+        move only get their status back, without a GET); the probe's list schedules the versions that moved.
+        """
+        if opened:
+            if conn.breaker.just_opened:
+                self.metrics.inc("breaker_opens_total", {"connection": conn.label})
+            if not conn.breaker.outage_open:
+                self._resync(conn.key, only_unready=False)
+        else:
+            self._resync(conn.key, only_unready=True)
+        self.connection_status.soon(conn)
+
+    def _check_status(self, key: ConnKey) -> None:
+        conn = self.connections.get(key)
+        if conn is not None:
+            self.connection_status.soon(conn)
 
     def _ensure_watcher(self, key: ConnKey) -> None:
         if key in self.watchers:
             return
         watcher = VersionWatcher(key, self.connections, self.registry, self.settings, self.schedule,
-                                 self._breaker_changed, self.metrics)  # fmt: skip
+                                 self._breaker_changed, self.metrics, clock=self._clock)  # fmt: skip
         self.watchers[key] = (watcher, asyncio.create_task(watcher.run(), name=f"version-watcher-{key}"))
 
     def _stop_watcher(self, key: ConnKey) -> None:
@@ -225,6 +256,11 @@ class Runtime:
     def _breakers(self) -> list[tuple[dict[str, str], float]]:
         return [({"connection": c.label}, 1.0 if c.breaker.is_open else 0.0) for c in self.connections.all()]
 
+    def _breaker_retry_times(self) -> list[tuple[dict[str, str], float]]:
+        wall = time.time()
+        return [({"connection": c.label}, wall + c.breaker.remaining() if c.breaker.is_open else 0.0)
+                for c in self.connections.all()]  # fmt: skip
+
     def _requeue_members(self, source: SourceKey, delay: float) -> float:
         """A job died half-way: its members lost their dirty mark in ``take_dirty``; give it back."""
         for entry in self.registry.members(source):
@@ -233,7 +269,7 @@ class Runtime:
 
     async def _namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         cached = self._labels.get(namespace)
-        now = time.monotonic()
+        now = self._clock()
         if cached is not None and cached[0] > now:
             return cached[1]
         labels = await self.kube.namespace_labels(namespace)

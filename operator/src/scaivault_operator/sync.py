@@ -4,8 +4,15 @@ Owned here: the flow from "this source needs work" to written Secrets and status
 
     entries  = registry.take_dirty(source)           # who needs this source now
     allowed  = the entries the connection's access rules permit     → PolicyDenied for the others
-    secret   = one GET (path, version), unless the breaker is open  → Unauthorized/Forbidden/... for all
+    secret   = one GET (path, version), unless the breaker is open  → held: the breaker's failure, no request
     for each allowed entry: build the Secret (pure), write it only if it differs, report status
+
+While the connection's breaker is open a job sends nothing: its VaultSecrets report the breaker's failure (during
+an outage: ``conditions.backing_off``, naming when the next probe goes out) and are not retried on a timer — the
+breaker's closing re-syncs every VaultSecret that is not Ready (``on_breaker``). A 401 on the GET opens the breaker;
+so do transient failures (5xx, 429, timeouts, connection errors, answers that cannot be understood) of reads of
+``Breaker.sources_to_trip`` different sources in a row. A failed read that does not open it is retried per source
+(jittered exponential backoff).
 
 Secret data lives only inside ``sync_source`` and is dropped when it returns. Every outcome goes through
 ``_report``, which writes the status only when it changed and posts an Event only on a transition (or when a
@@ -20,9 +27,11 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import conditions
 from .api import VaultSecretSpec
+from .breaker import Breaker
 from .connections import Connection, Connections
 from .kube import Conflict, Kube, KubeError
 from .manifests import (
@@ -41,7 +50,7 @@ from .manifests import (
 from .metrics import Metrics
 from .policy import check_access
 from .registry import Entry, Priority, Registry, SourceKey
-from .scaivault import ForbiddenError, ScaiVaultError, Secret, UnauthenticatedError
+from .scaivault import ConfigurationError, ForbiddenError, ScaiVaultError, Secret, UnauthenticatedError
 from .settings import OperatorSettings
 
 __all__ = ["Syncer"]
@@ -60,7 +69,8 @@ class Syncer:
     connections: Connections
     settings: OperatorSettings
     namespace_labels: Callable[[str], Awaitable[Mapping[str, str] | None]]  # cached by runtime
-    on_breaker_closed: Callable[[Connection], None]
+    #: Told of the breaker's transitions caused here (opened: True); the watcher's probe closes it.
+    on_breaker: Callable[[Connection, bool], None]
     metrics: Metrics
 
     async def sync_source(self, source: SourceKey) -> float | None:
@@ -77,17 +87,25 @@ class Syncer:
             for entry, _ in taken:
                 await self.report_failure(entry, failure)
             return None  # the connection's arrival re-queues its sources
+        if conn.spec is None:  # invalid (e.g. plain HTTP not allowed): no access rules to apply, no client, no request
+            failure = conditions.classify(ConfigurationError(f"{conn.display} is invalid: {conn.error}"))
+            for entry, _ in taken:
+                await self.report_failure(entry, failure)
+            return None  # the connection's change re-queues its sources
         allowed = [entry for entry, priority in taken if await self._permitted(entry, conn)
                    and (priority != Priority.DRIFT or await self._still_drifted(entry))]  # fmt: skip
         if not allowed:
             return None
-        if not conn.breaker.is_open:  # while open, nothing is confirmed: users report the failure (or one probes)
+        breaker = conn.breaker
+        # Confirming needs no request; while the breaker is open on a refused token or scope, every user reports
+        # that instead (an outage is no news for a VaultSecret that is in sync).
+        if not breaker.is_open or breaker.outage_open:
             allowed = [entry for entry in allowed if not await self._confirm_current(entry, conn)]
             if not allowed:
                 return None
-        if not conn.breaker.allow():
-            assert conn.breaker.failure is not None
-            return await self._fail(allowed, conn.breaker.failure, delay=self._breaker_delay(conn))
+        if not breaker.allow():
+            self.metrics.inc("backend_requests_suppressed_total", {"connection": conn.label, "call": "read"})
+            return await self._hold(allowed, conn)
         labels = {"connection": conn.label, "call": "read"}
         try:
             client = await self.connections.client(conn)
@@ -96,12 +114,15 @@ class Syncer:
         except ScaiVaultError as exc:
             failure = conditions.classify(exc)
             self.metrics.inc("backend_errors_total", {"connection": labels["connection"], "reason": failure.reason})
-            if isinstance(exc, UnauthenticatedError) or conn.breaker.probing:
-                conn.breaker.trip(failure)
-                return await self._fail(allowed, failure, delay=self._breaker_delay(conn))
+            if breaker.is_open:  # it opened while this request was out: held like the others
+                return await self._hold(allowed, conn)
+            if isinstance(exc, UnauthenticatedError):
+                self._trip(conn, failure)
+                return await self._hold(allowed, conn)
+            if failure.transient and breaker.count_failure(source):
+                self._trip(conn, failure, counted=True)
+                return await self._hold(allowed, conn)
             return await self._fail(allowed, failure, delay=self._backoff(allowed, exc, failure))
-        if conn.breaker.reset():
-            self.on_breaker_closed(conn)
         retry: float | None = None
         for entry in allowed:
             delay = await self._materialize(entry, conn, secret)
@@ -259,8 +280,27 @@ class Syncer:
             await self.report_failure(entry, failure)
         return delay
 
+    def _trip(self, conn: Connection, failure: conditions.Failure, *, counted: bool = False) -> None:
+        breaker: Breaker = conn.breaker
+        if breaker.trip(failure, floor=conn.poll_seconds, counted=counted):
+            logger.warning("%s: reads failed (%s); no request on this connection for %.0fs", conn.display,
+                           failure.reason, breaker.remaining())  # fmt: skip
+            self.on_breaker(conn, True)
+
+    async def _hold(self, entries: list[Entry], conn: Connection) -> float:
+        """The breaker is open: report its failure, send nothing, and leave the entries to the breaker's closing
+        (it re-syncs every VaultSecret that is not Ready). The delay only matters to an entry whose status write
+        failed (``_write_status`` marked it dirty again)."""
+        breaker = conn.breaker
+        assert breaker.failure is not None
+        failure = breaker.failure
+        if failure.transient:
+            failure = conditions.backing_off(failure, connection=conn.display, retry_at=breaker.retry_at())
+        for entry in entries:
+            await self.report_failure(entry, failure)
+        return self._breaker_delay(conn)
+
     def _breaker_delay(self, conn: Connection) -> float:
-        # While another job probes, ``remaining`` is 0: wait a little rather than spin.
         return max(conn.breaker.remaining(), self.settings.retry_base) * random.uniform(1.0, 1.5)
 
     def _backoff(self, entries: list[Entry], exc: BaseException, failure: conditions.Failure) -> float:
@@ -280,6 +320,19 @@ class Syncer:
 
     async def report_failure(self, entry: Entry, failure: conditions.Failure) -> None:
         await self._report(entry, ok=False, reason=failure.reason, message=failure.message)
+
+    def _insecure(self, entry: Entry) -> str | None:
+        """The Insecure condition's message while the entry's connection uses plain HTTP, else None (no condition)."""
+        conn = self.connections.get(entry.source[0]) if entry.spec is not None and entry.source else None
+        if conn is None or not conn.plain_http:
+            return None
+        return conditions.insecure_message(conn.display, conn.plain_http)
+
+    async def refresh_insecure(self, entry: Entry) -> None:
+        """Bring the Insecure condition up to date without a sync (Ready and everything else stay as they are)."""
+        desired = conditions.with_insecure(entry.status, message=self._insecure(entry), generation=entry.generation,
+                                           now=conditions.now_rfc3339())  # fmt: skip
+        await self._write_status(entry, desired)
 
     async def _report(
         self,
@@ -305,23 +358,30 @@ class Syncer:
             synced_version=synced_version,
             secret_name=secret_name,
             synced_at=now if moved else None,
+            insecure=self._insecure(entry),
         )
+        transition = conditions.is_transition(entry.status, desired)
+        if not await self._write_status(entry, desired):
+            return
+        if transition and not ok:
+            await self._event(entry, "Warning", reason, message)
+        elif written or (transition and ok):
+            await self._event(entry, "Normal", reason, message)
+
+    async def _write_status(self, entry: Entry, desired: dict[str, Any]) -> bool:
+        """Write ``desired`` as the entry's status if anything changed; True when it was written."""
         patch = conditions.status_patch(entry.status, desired)
         if patch is None:
-            return
-        transition = conditions.is_transition(entry.status, desired)
+            return False
         try:
             await self.kube.patch_vaultsecret_status(entry.namespace, entry.name, patch)
         except KubeError as exc:
             logger.warning("cannot write the status of VaultSecret %s/%s: %s", entry.namespace, entry.name, exc)
             self.registry.mark_dirty(entry.key, Priority.RETRY)
-            return
+            return False
         self.metrics.inc("status_writes_total")
         entry.status = desired
-        if transition and not ok:
-            await self._event(entry, "Warning", reason, message)
-        elif written or (transition and ok):
-            await self._event(entry, "Normal", reason, message)
+        return True
 
     async def _event(self, entry: Entry, type_: str, reason: str, message: str) -> None:
         self.metrics.inc("events_total", {"type": type_})

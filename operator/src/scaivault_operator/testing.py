@@ -10,6 +10,11 @@ and CEL are not enforced) and ignores label selectors. ``tests/e2e`` covers thos
 CustomResourceDefinition created or patched through ``EmulatedCluster`` is checked first, as the API server's own
 admission checks it (``crdcheck``, CEL included): a CRD a server would refuse raises ``crdcheck.InvalidCrdError``
 instead of landing in the emulator.
+
+Faults (``EmulatedCluster.inject``, a ``KubeFault``): the emulated API server can answer chosen requests of the
+operator with an error (409, 429/503 with ``Retry-After``...) without applying them, let another writer act just
+before serving one (a conflicting writer), end a watch with an ERROR event (410 Gone), or reset a watch's connection
+in the middle of an event. Requests of ``EmulatedCluster``'s own client (the test's) are never faulted.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import base64
 import contextlib
 import copy
 import itertools
+import json
+import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -32,7 +39,15 @@ from .kubeconfig import KubeAccess
 from .runtime import Runtime
 from .settings import OperatorSettings
 
-__all__ = ["Cluster", "EmulatedCluster", "RealCluster", "emulated_cluster", "real_cluster", "running_operator"]
+__all__ = [
+    "Cluster",
+    "EmulatedCluster",
+    "KubeFault",
+    "RealCluster",
+    "emulated_cluster",
+    "real_cluster",
+    "running_operator",
+]
 
 _NAMESPACED_VERBS = {"list", "watch", "get", "create", "patch", "delete"}
 _RESOURCES: dict[str, dict[str, Any]] = {
@@ -64,6 +79,120 @@ def _merge_patch(target: Any, patch: Any) -> Any:
     return merged
 
 
+#: Marks the requests of ``EmulatedCluster.http`` (the test's own): faults never apply to them.
+_UNFAULTED_HEADER = "X-Scaivault-Unfaulted"
+_REASONS = {409: "Conflict", 410: "Expired", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
+
+FaultKind = Literal["serve", "answer", "watch_error", "watch_cut"]
+
+
+@dataclass
+class KubeFault:
+    """What the emulated API server does to the operator's requests that match (``EmulatedCluster.inject``).
+
+    Selection: ``method`` (``PATCH``...; None: any), ``path`` (a regular expression searched in the URL path), and
+    ``watch`` (True: only watch requests, False: only others, None: both). The first ``times`` matching requests
+    (None: every one until ``EmulatedCluster.clear_faults``) get the fault; ``hits`` counts them.
+
+    ``before(body)``, when set, runs first with the request's JSON body (or None): another writer acting between
+    the operator's read and its write. Then, by ``kind``:
+
+    - ``serve``: the request is served as usual (a create of an object ``before`` created gets the emulator's 409).
+    - ``answer``: a Kubernetes ``Status`` with ``status`` (and ``reason``; ``Retry-After`` and
+      ``details.retryAfterSeconds`` when ``retry_after`` is set) instead of serving the request: nothing is stored,
+      no watch event is sent — as a real API server refuses a write.
+    - ``watch_error``: the watch is answered with one ``ERROR`` event carrying ``status`` (410: the resource version
+      expired, as ``too old resource version``), then the stream ends.
+    - ``watch_cut``: the watch is served (the stored objects as ``ADDED``, then live events) until the next live
+      event, of which only the first half of the line is sent before the connection is reset.
+    """
+
+    kind: FaultKind
+    path: str
+    method: str | None = None
+    watch: bool | None = None
+    times: int | None = 1
+    status: int = 503
+    reason: str | None = None
+    retry_after: float | None = None
+    before: Callable[[Any], Awaitable[None]] | None = None
+    hits: int = 0
+    #: ``METHOD path`` of each request that got the fault.
+    requests: list[str] = field(default_factory=list)
+
+    def matches(self, method: str, path: str, watch: bool) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        if self.method is not None and method.upper() != self.method.upper():
+            return False
+        if self.watch is not None and watch != self.watch:
+            return False
+        return re.search(self.path, path) is not None
+
+    def status_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                                "code": self.status, "reason": self.reason or _REASONS.get(self.status, "Unknown"),
+                                "message": f"injected by the test: HTTP {self.status}"}  # fmt: skip
+        if self.retry_after is not None:
+            body["details"] = {"retryAfterSeconds": int(self.retry_after)}
+        return body
+
+
+def _fault_emulator(kmock: Any) -> Any:
+    """kmock's ``KubernetesEmulator`` with ``faults`` (``KubeFault``) applied before the emulator sees a request."""
+    import aiohttp.web
+
+    class FaultyEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+        faults: list[KubeFault]
+
+        async def _handle(self, request: Any) -> Any:
+            raw = request._raw_request
+            watch = str(request.params.get("watch", "")).lower() in ("true", "1")
+            fault = None
+            if raw is not None and _UNFAULTED_HEADER not in raw.headers:
+                fault = next((f for f in self.faults if f.matches(request.method.value, request.url.path, watch)), None)
+            if fault is None:
+                return await super()._handle(request)
+            fault.hits += 1
+            fault.requests.append(f"{request.method.value} {request.url.path}")
+            if fault.before is not None:
+                await fault.before(request.data)
+            if fault.kind == "serve":
+                return await super()._handle(request)
+            if fault.kind == "answer":
+                headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+                return aiohttp.web.json_response(fault.status_body(), status=fault.status, headers=headers)
+            if fault.kind == "watch_error":
+                event = {"type": "ERROR", "object": fault.status_body()}
+                return aiohttp.web.Response(body=json.dumps(event).encode() + b"\n", content_type="application/json")
+            return await self._cut_watch(request, raw)
+
+        async def _cut_watch(self, request: Any, raw: Any) -> Any:
+            response = aiohttp.web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            await response.prepare(raw)
+            bus = self._buses[request.resource]
+            async with self._lock:
+                marker = await bus.mark()
+                replay = [{"type": "ADDED", "object": obj.raw} for (resource, namespace, _), obj in self.objects.items()
+                          if resource == request.resource and not obj.deleted
+                          and (request.namespace is None or namespace == request.namespace)]  # fmt: skip
+            try:
+                for event in replay:
+                    await response.write(json.dumps(event).encode() + b"\n")
+                async for event in bus.stream(since=marker):
+                    namespace = (event.get("object") or {}).get("metadata", {}).get("namespace")
+                    if request.namespace is None or namespace == request.namespace:
+                        line = json.dumps(event).encode()
+                        await response.write(line[: len(line) // 2])
+                        break
+            finally:
+                await bus.unmark(marker)
+            raw.transport.abort()  # a reset connection, not a clean end of the stream
+            return response
+
+    return FaultyEmulator
+
+
 @dataclass
 class EmulatedCluster:
     """An async client for the emulated API that behaves a little more like a real API server."""
@@ -71,6 +200,23 @@ class EmulatedCluster:
     url: str
     emulator: Any
     http: httpx.AsyncClient
+
+    def inject(self, fault: KubeFault) -> KubeFault:
+        """Apply ``fault`` to the operator's matching requests from now on (see ``KubeFault``); returns it."""
+        self.emulator.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        self.emulator.faults.clear()
+
+    async def send_watch_event(self, kind: str, event: Mapping[str, Any]) -> None:
+        """Send ``event`` (e.g. an ``ERROR`` with a 410 ``Status``) down every open cluster-wide watch of ``kind``,
+        as a real API server ends a live watch whose resource version expired."""
+        import kmock
+
+        group_version, plural = self._path(kind, None).rsplit("/", 1)
+        group, _, version = group_version.removeprefix("/apis/").removeprefix("/api/").rpartition("/")
+        await self.emulator._buses[kmock.resource(group, version, plural)].put(dict(event))
 
     def _path(self, kind: str, namespace: str | None, name: str | None = None) -> str:
         plural = _PLURALS[kind]
@@ -242,12 +388,13 @@ async def emulated_cluster() -> AsyncIterator[EmulatedCluster]:
     """Start kmock's Kubernetes emulator with the resources the operator and Kopf need."""
     import kmock  # development dependency
 
-    emulator = kmock.KubernetesEmulator()
+    emulator = _fault_emulator(kmock)()
+    emulator.faults = []
     for resource, info in _RESOURCES.items():
         emulator.resources[resource] = kmock.ResourceInfo(verbs=_NAMESPACED_VERBS, **info)
     async with emulator, kmock.Server(emulator) as server:
         url = str(server.url).rstrip("/")
-        async with httpx.AsyncClient(base_url=url, timeout=10.0) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=10.0, headers={_UNFAULTED_HEADER: "1"}) as http:
             yield EmulatedCluster(url=url, emulator=emulator, http=http)
 
 

@@ -4,8 +4,15 @@ Owned here: when to poll and what to list. Each poll lists the fewest prefixes t
 unpinned VaultSecrets on the connection (``covering_prefixes``, pure), pages through them, and hands the
 versions to the registry, which marks the VaultSecrets that are behind. A new version therefore costs
 ceil(listed / page size) list requests per poll plus one GET per (path, version) — never a request per
-VaultSecret per interval. Pinned VaultSecrets are not listed at all. Polls are jittered (no thundering herd),
-and a 401/403 on the list trips the connection's breaker instead of being retried hot.
+VaultSecret per interval. Pinned VaultSecrets are not listed at all. Polls are jittered (no thundering herd).
+
+Failures (issue 10's budget): a poll stops at its first failed list request. A 401, a 403 on every prefix, or an
+outage (5xx, 429, timeout, connection error) opens the connection's breaker (``breaker.Breaker``); while it is open
+the watcher sleeps until the breaker's ``retryAt`` and its next poll is the single probe (a connection with only
+pinned VaultSecrets has nothing to list: its probe is one GET of a pinned path, whose data is dropped). A probe
+that succeeds closes the breaker, and runtime re-syncs what the outage marked. An answer the operator cannot
+understand does not open the breaker (one malformed list must not hold every sync of the connection): the watcher
+backs off its own polls on the same schedule instead.
 
 Started and stopped by ``runtime`` as connections come and go.
 """
@@ -20,15 +27,28 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from . import conditions
+from .breaker import Backoff
 from .connections import Connection, Connections
 from .metrics import Metrics
-from .registry import ConnKey, Priority, Registry, SourceKey
-from .scaivault import ConfigurationError, ForbiddenError, ScaiVaultError, UnauthenticatedError
+from .registry import ConnKey, Priority, Registry, SourceKey, ready_reason
+from .scaivault import (
+    APIError,
+    ConfigurationError,
+    ForbiddenError,
+    NotFoundError,
+    ResponseError,
+    ScaiVaultError,
+    TransientError,
+    UnauthenticatedError,
+)
 from .settings import OperatorSettings
 
 __all__ = ["VersionWatcher", "covering_prefixes"]
 
 logger = logging.getLogger(__name__)
+
+#: The shortest sleep between two looks at an open breaker (its ``remaining`` may round to 0).
+_MIN_WAIT = 0.05
 
 
 def covering_prefixes(paths: Iterable[str], max_prefixes: int | None = None) -> list[str]:
@@ -51,10 +71,21 @@ def covering_prefixes(paths: Iterable[str], max_prefixes: int | None = None) -> 
 
 
 def _without_covered(prefixes: Iterable[str]) -> list[str]:
+    """``prefixes`` in order, without those below a kept directory prefix (``a/`` covers ``a/b/``, not ``ab/``).
+
+    A prefix's covering directories are its own leading parts up to a ``/``: looked up in a set, so this is linear
+    in the number of prefixes (times their depth), not quadratic — at 10,000 VaultSecrets in their own directories
+    a poll's prefixes take milliseconds, where comparing every pair took half a minute of the event loop.
+    """
     kept: list[str] = []
+    directories: set[str] = set()
     for prefix in sorted(prefixes):
-        if not any(prefix.startswith(shorter) and shorter.endswith("/") for shorter in kept):
-            kept.append(prefix)
+        ends = [i for i, char in enumerate(prefix) if char == "/"]
+        if any(prefix[: i + 1] in directories for i in ends):
+            continue
+        kept.append(prefix)
+        if prefix.endswith("/"):
+            directories.add(prefix)
     return kept
 
 
@@ -76,20 +107,30 @@ class VersionWatcher:
         schedule: Callable[[SourceKey, int], None],
         on_breaker: Callable[[Connection, bool], None],
         metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.conn_key = conn_key
         self._connections = connections
         self._registry = registry
         self._settings = settings
         self._schedule = schedule
+        #: Told of the breaker's transitions (opened: True; closed: False) and of a configuration fixed (False).
         self._on_breaker = on_breaker
         self._metrics = metrics
+        self._clock = clock
+        #: Polls that sent requests (a probe is one; a poll skipped while the breaker is open is not).
         self.polls = 0
         self.list_requests = 0
         self._forbidden: dict[str, float] = {}  # prefix -> monotonic time before which it is not listed again
         #: The last poll failed on the connection's configuration (e.g. a token Secret missing or not labelled):
         #: its users report InvalidSpec and retry slowly, so the first poll that works re-syncs them.
         self._misconfigured = False
+        #: Polls in a row whose answer could not be understood (they back off without opening the breaker).
+        self._garbled = 0
+        self._backoff = Backoff(settings.retry_base * 2.5, settings.retry_max)
+        self._rng = random.Random(random.random())  # seeded from the global source (repeatable simulations)
+        self._covered: tuple[set[str], list[str]] = (set(), [])  # the last followed paths and their prefixes
 
     async def run(self) -> None:
         """Poll forever: at once, then every jittered pollInterval (or the breaker's backoff)."""
@@ -111,36 +152,79 @@ class VersionWatcher:
         return seconds * random.uniform(1 - jitter, 1 + jitter)
 
     async def poll_once(self) -> float:
-        """One poll. Returns the delay until the next one."""
+        """One poll (or, while the breaker is open and due, the probe). Returns the delay until the next one."""
         conn = self._connections.get(self.conn_key)
+        if conn is None or conn.spec is None:
+            return min(self._interval(), 1.0)
+        breaker = conn.breaker
         paths = self._registry.followed_paths(self.conn_key)
-        if conn is None or conn.spec is None or not paths:
+        pinned = self._pinned_probe() if not paths and breaker.is_open else None
+        if not paths and pinned is None:
             # Nothing to follow yet (e.g. just started: the VaultSecrets are still arriving): look again soon, so
             # a warm restart learns what moved while it was down within a second, not a whole interval.
             return min(self._interval(), 1.0)
-        if not conn.breaker.allow():
-            return max(self._interval(), conn.breaker.remaining())
+        if not breaker.begin_probe():
+            return max(breaker.remaining(), _MIN_WAIT)  # open: sleep until its retryAt, then probe
         self.polls += 1
         try:
-            versions = await self._list(conn, paths)
+            if pinned is not None:
+                await self._probe_pinned(conn, pinned)
+                versions: dict[str, int | None] = {}
+            else:
+                versions = await self._list(conn, paths)
         except ScaiVaultError as exc:
-            failure = conditions.classify(exc)
-            self._metrics.inc("backend_errors_total", {"connection": conn.label, "reason": failure.reason})
-            if isinstance(exc, UnauthenticatedError | ForbiddenError) or conn.breaker.probing:
-                conn.breaker.trip(failure)
-                logger.warning("%s: listing failed (%s); pausing requests for %.0fs", conn.display,
-                               failure.reason, conn.breaker.remaining())  # fmt: skip
-                self._on_breaker(conn, True)
-                return max(self._interval(), conn.breaker.remaining())
-            self._misconfigured = isinstance(exc, ConfigurationError)
-            logger.warning("%s: listing failed (%s); next poll as scheduled", conn.display, failure.message)
-            return max(self._interval(), failure.retry_after or 0.0)
-        if conn.breaker.reset() or self._misconfigured:
+            return self._failed(conn, exc)
+        self._garbled = 0
+        if breaker.reset() or self._misconfigured:
             self._on_breaker(conn, False)  # closed again, or fixed: re-sync what the outage marked
         self._misconfigured = False
         for source in self._registry.observe_versions(self.conn_key, versions):
             self._schedule(source, Priority.VERSION)
         return self._interval()
+
+    def _failed(self, conn: Connection, exc: ScaiVaultError) -> float:
+        """A poll failed: open (or keep open) the breaker, or back off this watcher's polls; the next delay."""
+        failure = conditions.classify(exc)
+        self._metrics.inc("backend_errors_total", {"connection": conn.label, "reason": failure.reason})
+        breaker = conn.breaker
+        if isinstance(exc, UnauthenticatedError | ForbiddenError | TransientError) or breaker.probing:
+            probe = breaker.probing
+            changed = breaker.trip(failure, floor=conn.poll_seconds)
+            level = logging.WARNING if changed else logging.INFO
+            logger.log(level, "%s: %s failed (%s); no request on this connection for %.0fs", conn.display,
+                       "the probe" if probe else "listing", failure.reason, breaker.remaining())  # fmt: skip
+            if changed:
+                self._on_breaker(conn, True)
+            return max(breaker.remaining(), _MIN_WAIT)
+        self._misconfigured = isinstance(exc, ConfigurationError)
+        if self._misconfigured:  # nothing was sent (e.g. the token Secret is missing): look again as scheduled
+            logger.warning("%s: listing failed (%s); next poll as scheduled", conn.display, failure.message)
+            return self._interval()
+        self._garbled += 1
+        delay = self._backoff.delay(self._garbled, self._rng, floor=conn.poll_seconds)
+        logger.warning("%s: listing failed (%s); next poll in %.0fs", conn.display, failure.message, delay)
+        return delay
+
+    def _pinned_probe(self) -> SourceKey | None:
+        """A pinned source of the connection with a user that is not denied: what the probe reads when the
+        connection has nothing to list."""
+        for source in sorted(self._registry.sources_of(self.conn_key), key=lambda s: (s[1], s[2] or 0)):
+            if source[2] is not None and not all(
+                ready_reason(entry.status) == conditions.POLICY_DENIED for entry in self._registry.members(source)
+            ):
+                return source
+        return None
+
+    async def _probe_pinned(self, conn: Connection, source: SourceKey) -> None:
+        """One GET of a pinned path as the probe; its data is dropped at once. A 404 or a 403 (a ScaiVault policy on
+        that path) also means ScaiVault answers: the outage is over (a pinned-only connection is never opened for
+        Forbidden, which only a 403 on every listed prefix does)."""
+        client = await self._connections.client(conn)
+        self._metrics.inc("backend_requests_total", {"connection": conn.label, "call": "read"})
+        try:
+            await client.read(source[1], source[2])
+        except (NotFoundError, ForbiddenError):
+            return
 
     async def _list(self, conn: Connection, paths: set[str]) -> dict[str, int | None]:
         """``{path: current version or None when gone}`` for the followed paths that could be listed.
@@ -151,8 +235,10 @@ class VersionWatcher:
         """
         client = await self._connections.client(conn)
         found: dict[str, int | None] = dict.fromkeys(paths)
-        prefixes = covering_prefixes(paths, self._settings.max_list_prefixes)
-        now = time.monotonic()
+        if paths != self._covered[0]:  # the same paths as last time (the usual case): the same prefixes
+            self._covered = (set(paths), covering_prefixes(paths, self._settings.max_list_prefixes))
+        prefixes = self._covered[1]
+        now = self._clock()
         refused: list[str] = []
         error: ForbiddenError | None = None
         for prefix in prefixes:
@@ -161,12 +247,15 @@ class VersionWatcher:
                 continue
             try:
                 async for page in client.list_secrets(prefix, page_size=self._settings.page_size):
-                    self.list_requests += 1
-                    self._metrics.inc("backend_requests_total", {"connection": conn.label, "call": "list"})
+                    self._count_list(conn)
                     for item in page.secrets:
                         if item.path in found:
                             found[item.path] = item.version
-            except ForbiddenError as exc:
+            except ScaiVaultError as exc:
+                if isinstance(exc, APIError | ResponseError):  # sent and failed (any but a 403 stops the poll)
+                    self._count_list(conn)
+                if not isinstance(exc, ForbiddenError):
+                    raise
                 error = exc
                 if prefix not in self._forbidden:
                     self._hand_over(conn, [path for path in paths if path.startswith(prefix)])
@@ -177,6 +266,10 @@ class VersionWatcher:
         if error is not None and len(refused) == len(prefixes):
             raise error
         return {path: version for path, version in found.items() if not any(path.startswith(p) for p in refused)}
+
+    def _count_list(self, conn: Connection) -> None:
+        self.list_requests += 1
+        self._metrics.inc("backend_requests_total", {"connection": conn.label, "call": "list"})
 
     def _hand_over(self, conn: Connection, paths: list[str]) -> None:
         logger.warning("%s: listing %d followed path(s) was refused (403); each is read on its own", conn.display,

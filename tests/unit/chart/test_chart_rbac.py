@@ -5,7 +5,9 @@ Where each rule comes from (kube.py, runtime.py, handlers.py and Kopf 1.45's rea
 - vaultsecrets list/watch: Kopf's watch for ``on.event``; vaultsecrets/status patch: ``Kube.patch_vaultsecret_status``;
   vaultsecrets/finalizers update: the managed Secrets' ownerReference has ``blockOwnerDeletion: true``, which the
   OwnerReferencesPermissionEnforcement admission plugin allows only with update on the owner's finalizers.
-- clustervaultconnections, vaultconnections list/watch: ``Kube.list_connections`` at start-up, then Kopf.
+- clustervaultconnections, vaultconnections list/watch: ``Kube.list_connections`` at start-up, then Kopf;
+  clustervaultconnections/status, vaultconnections/status patch: ``Kube.patch_connection_status`` (status.breaker,
+  on the breaker's transitions). The cluster-scoped one is in the ClusterRole in both modes.
 - secrets get/create/patch/delete: ``Kube.get_secret`` (also connection credentials), ``create_secret``,
   ``patch_secret``, ``delete_secret``; list: ``Kube.list_secrets`` at start-up; watch: Kopf (label-selected).
 - events create: ``Kube.post_event`` and Kopf's warnings. namespaces get: ``Kube.namespace_labels``; list/watch only
@@ -27,6 +29,7 @@ from scaivault_operator.kube import Kube
 
 CLUSTER_READS: set[Rule] = {
     (GROUP, "clustervaultconnections", ("list", "watch"), ()),
+    (GROUP, "clustervaultconnections/status", ("patch",), ()),
     ("", "namespaces", ("get",), ()),
     ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), ()),
 }
@@ -35,20 +38,25 @@ NAMESPACED: set[Rule] = {
     (GROUP, "vaultsecrets/status", ("patch",), ()),
     (GROUP, "vaultsecrets/finalizers", ("update",), ()),
     (GROUP, "vaultconnections", ("list", "watch"), ()),
+    (GROUP, "vaultconnections/status", ("patch",), ()),
     ("", "secrets", ("create", "delete", "get", "list", "patch", "watch"), ()),
     ("", "events", ("create",), ()),
 }
-#: Every public call of ``Kube`` and the RBAC rule it needs. A new call must be added here and to the chart.
-KUBE_CALLS: dict[str, tuple[str, str, str]] = {
-    "get_secret": ("", "secrets", "get"),
-    "create_secret": ("", "secrets", "create"),
-    "patch_secret": ("", "secrets", "patch"),
-    "delete_secret": ("", "secrets", "delete"),
-    "list_secrets": ("", "secrets", "list"),
-    "namespace_labels": ("", "namespaces", "get"),
-    "list_connections": (GROUP, "vaultconnections", "list"),
-    "patch_vaultsecret_status": (GROUP, "vaultsecrets/status", "patch"),
-    "post_event": ("", "events", "create"),
+#: Every public call of ``Kube`` and the RBAC rules it needs. A new call must be added here and to the chart.
+KUBE_CALLS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "get_secret": (("", "secrets", "get"),),
+    "create_secret": (("", "secrets", "create"),),
+    "patch_secret": (("", "secrets", "patch"),),
+    "delete_secret": (("", "secrets", "delete"),),
+    "list_secrets": (("", "secrets", "list"),),
+    "namespace_labels": (("", "namespaces", "get"),),
+    "list_connections": ((GROUP, "clustervaultconnections", "list"), (GROUP, "vaultconnections", "list")),
+    "patch_vaultsecret_status": ((GROUP, "vaultsecrets/status", "patch"),),
+    "patch_connection_status": (
+        (GROUP, "clustervaultconnections/status", "patch"),
+        (GROUP, "vaultconnections/status", "patch"),
+    ),
+    "post_event": (("", "events", "create"),),
 }
 #: Calls that Kubernetes' default ClusterRoles grant every authenticated user: nothing for the chart to grant.
 #: GET /version: system:public-info-viewer; SelfSubjectReview create: system:basic-user (Kubernetes 1.28+).
@@ -159,5 +167,19 @@ def test_every_kube_call_is_covered_by_the_chart() -> None:
     added_or_removed = "a Kube call was added or removed: update KUBE_CALLS (and templates/rbac.yaml) or BUILT_IN_CALLS"
     assert public == set(KUBE_CALLS) | set(BUILT_IN_CALLS), added_or_removed
     granted = CLUSTER_READS | NAMESPACED
-    for call, (group, resource, verb) in KUBE_CALLS.items():
-        assert any(g == group and r == resource and verb in verbs for g, r, verbs, _ in granted), call
+    for call, needed in KUBE_CALLS.items():
+        for group, resource, verb in needed:
+            assert any(g == group and r == resource and verb in verbs for g, r, verbs, _ in granted), (call, resource)
+
+
+def test_connection_status_patch_is_granted_where_each_kind_lives() -> None:
+    """A ClusterVaultConnection's status needs the ClusterRole in both modes; a VaultConnection's the Role of its
+    namespace in namespaced mode."""
+    cluster_status = (GROUP, "clustervaultconnections/status", ("patch",), ())
+    namespaced_status = (GROUP, "vaultconnections/status", ("patch",), ())
+    assert cluster_status in rules(find(render("token.yaml"), "ClusterRole", FULLNAME))
+    docs = render("namespaced.yaml")
+    assert cluster_status in rules(find(docs, "ClusterRole", FULLNAME))
+    assert namespaced_status not in rules(find(docs, "ClusterRole", FULLNAME))
+    for namespace in ("team-a", "team-b"):
+        assert namespaced_status in rules(find(docs, "Role", FULLNAME, namespace))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from scaivault_operator import conditions as c
 from scaivault_operator import scaivault as sv
-from scaivault_operator.api import ConnectionSpec, VaultSecretSpec
+from scaivault_operator.api import Condition, ConnectionSpec, VaultSecretSpec
 from scaivault_operator.conditions import (
     Failure,
     classify,
@@ -444,6 +444,79 @@ def test_other_conditions_are_kept_in_place() -> None:
 def test_is_transition_without_ready() -> None:
     assert not is_transition(None, {})
     assert is_transition({"conditions": [{"type": "Other", "status": "True"}]}, synced(None, now=T0))
+
+
+# -- the Insecure condition ----------------------------------------------------------------------------------------
+
+INSECURE_MESSAGE = "ClusterVaultConnection default allows plain http:// ..."
+
+
+def synced_insecure(previous: dict[str, Any] | None, *, now: str, message: str | None) -> dict[str, Any]:
+    return desired_status(previous=previous, generation=1, ok=True, reason="Synced", message="v3", now=now,
+                          synced_version=3, secret_name="web-db", synced_at=None, insecure=message)  # fmt: skip
+
+
+def test_insecure_http_constants() -> None:
+    assert (c.INSECURE, c.INSECURE_HTTP) == ("Insecure", "InsecureHTTP")
+
+
+def test_insecure_condition_beside_ready() -> None:
+    status = synced_insecure(None, now=T0, message=INSECURE_MESSAGE)
+    assert status["conditions"][1] == {"type": "Insecure", "status": "True", "reason": "InsecureHTTP",
+                                       "message": INSECURE_MESSAGE, "lastTransitionTime": T0,
+                                       "observedGeneration": 1}  # fmt: skip
+    assert [cond["type"] for cond in status["conditions"]] == ["Ready", "Insecure"]
+    pydantic.TypeAdapter(list[Condition]).validate_python(status["conditions"])  # metav1.Condition's fields
+
+
+def test_insecure_condition_costs_no_write_while_unchanged_and_keeps_its_time() -> None:
+    first = synced_insecure(None, now=T0, message=INSECURE_MESSAGE)
+    again = synced_insecure(first, now=T1, message=INSECURE_MESSAGE)
+    assert status_patch(first, again) is None
+    assert again["conditions"][1]["lastTransitionTime"] == T0
+    # Ready changes, Insecure stays: it keeps its place and time; no Event is due to it.
+    failing = desired_status(previous=again, generation=1, ok=False, reason="Forbidden", message="denied",
+                             now=T2, synced_version=None, secret_name=None, synced_at=None,
+                             insecure=INSECURE_MESSAGE)  # fmt: skip
+    assert failing["conditions"][1] == first["conditions"][1]
+    assert not is_transition(synced_insecure(first, now=T1, message=None), again)
+
+
+def test_insecure_condition_goes_when_the_connection_is_https_again() -> None:
+    flagged = synced_insecure(None, now=T0, message=INSECURE_MESSAGE)
+    clean = synced_insecure(flagged, now=T1, message=None)
+    assert [cond["type"] for cond in clean["conditions"]] == ["Ready"]
+    assert clean["conditions"][0] == flagged["conditions"][0]
+    assert status_patch(flagged, clean) == {"conditions": clean["conditions"]}
+    reflagged = synced_insecure(clean, now=T2, message=INSECURE_MESSAGE)
+    assert reflagged["conditions"][1]["lastTransitionTime"] == T2
+    assert c.with_insecure(flagged, message=INSECURE_MESSAGE + "!", generation=1, now=T2)["conditions"][1][
+        "lastTransitionTime"] == T0  # a new message: same condition status, same time  # fmt: skip
+
+
+def test_with_insecure_keeps_other_conditions_and_fields() -> None:
+    previous = {"conditions": [{"type": "Other", "status": "True", "reason": "X", "lastTransitionTime": T0},
+                               {"type": "Insecure", "status": "True", "reason": "InsecureHTTP", "message": "old",
+                                "lastTransitionTime": T0},
+                               {"type": "Ready", "status": "True", "reason": "Synced", "lastTransitionTime": T0}],
+                "syncedVersion": 2, "kopf": {"x": 1}}  # fmt: skip
+    updated = c.with_insecure(previous, message="new", generation=None, now=T1)
+    assert [cond["type"] for cond in updated["conditions"]] == ["Other", "Insecure", "Ready"]
+    assert updated["conditions"][1] == {"type": "Insecure", "status": "True", "reason": "InsecureHTTP",
+                                        "message": "new", "lastTransitionTime": T0}  # fmt: skip
+    assert (updated["syncedVersion"], updated["kopf"]) == (2, {"x": 1})
+    removed = c.with_insecure(previous, message=None, generation=None, now=T1)
+    assert [cond["type"] for cond in removed["conditions"]] == ["Other", "Ready"]
+    assert previous["conditions"][1]["message"] == "old", "the input is not changed"
+
+
+def test_insecure_message_names_fields_not_urls() -> None:
+    message = c.insecure_message("VaultConnection team-a/vault", ["url", "auth.clientCredentials.tokenUrl"])
+    assert message == (
+        "VaultConnection team-a/vault allows plain http:// to a host that is not loopback (insecureHTTP: true): "
+        "spec.url sends the ScaiVault token and the secret data unencrypted; spec.auth.clientCredentials.tokenUrl "
+        "sends the OAuth client id and secret unencrypted; switch to https:// and remove insecureHTTP"
+    )
 
 
 @given(

@@ -56,7 +56,7 @@ def make_watcher(refused: set[str]) -> tuple[VersionWatcher, Registry, FakeClien
     from scaivault_operator.api import ConnectionSpec
 
     spec = ConnectionSpec.model_validate(
-        {"url": "http://vault", "auth": {"tokenSecretRef": {"namespace": "ns", "name": "t"}}, "pollInterval": "1s"}
+        {"url": "https://vault", "auth": {"tokenSecretRef": {"namespace": "ns", "name": "t"}}, "pollInterval": "1s"}
     )
     conn = Connection(key=CONN, spec=spec, error=None, breaker=Breaker(base=10, cap=300))
     registry = Registry()

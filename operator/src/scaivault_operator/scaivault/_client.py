@@ -1,8 +1,9 @@
 """``ScaiVaultClient``: the async client for the whole documented ScaiVault API.
 
-Owns the HTTP pool (httpx), timeouts, the per-client concurrency limit, authentication (via a
-``TokenProvider``), retries of idempotent reads, and the translation of every httpx error and every non-2xx
-answer into the ``_exceptions`` tree — this module is the only place where that translation happens.
+Owns the HTTP pool (httpx), timeouts, the per-client concurrency limit, the size limit on answers,
+authentication (via a ``TokenProvider``), retries of idempotent reads, and the translation of every httpx error
+and every non-2xx answer into the ``_exceptions`` tree — this module is the only place where that translation
+happens.
 
 Called by the operator's sync code and by tests; the request/response shapes are documented in
 ``docs/scaivault-api.md``.
@@ -11,10 +12,11 @@ Called by the operator's sync code and by tests; the request/response shapes are
 from __future__ import annotations
 
 import asyncio
+import json as jsonlib
 import logging
 import ssl
-import time
 from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -33,15 +35,25 @@ from ._exceptions import (
 )
 from ._models import Identity, Secret, SecretPage, WriteResult
 from ._paths import encode_path, validate_prefix
-from ._retry import NO_RETRY, RetryPolicy
+from ._retry import NO_RETRY, RetryGate, RetryPolicy
 
-__all__ = ["DEFAULT_PAGE_SIZE", "DEFAULT_TIMEOUT", "ScaiVaultClient"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_PAGE_SIZE", "DEFAULT_TIMEOUT", "ScaiVaultClient"]
 
 logger = logging.getLogger(__name__)
 
 #: Connect fast, give the server time to answer; ``pool`` bounds the wait for a free connection.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=15.0, write=15.0, pool=30.0)
 DEFAULT_PAGE_SIZE = 500
+#: A list follows at most this many items' worth of pages (and at least 1,000 pages): a server that keeps answering
+#: has_more with fresh cursors must not keep a poll running forever. A million secrets under one prefix is far
+#: beyond any tenant (and the operator lists the parent directories of the paths it follows, not the root).
+MAX_LIST_ITEMS = 1_000_000
+MIN_LIST_PAGES = 1_000
+#: Largest answer body the client reads (after content decoding): 4 MiB. A Kubernetes Secret holds at most 1 MiB
+#: and a list page of 1000 items stays far below; a bigger answer is refused while it streams in. Without a bound a
+#: broken proxy or server could make the operator buffer and parse tens of MiB per request — eight workers reading
+#: a 20 MiB answer at once take ~500 MiB, the chart's memory limit.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 _NO_BODY = object()
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,9 +63,12 @@ class ScaiVaultClient:
 
     ``base_url`` is the service root (``https://scaivault.example``; ``/v1/...`` is appended). TLS is verified
     by default; ``ca_file``/``ca_data`` add a custom CA bundle. At most ``max_concurrency`` requests are in flight
-    at once. Reads (whoami, read, list) are retried on transient errors per ``retry``; writes never are, since a
-    PUT that timed out may still have created a version. A 401 makes the token provider renew once and the
-    request is repeated once with the new token.
+    at once. An answer body larger than ``max_response_bytes`` is not read to its end: a ``ResponseError`` (or, for
+    an error status, the error of that status without the body's detail). Reads (whoami, read, list) are retried
+    on transient errors per ``retry``; writes never are, since a PUT that timed out may still have created a
+    version. A 401 makes the token provider renew once and the request is repeated once with the new token.
+    ``retry_gate`` (optional) is asked before each retry and told of each success: a budget shared by all requests
+    of the client (the operator passes the connection's breaker).
 
     ``transport`` replaces the network (``httpx.MockTransport`` in unit tests).
     """
@@ -68,14 +83,20 @@ class ScaiVaultClient:
         ca_file: str | Path | None = None,
         ca_data: str | None = None,
         max_concurrency: int = 16,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         retry: RetryPolicy | None = None,
+        retry_gate: RetryGate | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be at least 1")
+        if max_response_bytes < 1:
+            raise ConfigurationError("max_response_bytes must be at least 1")
+        self._max_response_bytes = max_response_bytes
         self._base = _service_url(base_url)
         self._auth = auth
         self._retry = retry if retry is not None else RetryPolicy()
+        self._retry_gate = retry_gate
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._http = httpx.AsyncClient(
             timeout=timeout,
@@ -156,9 +177,11 @@ class ScaiVaultClient:
     ) -> AsyncIterator[SecretPage]:
         """Every page under ``prefix``, following ``cursor`` until ``has_more`` is false.
 
-        Yields pages (each with its ``secrets``) so callers can count requests; a cursor that repeats is a
-        ``ResponseError`` instead of an endless loop.
+        Yields pages (each with its ``secrets``) so callers can count requests; a cursor that repeats, or more
+        pages than ``MAX_LIST_ITEMS`` items need (at least ``MIN_LIST_PAGES``), is a ``ResponseError`` instead of
+        an endless loop.
         """
+        max_pages = max(MIN_LIST_PAGES, MAX_LIST_ITEMS // (page_size or DEFAULT_PAGE_SIZE))
         cursor: str | None = None
         seen: set[str] = set()
         while True:
@@ -166,6 +189,8 @@ class ScaiVaultClient:
             yield page
             if not page.has_more:
                 return
+            if len(seen) + 1 >= max_pages:
+                raise ResponseError(f"LIST secrets with prefix {prefix!r}: more than {max_pages} pages, still has_more")
             assert page.cursor is not None  # list_page checked it
             if page.cursor in seen:
                 raise ResponseError(f"LIST secrets with prefix {prefix!r}: the server repeated a cursor")
@@ -209,21 +234,26 @@ class ScaiVaultClient:
         ``redact``: secret values of the request; an error answer quoting one (or the token) is not repeated.
         """
         policy = retry if retry is not None else self._retry
-        started = time.monotonic()
+        loop = asyncio.get_running_loop()  # its clock, as its sleeps: a test's virtual time moves both
+        started = loop.time()
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._authenticated(method, url_path, what=what, params=params, json=json, redact=redact)
+                body = await self._authenticated(method, url_path, what=what, params=params, json=json, redact=redact)
             except TransientError as exc:
-                wait = policy.delay(attempt, exc, time.monotonic() - started)
-                if wait is None:
+                wait = policy.delay(attempt, exc, loop.time() - started)
+                if wait is None or (self._retry_gate is not None and not self._retry_gate.allow_retry()):
                     raise
                 logger.debug(
                     "%s failed (%s); retry %d of %d in %.2fs",
                     what, type(exc).__name__, attempt, policy.max_attempts - 1, wait,
                 )  # fmt: skip
                 await asyncio.sleep(wait)
+            else:
+                if self._retry_gate is not None:
+                    self._retry_gate.record_success()
+                return body
 
     async def _authenticated(
         self,
@@ -236,14 +266,14 @@ class ScaiVaultClient:
         redact: Collection[str],
     ) -> Any:
         token = await self._auth.token()
-        response = await self._send(method, url_path, token, what=what, params=params, json=json)
+        answer = await self._send(method, url_path, token, what=what, params=params, json=json)
         tokens = [token]
-        if response.status_code == 401 and await self._auth.renew(token):
+        if answer.status_code == 401 and await self._auth.renew(token):
             logger.info("%s: token refused with 401; retrying once with a renewed token", what)
             token = await self._auth.token()
             tokens.append(token)
-            response = await self._send(method, url_path, token, what=what, params=params, json=json)
-        return _decode(response, what, redact=[*tokens, *redact])
+            answer = await self._send(method, url_path, token, what=what, params=params, json=json)
+        return _decode(answer, what, redact=[*tokens, *redact])
 
     async def _send(
         self,
@@ -254,23 +284,59 @@ class ScaiVaultClient:
         what: str,
         params: Mapping[str, str] | None,
         json: Any,
-    ) -> httpx.Response:
+    ) -> _Answer:
         if not is_sendable_token(token):
             # Checked here for every provider: httpx would raise an error quoting the header, token and all.
             raise ConfigurationError(f"{what}: the token provider returned a token no HTTP header can carry")
         async with self._semaphore:
             try:
-                return await self._http.request(
+                request = self._http.build_request(
                     method,
                     self._base + url_path,
                     params=params,
                     json=json,
                     headers={"Authorization": f"Bearer {token}"},
                 )
+                response = await self._http.send(request, stream=True)
+                try:
+                    content = await _read_limited(response, self._max_response_bytes)
+                finally:
+                    await response.aclose()
             except httpx.TimeoutException as exc:
                 raise UnavailableError(f"{what}: timed out ({type(exc).__name__})") from exc
             except httpx.HTTPError as exc:
                 raise UnavailableError(f"{what}: {type(exc).__name__}: {_short(exc)}") from exc
+        return _Answer(response.status_code, response.headers, content, self._max_response_bytes)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """An answer read as far as the size limit allows. ``content`` is None when the body was larger than ``limit``
+    (it was not read to its end)."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes | None
+    limit: int
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+
+async def _read_limited(response: httpx.Response, limit: int) -> bytes | None:
+    """The decoded body of a streamed ``response``, or None as soon as it proves longer than ``limit`` bytes."""
+    declared = response.headers.get("Content-Length", "").strip()
+    if declared.isdigit() and int(declared) > limit and not response.headers.get("Content-Encoding"):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _service_url(base_url: str) -> str:
@@ -282,10 +348,13 @@ def _service_url(base_url: str) -> str:
         raise ConfigurationError("ScaiVault URL is not a valid URL") from None
     if url.userinfo:
         raise ConfigurationError("ScaiVault URL must not contain user:password@; the token provider authenticates")
-    if url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
-        raise ConfigurationError(f"ScaiVault URL must be http(s)://host[:port][/base], got {base_url!r}")
+    # The URL itself is never quoted: a query may carry a token (``?token=...``), and these messages reach status.
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError("ScaiVault URL must be http(s)://host[:port][/base]")
+    if url.query or url.fragment:
+        raise ConfigurationError("ScaiVault URL must not have a query (?...) or a fragment (#...)")
     if port is not None and not 0 < port < 65536:
-        raise ConfigurationError(f"ScaiVault URL has an invalid port: {base_url!r}")
+        raise ConfigurationError("ScaiVault URL has an invalid port")
     return str(url).rstrip("/")
 
 
@@ -298,7 +367,7 @@ def _ssl_context(verify: bool, ca_file: str | Path | None, ca_data: str | None) 
         return True
     try:
         return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None, cadata=ca_data or None)
-    except (OSError, ssl.SSLError, ValueError) as exc:
+    except (OSError, ssl.SSLError, ValueError, TypeError) as exc:  # TypeError: cadata that is not ASCII PEM
         raise ConfigurationError(f"cannot load the CA bundle: {type(exc).__name__}") from None
 
 
@@ -311,8 +380,24 @@ def _is_utf8(text: str) -> bool:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc) or "no detail"
+    text = str(exc) or _os_reason(exc) or "no detail"
     return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The operating system's words for the network failure behind ``exc`` (``Connection reset by peer``).
+
+    httpx's ``ReadError`` for a connection reset in the middle of an answer has no text of its own; its cause chain
+    ends in the ``OSError``. Only ``strerror`` is used: the C library's fixed text, never data from the peer.
+    """
+    seen: set[int] = set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 #: Shorter data values are not looked for in error messages: they match ordinary words by chance
@@ -337,22 +422,36 @@ def _leaf_strings(value: Any) -> set[str]:
     return {text for text in found if len(text) >= _MIN_REDACTED_LENGTH}
 
 
-def _decode(response: httpx.Response, what: str, *, redact: Collection[str] = ()) -> Any:
-    try:
-        body: Any = response.json()
-    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser's stack
-        body = _NO_BODY
-    if not response.is_success:
+def _decode(answer: _Answer, what: str, *, redact: Collection[str] = ()) -> Any:
+    body: Any = _NO_BODY
+    if answer.content is not None:
+        try:
+            body = jsonlib.loads(answer.content)
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser's stack
+            body = _NO_BODY
+    if not answer.is_success:
         raise error_for_status(
-            response.status_code,
+            answer.status_code,
             what=what,
             body=None if body is _NO_BODY else body,
-            retry_after=response.headers.get("Retry-After"),
+            retry_after=answer.headers.get("Retry-After"),
             redact=redact,
         )
+    if answer.content is None:
+        raise ResponseError(
+            f"{what}: HTTP {answer.status_code} answer is larger than {_size(answer.limit)}; not read to its end"
+        )
     if body is _NO_BODY:
-        raise ResponseError(f"{what}: HTTP {response.status_code} answer is not JSON")
+        raise ResponseError(f"{what}: HTTP {answer.status_code} answer is not JSON")
     return body
+
+
+def _size(limit: int) -> str:
+    """``4 MiB``, ``1.5 KiB``, ``300 bytes``."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if limit >= factor:
+            return f"{limit / factor:g} {unit}"
+    return f"{limit} bytes"
 
 
 def _parse(model: type[M], body: Any, what: str) -> M:

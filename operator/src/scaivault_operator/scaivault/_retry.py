@@ -2,16 +2,21 @@
 
 Pure: ``RetryPolicy.delay`` computes how long to wait before the next attempt, or None to give up. The client
 owns the loop and the sleeping; nothing here does I/O, so the policy is unit-tested without a clock.
+
+``RetryGate``: what the client asks, beyond the policy, before each retry — a budget shared by every request of one
+client (the operator's: the connection's breaker, which allows a few retries between two successes and none while
+it is open), so that retries inside requests cannot multiply an outage's requests.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ._exceptions import RateLimitedError, TransientError
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryGate", "RetryPolicy"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,15 @@ class RetryPolicy:
         if elapsed + wait > self.max_total:
             return None
         return wait
+
+
+class RetryGate(Protocol):
+    """A retry budget shared by a client's requests. ``allow_retry`` is asked before each retry the policy would
+    make (False: the caller gets the error now); ``record_success`` is told of every successful answer."""
+
+    def allow_retry(self) -> bool: ...
+
+    def record_success(self) -> None: ...
 
 
 #: A policy that never retries (for writes, and for callers that do their own scheduling).
