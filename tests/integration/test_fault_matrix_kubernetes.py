@@ -285,12 +285,6 @@ async def test_refused_secret_write_is_retried_once(cluster: OperatorEnv, status
     assert f"HTTP {status}" in warnings[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync.py Syncer._materialize: a KubeError from a Secret write becomes Failure(BACKEND_UNAVAILABLE, ...) "
-    "without retry_after=exc.retry_after, so _backoff ignores the API server's Retry-After (retry after "
-    "retry_base instead)",
-)
 async def test_secret_write_retry_honours_retry_after(cluster: OperatorEnv) -> None:
     """429 with ``Retry-After: 3`` on a Secret create: the retry is scheduled no sooner than 3 s later."""
     env = cluster
@@ -304,12 +298,6 @@ async def test_secret_write_retry_honours_retry_after(cluster: OperatorEnv) -> N
     assert min(retries) >= RETRY_AFTER
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime.py Runtime._worker + sync.py Syncer._write_status: a failed status write only marks the entry "
-    "dirty and sync_source returns None, so the worker re-queues the source with no delay — a hot loop of "
-    "status PATCHes (and ScaiVault GETs) for as long as the API server refuses, ignoring Retry-After",
-)
 async def test_refused_status_write_backs_off(cluster: OperatorEnv) -> None:
     """503 with ``Retry-After: 3`` on every status patch of one VaultSecret: its Secret is written once; the
     status write is retried no sooner than the API server asked (the delays the operator chose), and the requests

@@ -231,12 +231,15 @@ class Runtime:
                 delay = await self.syncer.sync_source(source)
             except KubeError as exc:
                 logger.warning("sync of %s failed: %s; retrying", source[1], exc)
-                delay = self._requeue_members(source, self.settings.retry_base)
+                delay = self._requeue_members(source, max(self.settings.retry_base, exc.retry_after or 0.0))
             except Exception:
                 logger.exception("sync of %s failed unexpectedly; retrying", source[1])
                 delay = self._requeue_members(source, self.settings.retry_max)
             finally:
                 self.queue.done(source)
+            refused = self.syncer.status_retry.pop(source, None)  # a status write was refused: not at once
+            if refused is not None:
+                delay = max(delay or 0.0, refused)
             pending = [
                 self.registry.dirty[e.key] for e in self.registry.members(source) if e.key in self.registry.dirty
             ]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import conditions
@@ -72,6 +72,9 @@ class Syncer:
     #: Told of the breaker's transitions caused here (opened: True); the watcher's probe closes it.
     on_breaker: Callable[[Connection, bool], None]
     metrics: Metrics
+    #: Sources whose status write the API server refused, and how long to wait before the next try (the runtime's
+    #: worker takes it out after the job: a refused write must not be retried at once, in a loop).
+    status_retry: dict[SourceKey, float] = field(default_factory=dict)
 
     async def sync_source(self, source: SourceKey) -> float | None:
         """Run the source; return seconds until it should run again (retries), or None."""
@@ -208,8 +211,8 @@ class Syncer:
         except KubeError as exc:
             entry.synced_version, entry.synced_spec = previous
             logger.warning("writing the Secret of VaultSecret %s/%s failed: %s", entry.namespace, entry.name, exc)
-            failure = conditions.Failure(conditions.BACKEND_UNAVAILABLE,
-                                         f"writing the Secret failed ({exc}); retrying", transient=True)  # fmt: skip
+            failure = conditions.Failure(conditions.BACKEND_UNAVAILABLE, f"writing the Secret failed ({exc}); retrying",
+                                         transient=True, retry_after=exc.retry_after)  # fmt: skip
             return await self._fail([entry], failure, delay=self._backoff([entry], exc, failure))
         entry.failures = 0
         name = desired["metadata"]["name"]
@@ -378,6 +381,11 @@ class Syncer:
         except KubeError as exc:
             logger.warning("cannot write the status of VaultSecret %s/%s: %s", entry.namespace, entry.name, exc)
             self.registry.mark_dirty(entry.key, Priority.RETRY)
+            # Not at once: a server that refuses status writes (503, 429, a webhook) must not get a hot loop.
+            entry.failures += 1
+            delay = max(self._growing_delay([entry]), exc.retry_after or 0.0)
+            if entry.source is not None:
+                self.status_retry[entry.source] = max(self.status_retry.get(entry.source, 0.0), delay)
             return False
         self.metrics.inc("status_writes_total")
         entry.status = desired
