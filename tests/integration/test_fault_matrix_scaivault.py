@@ -564,7 +564,6 @@ async def test_a_secret_recreated_at_version_1_between_polls_reaches_the_secret(
     assert used <= 2
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=RECREATE_BUG)
 async def test_a_secret_seen_deleted_then_recreated_at_version_1_reaches_the_secret(cluster, logs):
     """Synced at version 1; deleted (a poll sees it gone: SourceNotFound, the Secret kept), then re-created at
     version 1 with new data."""

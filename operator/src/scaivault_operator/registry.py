@@ -227,6 +227,12 @@ class Registry:
             stale = [key for key in self.by_source.get(source, ()) if self.entries[key].synced_version != version]
             for key in stale:
                 self.mark_dirty(key, Priority.VERSION)
+            if version is None:
+                # Gone: a secret re-created later starts again at version 1, so the version number the Secret
+                # holds can no longer confirm it. Forget it: the next listing of the path costs one GET, and the
+                # data hash decides whether anything is written.
+                for key in self.by_source.get(source, ()):
+                    self.entries[key].synced_version = None
             if stale:
                 changed.append(source)
         return changed
