@@ -4,8 +4,9 @@ Owns the CEL that refuses a VaultSecret at ``kubectl apply`` when the ClusterVau
 allow its namespace to read its path: the decision of ``policy.check_access`` for ClusterVaultConnections, with the
 same denial messages. Renders ``crds/policy/*.yaml`` (plain YAML for ``kubectl apply``); the chart's
 ``templates/admissionpolicy.yaml`` renders its copies in ``files/policy/`` (``make crds`` writes both). Pure apart
-from ``write``/``main``. Nothing here runs in the operator, which keeps its own check at every sync: a connection
-edited after a VaultSecret was admitted is still enforced (``PolicyDenied``).
+from ``main``, which writes the files through ``crdgen.write_or_check``. Nothing here runs in the operator, which
+keeps its own check at every sync: a connection edited after a VaultSecret was admitted is still enforced
+(``PolicyDenied``).
 
 Which connection: ``paramKind`` is ClusterVaultConnection and the binding's ``paramRef`` selects all of them
 (``selector: {}``), so the API server evaluates the policy once per connection; the match conditions skip all but
@@ -44,9 +45,7 @@ test runs it on a real API server.
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
-import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -55,7 +54,7 @@ from typing import Any
 import yaml
 
 from .api import GROUP, VERSION, ConnectionSpec, VaultSecretSpec
-from .crdgen import model_schema
+from .crdgen import model_schema, write_or_check
 from .policy import _MAX_LISTED_PREFIXES, CLUSTER_CONNECTION, NAMESPACE_PLACEHOLDER
 
 __all__ = [
@@ -67,10 +66,8 @@ __all__ = [
     "VARIABLES",
     "build_binding",
     "build_policy",
-    "check",
     "main",
     "render_yaml",
-    "write",
 ]
 
 JsonDict = dict[str, Any]
@@ -330,31 +327,6 @@ def render_yaml() -> dict[str, str]:
     return {POLICY_FILE: _HEADER + _dump(build_policy()), BINDING_FILE: _HEADER + _dump(build_binding())}
 
 
-def _diff(path: Path, wanted: str) -> str:
-    current = path.read_text(encoding="utf-8") if path.exists() else ""
-    if current == wanted:
-        return ""
-    lines = difflib.unified_diff(
-        current.splitlines(keepends=True), wanted.splitlines(keepends=True), f"{path} (committed)", f"{path} (code)"
-    )
-    return "".join(lines)
-
-
-def check(out: Path) -> list[str]:
-    """Diffs between the files in ``out`` and the rendered ones; empty when they agree."""
-    return [diff for name, text in render_yaml().items() if (diff := _diff(out / name, text))]
-
-
-def write(out: Path) -> list[Path]:
-    """Write the policy files into ``out`` (created if missing); return the files written."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_yaml().items():
-        (out / name).write_text(text, encoding="utf-8")
-        written.append(out / name)
-    return written
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m scaivault_operator.admission [--check] [--out DIR]``: write (or verify) crds/policy/*.yaml."""
     parser = argparse.ArgumentParser(
@@ -364,17 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("crds/policy"), help="directory (default: crds/policy)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files are out of date")
     args = parser.parse_args(argv)
-    out: Path = args.out
-    if args.check:
-        diffs = check(out)
-        if diffs:
-            sys.stderr.write("".join(diffs))
-            sys.stderr.write(f"\n{out}/ is out of date with admission.py: run `make crds`\n")
-            return 1
-        return 0
-    for path in write(out):
-        print(f"wrote {path}")
-    return 0
+    return write_or_check(args.out, render_yaml(), check_only=args.check, source="admission.py")
 
 
 if __name__ == "__main__":

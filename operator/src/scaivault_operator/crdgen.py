@@ -46,6 +46,7 @@ __all__ = [
     "root_schema",
     "structural",
     "write",
+    "write_or_check",
 ]
 
 JsonDict = dict[str, Any]
@@ -371,24 +372,41 @@ def _diff(path: Path, wanted: str) -> str:
     if current == wanted:
         return ""
     lines = difflib.unified_diff(
-        current.splitlines(keepends=True), wanted.splitlines(keepends=True), f"{path} (committed)", f"{path} (models)"
+        current.splitlines(keepends=True), wanted.splitlines(keepends=True), f"{path} (committed)", f"{path} (code)"
     )
     return "".join(lines)
 
 
-def check(out: Path) -> list[str]:
-    """Diffs between the files in ``out`` and the rendered CRDs; empty when they agree."""
-    return [diff for name, text in render_yaml().items() if (diff := _diff(out / name, text))]
+def check(out: Path, rendered: Mapping[str, str] | None = None) -> list[str]:
+    """Diffs between the files in ``out`` and ``rendered`` (default: the CRDs); empty when they agree."""
+    files = render_yaml() if rendered is None else rendered
+    return [diff for name, text in files.items() if (diff := _diff(out / name, text))]
 
 
-def write(out: Path) -> list[Path]:
-    """Write the rendered CRDs into ``out`` (created if missing); return the files written."""
+def write(out: Path, rendered: Mapping[str, str] | None = None) -> list[Path]:
+    """Write ``rendered`` (default: the CRDs) into ``out`` (created if missing); return the files written."""
+    files = render_yaml() if rendered is None else rendered
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in render_yaml().items():
+    for name, text in files.items():
         (out / name).write_text(text, encoding="utf-8")
         written.append(out / name)
     return written
+
+
+def write_or_check(out: Path, rendered: Mapping[str, str], *, check_only: bool, source: str) -> int:
+    """The end of a generator's command line (this one's and ``admission``'s): with ``check_only``, print the diffs
+    and return 1 when ``out`` is out of date with ``source``; else write the files. Returns the exit status."""
+    if check_only:
+        diffs = check(out, rendered)
+        if diffs:
+            sys.stderr.write("".join(diffs))
+            sys.stderr.write(f"\n{out}/ is out of date with {source}: run `make crds`\n")
+            return 1
+        return 0
+    for path in write(out, rendered):
+        print(f"wrote {path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -401,20 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out: Path = args.out
     try:
-        render_yaml()  # every CRD passes crdcheck, or nothing is written (and --check fails)
+        rendered = render_yaml()  # every CRD passes crdcheck, or nothing is written (and --check fails)
     except InvalidCrdError as exc:
         sys.stderr.write(f"{exc}\nthe API server would refuse this CRD: fix api.py or crdgen.py; nothing written\n")
         return 1
-    if args.check:
-        diffs = check(out)
-        if diffs:
-            sys.stderr.write("".join(diffs))
-            sys.stderr.write(f"\n{out}/ is out of date with api.py: run `make crds`\n")
-            return 1
-        return 0
-    for path in write(out):
-        print(f"wrote {path}")
-    return 0
+    return write_or_check(out, rendered, check_only=args.check, source="api.py")
 
 
 if __name__ == "__main__":
