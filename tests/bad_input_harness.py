@@ -53,7 +53,7 @@ from scaivault_operator.crdcheck._names import (
     _qualified_name_errors,
 )
 from scaivault_operator.kube import Conflict, KubeError
-from scaivault_operator.manifests import CREDENTIALS_LABEL, MAX_SECRET_BYTES
+from scaivault_operator.manifests import CREDENTIALS_LABEL, MAX_SECRET_BYTES, merge_patch
 from scaivault_operator.runtime import Runtime
 from scaivault_operator.scaivault import RetryPolicy, ScaiVaultClient
 from scaivault_operator.settings import OperatorSettings
@@ -166,18 +166,6 @@ def _secret_problems(manifest: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _merge_patch(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    merged = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = _merge_patch(merged.get(key), value)
-    return merged
-
-
 class FakeKube:
     """What ``runtime``, ``sync`` and ``connections`` use of ``kube.Kube``, with an API server's write checks."""
 
@@ -225,7 +213,7 @@ class FakeKube:
         current = self.secrets.get((namespace, name))
         if current is None:
             raise KubeError(f"patch Secret {namespace}/{name}: HTTP 404 NotFound", 404)
-        merged = _merge_patch(current, patch)
+        merged = merge_patch(current, patch)
         problems = _secret_problems(merged)
         if problems:
             raise self._refuse(f"patch Secret {namespace}/{name}", problems)
@@ -245,7 +233,7 @@ class FakeKube:
         return {"kubernetes.io/metadata.name": namespace, "team": "a"}
 
     async def patch_vaultsecret_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        merged = _merge_patch(self.statuses.get((namespace, name), {}), dict(status))
+        merged = merge_patch(self.statuses.get((namespace, name), {}), dict(status))
         problems = [f"status{e.json_path[1:]}: {e.message[:200]}" for e in _status_validator().iter_errors(merged)]
         if problems:
             raise self._refuse(f"patch status of VaultSecret {namespace}/{name}", problems)
@@ -256,7 +244,7 @@ class FakeKube:
         self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
     ) -> None:
         key = (kind, namespace or "", name)
-        self.connection_statuses[key] = _merge_patch(self.connection_statuses.get(key, {}), dict(status))
+        self.connection_statuses[key] = merge_patch(self.connection_statuses.get(key, {}), dict(status))
         self.writes.append(f"connection status {kind} {name}")
 
     async def post_event(self, involved: Mapping[str, Any], *, type_: str, reason: str, message: str) -> None:

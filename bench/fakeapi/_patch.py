@@ -5,26 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from scaivault_operator.manifests import merge_patch  # RFC 7386, as the operator's emulator applies it
+
 __all__ = ["PatchError", "json_patch", "merge_patch"]
 
 
 class PatchError(ValueError):
     """The patch cannot be applied (a 422 on a real API server)."""
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge recursively, ``null`` removes a key, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, dict):
-            result[key] = merge_patch(result.get(key), value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 def _pointer(path: str) -> list[str]:

@@ -36,6 +36,7 @@ from . import conditions
 from .breaker import CLOSED, OPEN, Breaker
 from .connections import Connection, Connections
 from .kube import Kube, KubeError
+from .manifests import merge_patch
 from .metrics import Metrics
 from .registry import ConnKey
 
@@ -82,19 +83,6 @@ def desired(conn: Connection, *, now: str) -> dict[str, Any]:
     if conn.generation is not None:
         patch["observedGeneration"] = conn.generation
     return patch
-
-
-def _merged(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(current)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, Mapping):
-            old = current.get(key)
-            merged[key] = _merged(old if isinstance(old, Mapping) else {}, value)
-        else:
-            merged[key] = value
-    return merged
 
 
 class StatusWriter:
@@ -147,7 +135,7 @@ class StatusWriter:
                 return
             self.writes += 1
             self._metrics.inc("connection_status_writes_total")
-            conn.status = _merged(conn.status, patch)
+            conn.status = merge_patch(conn.status, patch)
             state = patch["breaker"]["state"]
             logger.info("%s: status.breaker is %s%s", conn.display, state,
                         f" ({patch['breaker']['reason']})" if state != CLOSED else "")  # fmt: skip

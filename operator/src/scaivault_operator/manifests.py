@@ -25,6 +25,7 @@ patch would merge ``ownerReferences`` by uid instead of replacing the list).
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import json
@@ -54,6 +55,7 @@ __all__ = [
     "data_hash",
     "data_intact",
     "desired_secret",
+    "merge_patch",
     "needs_recreate",
     "ownership",
     "read_data_hash",
@@ -502,3 +504,17 @@ def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies ``application/merge-patch+json``: objects merge
+    recursively, ``null`` removes a key, anything else replaces. The inputs are never modified."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    merged = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged

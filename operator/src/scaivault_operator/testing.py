@@ -36,6 +36,7 @@ import httpx
 from .api import GROUP, VERSION
 from .crdcheck import InvalidCrdError, check_crd, validate_crd_update
 from .kubeconfig import KubeAccess
+from .manifests import merge_patch
 from .runtime import Runtime
 from .settings import OperatorSettings
 
@@ -64,19 +65,6 @@ _PLURALS = {"Namespace": "namespaces", "Secret": "secrets", "VaultSecret": "vaul
             "CustomResourceDefinition": "customresourcedefinitions"}  # fmt: skip
 _CRD = "CustomResourceDefinition"
 _CLUSTER_SCOPED = frozenset({"Namespace", "ClusterVaultConnection", _CRD})
-
-
-def _merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (what the API server applies for ``application/merge-patch+json``)."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    merged = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = _merge_patch(merged.get(key), value)
-    return merged
 
 
 #: Marks the requests of ``EmulatedCluster.http`` (the test's own): faults never apply to them.
@@ -257,7 +245,7 @@ class EmulatedCluster:
         CustomResourceDefinition must pass the API server's update checks (``crdcheck.InvalidCrdError``)."""
         if kind == _CRD:
             current = await self.get(kind, namespace, name) or {}
-            problems = validate_crd_update(_merge_patch(current, patch), current, cel=True)
+            problems = validate_crd_update(merge_patch(current, patch), current, cel=True)
             if problems:
                 raise InvalidCrdError(name, problems)
         body = dict(patch)

@@ -28,7 +28,7 @@ import httpx
 from scaivault_operator import connections as connections_module
 from scaivault_operator.api import API_VERSION
 from scaivault_operator.kube import Conflict, KubeError
-from scaivault_operator.manifests import ANNOTATION_VERSION, CREDENTIALS_LABEL
+from scaivault_operator.manifests import ANNOTATION_VERSION, CREDENTIALS_LABEL, merge_patch
 from scaivault_operator.registry import ConnKey
 from scaivault_operator.runtime import Runtime
 from scaivault_operator.scaivault import ScaiVaultClient
@@ -207,18 +207,6 @@ def scaivault_on(vault: SimVault) -> Iterator[None]:
 # -- Kubernetes --------------------------------------------------------------------------------------------------
 
 
-def _merge(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    merged = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = _merge(merged.get(key), value)
-    return merged
-
-
 class SimKube:
     """What ``Runtime`` calls of ``kube.Kube``, in memory."""
 
@@ -272,7 +260,7 @@ class SimKube:
     async def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         if (namespace, name) not in self.secrets:
             raise KubeError(f"patch Secret {namespace}/{name}: HTTP 404", 404)
-        self.secrets[(namespace, name)] = _merge(self.secrets[(namespace, name)], patch)
+        self.secrets[(namespace, name)] = merge_patch(self.secrets[(namespace, name)], patch)
         self._deliver("MODIFIED", self.secrets[(namespace, name)])
         return copy.deepcopy(self.secrets[(namespace, name)])
 
@@ -282,13 +270,13 @@ class SimKube:
             self._deliver("DELETED", body)
 
     async def patch_vaultsecret_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        self.statuses[(namespace, name)] = _merge(self.statuses.get((namespace, name), {}), status)
+        self.statuses[(namespace, name)] = merge_patch(self.statuses.get((namespace, name), {}), status)
 
     async def patch_connection_status(
         self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
     ) -> None:
         self.connection_status_patches.append((asyncio.get_running_loop().time(), copy.deepcopy(dict(status))))
-        self.connection["status"] = _merge(self.connection.get("status") or {}, status)
+        self.connection["status"] = merge_patch(self.connection.get("status") or {}, status)
 
     async def post_event(self, involved: Mapping[str, Any], *, type_: str, reason: str, message: str) -> None:
         self.events.append({"name": involved["name"], "type": type_, "reason": reason})
