@@ -15,93 +15,17 @@ import contextlib
 import functools
 import os
 import socket
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from chart_rbac import ca_bytes, service_account_with_chart_rbac
+from child_operator import TcpProxy, free_port, log_on_failure, operator_process
 from e2e_support import E2E, ClusterAccess, wait_for
 
 STARTUP_TIMEOUT = 60.0
 CANARY_PATH = "apps/in-pod/db"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class TcpProxy:
-    """127.0.0.1:<port> → the API server, byte for byte (TLS passes through). ``cut()`` closes the listener and
-    every open connection, as an API server outage would; ``restore()`` listens again on the same port."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = _free_port()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def restore(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers.update({writer, up_writer})
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while chunk := await source.read(65536):
-                    sink.write(chunk)
-                    await sink.drain()
-            sink.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._writers.difference_update({writer, up_writer})
-
-
-@contextlib.asynccontextmanager
-async def _operator_process(env: dict[str, str], log: Path, namespace: str, metrics_port: int) -> AsyncIterator[None]:
-    """``scaivault-operator run`` as a child process (its output in ``log``); terminated, then killed, at the end."""
-    command = ["-m", "scaivault_operator.cli", "run", "--namespace", namespace, "--liveness", "",
-               "--metrics-port", str(metrics_port)]  # fmt: skip
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(sys.executable, *command, env=env, stdout=out,
-                                                       stderr=asyncio.subprocess.STDOUT)  # fmt: skip
-        try:
-            yield
-        finally:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
-@contextlib.asynccontextmanager
-async def _log_on_failure(log: Path) -> AsyncIterator[None]:
-    """A failed wait says what the operator logged (its log names objects, never values)."""
-    try:
-        yield
-    except AssertionError as exc:
-        tail = (await asyncio.to_thread(log.read_text, encoding="utf-8", errors="replace"))[-4000:]
-        raise AssertionError(f"{exc}\n--- operator log (tail) ---\n{tail}") from None
 
 
 async def _readyz(port: int) -> int | None:
@@ -135,7 +59,7 @@ async def test_operator_in_a_pod_syncs_without_cluster_dns_and_readiness_follows
         pytest.skip(f"the API server is not served over https ({server.scheme}://): a pod always uses https")
     proxy = TcpProxy(server.hostname, server.port or 443)
     await proxy.restore()
-    metrics_port = _free_port()
+    metrics_port = free_port()
     log = tmp_path / "operator.log"
     ca = ca_bytes(cluster)
     if ca is None:
@@ -149,8 +73,12 @@ async def test_operator_in_a_pod_syncs_without_cluster_dns_and_readiness_follows
         (mounted / "namespace").write_text(env.namespace, encoding="utf-8")
         env.vault.vault.write(CANARY_PATH, {"password": "in-pod-canary-value"})
         async with (
-            _operator_process(_pod_environment(mounted, proxy, tmp_path), log, env.namespace, metrics_port),
-            _log_on_failure(log),
+            operator_process(
+                ["--namespace", env.namespace, "--liveness", "", "--metrics-port", str(metrics_port)],
+                _pod_environment(mounted, proxy, tmp_path),
+                log,
+            ),
+            log_on_failure(log),
         ):
             ready = functools.partial(_readyz, metrics_port)
             await wait_for(ready, lambda code: code == 200, within=STARTUP_TIMEOUT, what="/readyz answers 200")

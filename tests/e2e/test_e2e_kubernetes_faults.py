@@ -24,9 +24,7 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,14 +33,15 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import aiohttp.web
+import child_operator
 import httpx
 import pytest
 import yaml
 from chart_rbac import ca_bytes, service_account_with_chart_rbac
+from child_operator import TcpProxy, free_port, log_on_failure
 from e2e_support import E2E, ClusterAccess, decoded_data, labels_of, ready_condition, wait_for
 from lightkube.config.client_adapter import AsyncClient as HttpxAsyncClient
 from lightkube.config.client_adapter import ConnectionParams
-from test_e2e_in_pod import TcpProxy
 
 from scaivault_operator.api import GROUP, VERSION
 from scaivault_operator.kubeconfig import load as load_kubeconfig
@@ -59,12 +58,6 @@ OUTAGE_SECONDS = 30.0
 RETRY_MAX = "5"
 SECRET_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 METRICS_PREFIX = "scaivault_operator_"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def report(fault: str, **observed: Any) -> None:
@@ -162,31 +155,10 @@ async def operator_process(
     then killed, at the end unless the test killed it already."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("KUBECONFIG", "SCAIVAULT_OPERATOR_"))}
     env.update({"HOME": str(home), "SCAIVAULT_OPERATOR_RETRY_MAX": RETRY_MAX})
-    command = ["-m", "scaivault_operator.cli", "run", "--kubeconfig", str(kubeconfig), "--namespace", namespace,
-               "--liveness", "", "--metrics-port", str(metrics_port), "--workers", str(workers)]  # fmt: skip
-    with log.open("ab") as out:
-        process = await asyncio.create_subprocess_exec(sys.executable, *command, env=env, stdout=out,
-                                                       stderr=asyncio.subprocess.STDOUT)  # fmt: skip
-        try:
-            yield process
-        finally:
-            if process.returncode is None:
-                process.terminate()
-                try:
-                    await asyncio.wait_for(process.wait(), 20)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
-
-
-@contextlib.asynccontextmanager
-async def log_on_failure(log: Path) -> AsyncIterator[None]:
-    """A failed wait or assertion says what the operator logged (its log names objects, never values)."""
-    try:
-        yield
-    except AssertionError as exc:
-        tail = (await asyncio.to_thread(log.read_text, encoding="utf-8", errors="replace"))[-5000:]
-        raise AssertionError(f"{exc}\n--- operator log (tail) ---\n{tail}") from None
+    args = ["--kubeconfig", str(kubeconfig), "--namespace", namespace, "--liveness", "",
+            "--metrics-port", str(metrics_port), "--workers", str(workers)]  # fmt: skip
+    async with child_operator.operator_process(args, env, log) as process:
+        yield process
 
 
 async def metrics(port: int) -> dict[str, float]:
