@@ -23,7 +23,7 @@ import functools
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tests" / "unit" / "crds") not in sys.path:
     sys.path.insert(0, str(REPO / "tests" / "unit" / "crds"))
 
-from crd_support import apply_defaults, custom_resource, load_crds, openapi_schema, rule_holds, strict  # noqa: E402
+from crd_support import (  # noqa: E402
+    apply_defaults,
+    cel_walk,
+    custom_resource,
+    load_crds,
+    openapi_schema,
+    rule_holds,
+    strict,
+)
 
 __all__ = [
     "CANARY",
@@ -101,7 +109,7 @@ def crd_errors(kind: str, spec: Any) -> list[str]:
     errors = [f"{e.json_path}: {e.message[:120]}" for e in _Validator(_STRICT[kind]).iter_errors(obj)]
     if errors:
         return errors
-    broken = next(_cel_walk(SCHEMAS[kind], apply_defaults(SCHEMAS[kind], obj), ""), None)
+    broken = next(cel_walk(SCHEMAS[kind], apply_defaults(SCHEMAS[kind], obj), "", _cached_rule_holds), None)
     return [broken] if broken else []
 
 
@@ -113,24 +121,10 @@ def _holds(rule: str, value_json: str, schema_id: int) -> bool:
 _SCHEMA_NODES: dict[int, JsonDict] = {}
 
 
-def _cel_walk(schema: JsonDict, value: Any, path: str) -> Iterator[str]:
-    """``crd_support.cel_errors``' walk, lazily (the first broken rule is enough) and with rule results cached
-    (cel-python takes a millisecond or more per rule)."""
-    for rule in schema.get("x-kubernetes-validations", []):
-        _SCHEMA_NODES[id(schema)] = schema
-        if not _holds(rule["rule"], json.dumps(value, sort_keys=True), id(schema)):
-            yield f"{path or '.'}: {rule['message']}"
-    if isinstance(value, dict):
-        for name, sub in schema.get("properties", {}).items():
-            if name in value:
-                yield from _cel_walk(sub, value[name], f"{path}.{name}")
-        additional = schema.get("additionalProperties")
-        if isinstance(additional, dict):
-            for key, item in value.items():
-                yield from _cel_walk(additional, item, f"{path}[{key!r}]")
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for index, item in enumerate(value):
-            yield from _cel_walk(schema["items"], item, f"{path}[{index}]")
+def _cached_rule_holds(rule: str, value: Any, schema: JsonDict) -> bool:
+    """``crd_support.rule_holds`` with results cached (cel-python takes a millisecond or more per rule)."""
+    _SCHEMA_NODES[id(schema)] = schema
+    return _holds(rule, json.dumps(value, sort_keys=True), id(schema))
 
 
 # -- names ---------------------------------------------------------------------------------------------------------

@@ -162,26 +162,30 @@ def rule_holds(rule: str, value: Any, schema: JsonDict | None = None) -> bool:
     return isinstance(result, celtypes.BoolType) and bool(result)
 
 
-def _cel_walk(schema: JsonDict, value: Any, path: str) -> Iterator[str]:
+def cel_walk(
+    schema: JsonDict, value: Any, path: str, holds: Callable[[str, Any, JsonDict], bool] = rule_holds
+) -> Iterator[str]:
+    """The broken CEL rules of ``value`` under ``schema``, lazily, as ``path: message``; ``holds`` evaluates one rule
+    (``rule_holds``, or a caching wrapper of it)."""
     for rule in schema.get("x-kubernetes-validations", []):
-        if not rule_holds(rule["rule"], value, schema):
+        if not holds(rule["rule"], value, schema):
             yield f"{path or '.'}: {rule['message']}"
     if isinstance(value, dict):
         for name, sub in schema.get("properties", {}).items():
             if name in value:
-                yield from _cel_walk(sub, value[name], f"{path}.{name}")
+                yield from cel_walk(sub, value[name], f"{path}.{name}", holds)
         additional = schema.get("additionalProperties")
         if isinstance(additional, dict):
             for key, item in value.items():
-                yield from _cel_walk(additional, item, f"{path}[{key!r}]")
+                yield from cel_walk(additional, item, f"{path}[{key!r}]", holds)
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for index, item in enumerate(value):
-            yield from _cel_walk(schema["items"], item, f"{path}[{index}]")
+            yield from cel_walk(schema["items"], item, f"{path}[{index}]", holds)
 
 
 def cel_errors(schema: JsonDict, instance: Any) -> list[str]:
     """Messages of the CEL rules that ``instance`` (defaults applied first) breaks."""
-    return list(_cel_walk(schema, apply_defaults(schema, instance), ""))
+    return list(cel_walk(schema, apply_defaults(schema, instance), ""))
 
 
 def api_server_errors(schema: JsonDict, instance: Any) -> list[str]:
