@@ -10,6 +10,10 @@ error, ``desired_status`` on the outcome, then writes ``status_patch`` if it is 
 when ``is_transition``. ``backing_off`` rephrases a transient failure for the VaultSecrets whose sync their
 connection's breaker holds during an outage.
 
+An error of a connection's OAuth token endpoint (``error.endpoint`` is ``scaivault.Endpoint.TOKEN``) is the
+connection's problem, whatever its class: its message names the token endpoint and points at the connection's
+``spec.auth.clientCredentials.tokenUrl`` (and client credentials), never at the VaultSecret's path or version.
+
 No secret value can reach a message: ``classify`` embeds the text of ScaiVault client errors only (built to
 carry names, statuses and server error codes, never data or tokens); pydantic errors are reduced to field
 locations and error kinds (and the text of ``api.SpecError``, which names fields only); any other exception is
@@ -59,7 +63,7 @@ READY: Final = "Ready"
 
 #: The Secret holds the wanted version.
 SYNCED: Final = "Synced"
-#: 401: ScaiVault refused the token.
+#: 401: ScaiVault refused the token; or the OAuth token endpoint refused the client credentials (400, 401, 403).
 UNAUTHORIZED: Final = "Unauthorized"
 #: 403: the token lacks the scope, or a ScaiVault policy denies the path.
 FORBIDDEN: Final = "Forbidden"
@@ -68,7 +72,8 @@ SOURCE_NOT_FOUND: Final = "SourceNotFound"
 #: 429, 5xx, network errors, answers that cannot be parsed, unexpected errors: retried.
 BACKEND_UNAVAILABLE: Final = "BackendUnavailable"
 #: The spec or the connection is misconfigured: unknown connection, bad token Secret reference, a credentials
-#: Secret without the label scaivault.scailabs.ai/credentials=true, invalid path...
+#: Secret without the label scaivault.scailabs.ai/credentials=true, a tokenUrl that is no token endpoint (it answers
+#: 404, a redirect, 405...), invalid path...
 INVALID_SPEC: Final = "InvalidSpec"
 #: The connection's access rules do not let this namespace read this path.
 POLICY_DENIED: Final = "PolicyDenied"
@@ -154,6 +159,8 @@ def _classify_scaivault(error: scaivault.ScaiVaultError) -> Failure:
 
 
 def _classify_scaivault_error(error: scaivault.ScaiVaultError) -> Failure:
+    if error.endpoint is scaivault.Endpoint.TOKEN:
+        return _classify_token_endpoint_error(error)
     text = str(error)
     if isinstance(error, scaivault.UnauthenticatedError):
         return Failure(
@@ -218,6 +225,67 @@ def _classify_scaivault_error(error: scaivault.ScaiVaultError) -> Failure:
             transient=True,
         )
     return Failure(BACKEND_UNAVAILABLE, _clip(f"ScaiVault request failed ({text}); retrying"), transient=True)
+
+
+#: Where a connection's OAuth token endpoint is configured: the field its failures send the user to.
+_TOKEN_URL_FIELD: Final = "spec.auth.clientCredentials.tokenUrl"
+
+
+def _classify_token_endpoint_error(error: scaivault.ScaiVaultError) -> Failure:
+    """An error of the connection's OAuth token endpoint (``Endpoint.TOKEN``): the connection's problem, never the
+    VaultSecret's path. Refused credentials (400/401/403) are Unauthorized; any other refusal (a 404, a redirect,
+    405, 409...) means the token URL is wrong (InvalidSpec); 429, 5xx, network errors and answers without a usable
+    token are retried (BackendUnavailable)."""
+    text = str(error)
+    if isinstance(error, scaivault.UnauthenticatedError):
+        return Failure(
+            UNAUTHORIZED,
+            _clip(
+                f"the OAuth token endpoint refused the connection's client credentials ({text}): check the client id "
+                "and secret in the Secret named by the connection's spec.auth.clientCredentials.secretRef, and its "
+                f"{_TOKEN_URL_FIELD}"
+            ),
+            transient=False,
+        )
+    if isinstance(error, scaivault.RateLimitedError):
+        wait = f"in {error.retry_after:g}s" if error.retry_after is not None else "later"
+        return Failure(
+            BACKEND_UNAVAILABLE,
+            _clip(f"the OAuth token endpoint is rate limiting the operator ({text}); retrying {wait}"),
+            transient=True,
+            retry_after=error.retry_after,
+        )
+    if isinstance(error, scaivault.TransientError):
+        return Failure(
+            BACKEND_UNAVAILABLE,
+            _clip(
+                f"the OAuth token endpoint is unavailable ({text}); retrying — the Secret keeps its last synced data"
+            ),
+            transient=True,
+        )
+    if isinstance(error, scaivault.APIError):  # 404, 3xx, 405, 409, other 4xx: not a token endpoint at that URL
+        return Failure(
+            INVALID_SPEC,
+            _clip(
+                f"the OAuth token endpoint rejected the token request ({text}): check the connection's "
+                f"{_TOKEN_URL_FIELD} — it must be the URL of the token endpoint itself"
+            ),
+            transient=False,
+        )
+    if isinstance(error, scaivault.ResponseError):
+        return Failure(
+            BACKEND_UNAVAILABLE,
+            _clip(
+                f"the OAuth token endpoint sent an answer the operator cannot understand ({text}); retrying — check "
+                f"the connection's {_TOKEN_URL_FIELD} if this persists"
+            ),
+            transient=True,
+        )
+    return Failure(
+        BACKEND_UNAVAILABLE,
+        _clip(f"the OAuth token request failed ({text}); retrying — check the connection's {_TOKEN_URL_FIELD}"),
+        transient=True,
+    )
 
 
 def backing_off(failure: Failure, *, connection: str, retry_at: str | None) -> Failure:

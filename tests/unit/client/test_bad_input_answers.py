@@ -15,6 +15,9 @@ judge; ``VersionWatcher.poll_once`` for lists):
 - a 2xx GET ends ``Synced`` with exactly the data's encoding (strings as-is, anything else compact JSON), or
   ``BackendUnavailable`` naming what is wrong with the answer (``not JSON``, the field and error kind, ``another
   path or version``), or ``InvalidSourceData`` naming the key or limit; an error status ends with its reason;
+- an error of the OAuth token endpoint is the connection's: it names the token endpoint and the connection's
+  ``spec.auth.clientCredentials.tokenUrl`` (Unauthorized for refused credentials, InvalidSpec for a URL that is no
+  token endpoint, BackendUnavailable while it may pass), never ``spec.path`` / ``spec.version``;
 - no canary — value, token, client secret, access token — appears in the status, an Event or a log line.
 
 Through the client alone (whoami, read, list, token): only ``ScaiVaultError`` subclasses are raised, and no canary
@@ -22,7 +25,8 @@ is in their ``str``/``repr``/``args``, their cause/context chain or a formatted 
 
 Example counts (``settings(max_examples=...)``, ``derandomize=True``; the constants below): GET through the operator
 550 (+ 40 pinned with ``spec.keys``), list through the version watcher 150, token endpoint through the operator 150,
-each of whoami/read/list/token through the client alone 75 (300): 1,190 answers, plus the strict xfail tests' few.
+each of whoami/read/list/token through the client alone 75 (300): 1,190 answers, plus one per token-endpoint
+error status.
 """
 
 from __future__ import annotations
@@ -51,7 +55,18 @@ from bad_input_harness import (
     secret_answer,
 )
 from scaivault_operator import conditions
-from scaivault_operator.scaivault import ClientCredentials, RetryPolicy, ScaiVaultClient, ScaiVaultError, StaticToken
+from scaivault_operator.scaivault import (
+    BadRequestError,
+    ClientCredentials,
+    Endpoint,
+    ForbiddenError,
+    NotFoundError,
+    RetryPolicy,
+    ScaiVaultClient,
+    ScaiVaultError,
+    StaticToken,
+    UnauthenticatedError,
+)
 from scaivault_operator.scaivault._auth import is_sendable_token
 
 VALUE = "CANARY-ANSWER-5e2a"
@@ -537,35 +552,50 @@ def test_token_answers_through_the_operator(runner: asyncio.Runner, answer: Answ
         gets = [r for r in outcome.requests if r.method == "GET"]
         assert gets
         assert all(r.headers["Authorization"] == f"Bearer {token}" for r in gets)
-    elif answer.status in (400, 401):
+    elif answer.status in (400, 401, 403):  # the client credentials were refused
         assert outcome.reason == conditions.UNAUTHORIZED, outcome.message
+        assert "token endpoint" in outcome.message, outcome.message
+        assert "tokenUrl" in outcome.message, outcome.message
+        assert "client id and secret" in outcome.message, outcome.message
     elif answer.status // 100 == 2:
         assert outcome.reason == conditions.BACKEND_UNAVAILABLE, outcome.message
         assert "token endpoint" in outcome.message, outcome.message
         assert "cannot understand" in outcome.message, outcome.message
-    else:
-        assert outcome.reason in (
-            conditions.BACKEND_UNAVAILABLE,
-            conditions.FORBIDDEN,
-            conditions.SOURCE_NOT_FOUND,
-            conditions.INVALID_SPEC,
-        ), outcome.message
+    elif answer.status == 429 or answer.status >= 500:
+        assert outcome.reason == conditions.BACKEND_UNAVAILABLE, outcome.message
         assert "token endpoint" in outcome.message, outcome.message
+    else:  # 404: no token endpoint at that URL
+        assert outcome.reason == conditions.INVALID_SPEC, outcome.message
+        assert "token endpoint" in outcome.message, outcome.message
+        assert "tokenUrl" in outcome.message, outcome.message
+    assert "spec.path" not in outcome.message, outcome.message
+    assert "spec.version" not in outcome.message, outcome.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG conditions._classify_scaivault reads a token-endpoint error as a ScaiVault one: a 404 (or 3xx, 405, "
-        "409...) from the OAuth token endpoint (ScaiKey: the connection's auth.clientCredentials.tokenUrl is wrong) "
-        "ends SourceNotFound 'ScaiVault has no such secret (POST token endpoint ...): check spec.path / spec.version' "
-        "or InvalidSpec '... rejected the request as invalid ...: check spec.path / spec.version', pointing the user "
-        "at the VaultSecret's path instead of the connection's tokenUrl."
-    ),
-)
-@settings(_settings(5), phases=(Phase.explicit, Phase.generate))
-@given(status=st.sampled_from([404, 301, 405, 409]))
-def test_gap_token_endpoint_errors_blame_the_path(runner: asyncio.Runner, status: int) -> None:
+#: What a failing token endpoint ends as: the connection's problem (its tokenUrl, its client credentials) — never
+#: the VaultSecret's path — and retried only when it may pass by itself.
+TOKEN_ENDPOINT_FAILURES = {
+    400: (conditions.UNAUTHORIZED, False),
+    401: (conditions.UNAUTHORIZED, False),
+    403: (conditions.UNAUTHORIZED, False),
+    404: (conditions.INVALID_SPEC, False),
+    301: (conditions.INVALID_SPEC, False),
+    307: (conditions.INVALID_SPEC, False),
+    405: (conditions.INVALID_SPEC, False),
+    409: (conditions.INVALID_SPEC, False),
+    429: (conditions.BACKEND_UNAVAILABLE, True),
+    500: (conditions.BACKEND_UNAVAILABLE, True),
+    503: (conditions.BACKEND_UNAVAILABLE, True),
+}
+
+
+@settings(_settings(len(TOKEN_ENDPOINT_FAILURES)), phases=(Phase.explicit, Phase.generate))
+@given(status=st.sampled_from(sorted(TOKEN_ENDPOINT_FAILURES)))
+def test_token_endpoint_errors_blame_the_connection(runner: asyncio.Runner, status: int) -> None:
+    """An error of the OAuth token endpoint (the connection's ``auth.clientCredentials.tokenUrl``) is the
+    connection's problem: it names the token endpoint, and when it will not pass by itself the connection's
+    ``tokenUrl`` (and the client id and secret when they were refused); never ``spec.path`` / ``spec.version`` nor a
+    secret, and ScaiVault itself is never asked."""
     connection = {
         "url": "https://vault.example",
         "access": [{"namespaceSelector": {}, "pathPrefixes": [""]}],
@@ -576,10 +606,70 @@ def test_gap_token_endpoint_errors_blame_the_path(runner: asyncio.Runner, status
             }
         },
     }
-    answers = VaultAnswers(on_token=Answer(status, _dumps({"error": "not_found"})).response)
-    outcome = run_operator({"path": PATH}, connection, answers=answers, runner=runner)
+    body = {"error": "not_found", "error_description": CLIENT_SECRET_CANARY, "message": CLIENT_SECRET_CANARY}
+    answers = VaultAnswers(on_token=Answer(status, _dumps(body)).response)
+    outcome = run_operator(
+        {"path": PATH}, connection, answers=answers, client_secret=CLIENT_SECRET_CANARY, runner=runner
+    )
+    reason, transient = TOKEN_ENDPOINT_FAILURES[status]
+    assert_settled(outcome)
+    assert outcome.reason == reason, outcome.message
     assert "spec.path" not in outcome.message, outcome.message
-    assert "tokenUrl" in outcome.message, outcome.message
+    assert "spec.version" not in outcome.message, outcome.message
+    assert "token endpoint" in outcome.message, outcome.message
+    assert f"HTTP {status}" in outcome.message, outcome.message
+    if not transient:  # the connection's spec is what to fix (an outage is not)
+        assert "spec.auth.clientCredentials.tokenUrl" in outcome.message, outcome.message
+    if reason == conditions.UNAUTHORIZED:
+        assert "client id and secret" in outcome.message, outcome.message
+    assert ("retrying" in outcome.message) == transient, outcome.message
+    assert not leaks(outcome, *CANARIES)
+    assert [r.method for r in outcome.requests if r.url.host != "auth.example"] == []  # no GET without a token
+
+
+def test_token_endpoint_errors_are_marked_in_the_client(runner: asyncio.Runner) -> None:
+    """The client tells a token-endpoint failure from ScaiVault's own: ``endpoint`` on the error, the token
+    endpoint's status table (400/401/403: the credentials were refused), and a timeout marked the same way."""
+
+    async def call(handler: Callable[[httpx.Request], httpx.Response]) -> ScaiVaultError:
+        auth = ClientCredentials(TOKEN_URL, "client", CLIENT_SECRET_CANARY)
+        transport = httpx.MockTransport(handler)
+        async with ScaiVaultClient(
+            "https://vault.example", auth, transport=transport, retry=RetryPolicy(max_attempts=1)
+        ) as client:
+            with pytest.raises(ScaiVaultError) as info:
+                await client.read(PATH)
+        return info.value
+
+    def token(status: int) -> Callable[[httpx.Request], httpx.Response]:
+        def handler(request: httpx.Request) -> httpx.Response:
+            if request.method == "POST":
+                return httpx.Response(status, json={"error": "nope"})
+            raise AssertionError("no request to ScaiVault without a token")
+
+        return handler
+
+    def api(status: int) -> Callable[[httpx.Request], httpx.Response]:
+        def handler(request: httpx.Request) -> httpx.Response:
+            if request.method == "POST":
+                return httpx.Response(200, json={"access_token": "tok", "expires_in": 300})
+            return httpx.Response(status, json={"error": "nope"})
+
+        return handler
+
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout("slow", request=request)
+
+    for status, cls in ((400, UnauthenticatedError), (403, UnauthenticatedError), (404, NotFoundError)):
+        error = runner.run(call(token(status)))
+        assert type(error) is cls, (status, error)
+        assert error.endpoint is Endpoint.TOKEN, (status, error)
+    assert runner.run(call(timeout)).endpoint is Endpoint.TOKEN
+    for status, cls in ((400, BadRequestError), (403, ForbiddenError), (404, NotFoundError)):
+        error = runner.run(call(api(status)))
+        assert type(error) is cls, (status, error)
+        assert error.endpoint is Endpoint.SCAIVAULT, (status, error)
+        assert conditions.classify(error).reason == expected_reason(status)  # ScaiVault's own answers as before
 
 
 # -- every call, through the client alone -------------------------------------------------------------------------

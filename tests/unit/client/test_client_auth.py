@@ -16,8 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaivault_operator.scaivault import (
+    BadRequestError,
     ClientCredentials,
     ConfigurationError,
+    Endpoint,
+    NotFoundError,
     ResponseError,
     RetryPolicy,
     ScaiVaultClient,
@@ -440,8 +443,9 @@ async def test_api_401_with_every_token(make_client: ClientFactory) -> None:
     endpoint = TokenEndpoint(accept=set())
     auth = _credentials()
     client, _ = make_client(endpoint, auth=auth, retry=POLICY)
-    with pytest.raises(UnauthenticatedError):
+    with pytest.raises(UnauthenticatedError) as info:
         await client.whoami()
+    assert info.value.endpoint is Endpoint.SCAIVAULT  # ScaiVault refused the token, not the token endpoint
     assert auth.fetch_count == 2
     assert len(endpoint.api_requests) == 2
 
@@ -499,7 +503,7 @@ async def test_concurrent_401s_refetch_once(make_client: ClientFactory) -> None:
     assert sorted(_bearer(r) for r in endpoint.api_requests) == ["tok-1", "tok-1", "tok-2", "tok-2"]
 
 
-@pytest.mark.parametrize("status", [400, 401])
+@pytest.mark.parametrize("status", [400, 401, 403])
 async def test_invalid_client(make_client: ClientFactory, status: int) -> None:
     endpoint = TokenEndpoint()
     endpoint.answer = json_response(status, {"error": "invalid_client", "error_description": "bad secret"})
@@ -508,7 +512,27 @@ async def test_invalid_client(make_client: ClientFactory, status: int) -> None:
         await client.whoami()
     assert info.value.status_code == status
     assert info.value.code == "invalid_client"
+    assert info.value.endpoint is Endpoint.TOKEN
     assert "ci-client" in str(info.value)
+    assert "ci-secret" not in str(info.value)
+    assert len(endpoint.token_requests) == 1  # not retried
+    assert endpoint.api_requests == []
+
+
+@pytest.mark.parametrize(("status", "error"), [(404, NotFoundError), (301, BadRequestError), (405, BadRequestError)])
+async def test_token_endpoint_refusal_is_marked_as_the_token_endpoints(
+    make_client: ClientFactory, status: int, error: type[ScaiVaultError]
+) -> None:
+    """A wrong token URL (404, a redirect, 405) raises the status's class, marked ``Endpoint.TOKEN``: the caller
+    must not read it as ScaiVault's answer about a secret."""
+    endpoint = TokenEndpoint()
+    endpoint.answer = json_response(status, {"error": "not_found"})
+    client, _ = make_client(endpoint, auth=_credentials(), retry=POLICY)
+    with pytest.raises(error) as info:
+        await client.read("a/b")
+    assert type(info.value) is error
+    assert info.value.endpoint is Endpoint.TOKEN
+    assert str(info.value).startswith("POST token endpoint for client 'ci-client'")
     assert len(endpoint.token_requests) == 1  # not retried
     assert endpoint.api_requests == []
 
@@ -520,6 +544,7 @@ async def test_token_endpoint_unavailable(make_client: ClientFactory, sleeps: li
     with pytest.raises(UnavailableError) as info:
         await client.whoami()
     assert info.value.status_code == 503
+    assert info.value.endpoint is Endpoint.TOKEN
     assert len(endpoint.token_requests) == POLICY.max_attempts  # a read retries, fetching again each time
     assert endpoint.api_requests == []
     with pytest.raises(UnavailableError):
@@ -535,6 +560,7 @@ async def test_token_endpoint_transport_error(make_client: ClientFactory) -> Non
     with pytest.raises(UnavailableError) as info:
         await client.whoami()
     assert info.value.status_code is None
+    assert info.value.endpoint is Endpoint.TOKEN
     assert len(requests) == 1
 
 
@@ -557,8 +583,9 @@ async def test_token_endpoint_malformed_answer(make_client: ClientFactory, answe
     endpoint.answer = answer
     auth = _credentials()
     client, _ = make_client(endpoint, auth=auth, retry=POLICY)
-    with pytest.raises(ResponseError):
+    with pytest.raises(ResponseError) as info:
         await client.whoami()
+    assert info.value.endpoint is Endpoint.TOKEN
     assert endpoint.api_requests == []
     assert auth.fetch_count == 0
 

@@ -90,6 +90,87 @@ def test_classify_scaivault_errors(error: sv.ScaiVaultError, reason: str, transi
         assert hint in failure.message
 
 
+TOKEN_WHAT = "POST token endpoint for client 'ci-client': HTTP"
+TOKEN = sv.Endpoint.TOKEN
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "transient", "hints"),
+    [
+        *[
+            (
+                sv.UnauthenticatedError(f"{TOKEN_WHAT} {status} invalid_client", status_code=status, endpoint=TOKEN),
+                "Unauthorized",
+                False,
+                ["token endpoint", "client id and secret", "spec.auth.clientCredentials.tokenUrl"],
+            )
+            for status in (400, 401, 403)
+        ],
+        (
+            sv.NotFoundError(f"{TOKEN_WHAT} 404", status_code=404, endpoint=TOKEN),
+            "InvalidSpec",
+            False,
+            ["token endpoint", "spec.auth.clientCredentials.tokenUrl"],
+        ),
+        *[
+            (
+                sv.BadRequestError(f"{TOKEN_WHAT} {status}", status_code=status, endpoint=TOKEN),
+                "InvalidSpec",
+                False,
+                ["token endpoint", "spec.auth.clientCredentials.tokenUrl"],
+            )
+            for status in (301, 405, 409)
+        ],
+        (
+            sv.UnavailableError(f"{TOKEN_WHAT} 503", status_code=503, endpoint=TOKEN),
+            "BackendUnavailable",
+            True,
+            ["token endpoint", "retrying"],
+        ),
+        (
+            sv.UnavailableError("POST token endpoint for client 'ci-client': timed out", endpoint=TOKEN),
+            "BackendUnavailable",
+            True,
+            ["token endpoint", "retrying"],
+        ),
+        (
+            sv.ResponseError("POST token endpoint for client 'ci-client': answer has no access_token", endpoint=TOKEN),
+            "BackendUnavailable",
+            True,
+            ["token endpoint", "cannot understand", "retrying", "spec.auth.clientCredentials.tokenUrl"],
+        ),
+    ],
+)
+def test_classify_token_endpoint_errors(
+    error: sv.ScaiVaultError, reason: str, transient: bool, hints: list[str]
+) -> None:
+    """The token endpoint's errors are the connection's: never the VaultSecret's path or version."""
+    failure = classify(error)
+    assert failure.reason == reason
+    assert failure.transient is transient
+    assert str(error) in failure.message
+    assert failure.detail == str(error)
+    for hint in hints:
+        assert hint in failure.message, failure.message
+    assert "spec.path" not in failure.message
+    assert "spec.version" not in failure.message
+    assert "ScaiVault has no such secret" not in failure.message
+
+
+def test_classify_token_endpoint_rate_limit_carries_retry_after() -> None:
+    error = sv.RateLimitedError(f"{TOKEN_WHAT} 429; retry after 3s", retry_after=3.0, endpoint=TOKEN)
+    failure = classify(error)
+    assert (failure.reason, failure.transient, failure.retry_after) == ("BackendUnavailable", True, 3.0)
+    assert failure.message.startswith("the OAuth token endpoint is rate limiting the operator")
+    assert failure.message.endswith("retrying in 3s")
+
+
+def test_errors_default_to_scaivault_endpoint() -> None:
+    assert sv.NotFoundError(f"{WHAT} 404", status_code=404).endpoint is sv.Endpoint.SCAIVAULT
+    assert sv.ResponseError("x").endpoint is sv.Endpoint.SCAIVAULT
+    assert sv.InvalidPathError("x").endpoint is sv.Endpoint.SCAIVAULT
+
+
 def test_classify_rate_limited_carries_retry_after() -> None:
     failure = classify(sv.RateLimitedError(f"{WHAT} 429; retry after 7s", retry_after=7.0))
     assert failure == Failure(

@@ -9,7 +9,8 @@ Public surface (everything else lives in private modules)::
             ...
         await vault.write("apps/web/db", {"password": "..."})
 
-Errors: see ``_exceptions`` for the tree; callers catch ``ScaiVaultError`` or one of its classes.
+Errors: see ``_exceptions`` for the tree; callers catch ``ScaiVaultError`` or one of its classes, and tell the
+ScaiVault API's errors from the OAuth token endpoint's by ``error.endpoint`` (``Endpoint``).
 """
 
 from ._auth import ClientCredentials, RereadableToken, StaticToken, TokenProvider
@@ -18,6 +19,7 @@ from ._exceptions import (
     APIError,
     BadRequestError,
     ConfigurationError,
+    Endpoint,
     ForbiddenError,
     InvalidPathError,
     NotFoundError,
@@ -39,6 +41,7 @@ __all__ = [
     "BadRequestError",
     "ClientCredentials",
     "ConfigurationError",
+    "Endpoint",
     "ForbiddenError",
     "Identity",
     "InvalidPathError",

@@ -7,7 +7,8 @@ not a login storm.
 - ``StaticToken``: a token given directly, or read from a file (a mounted Kubernetes Secret). On 401 the file
   is read again, so a rotated token is picked up without a restart.
 - ``ClientCredentials``: OAuth2 client credentials against ScaiKey's token endpoint. The token is cached
-  until shortly before it expires and fetched again after that, or after a 401.
+  until shortly before it expires and fetched again after that, or after a 401. Every error of the token endpoint
+  carries ``endpoint=Endpoint.TOKEN`` (a 404 there is a wrong token URL, not a missing secret).
 
 Tokens never appear in ``repr``, ``str``, log lines or exception messages.
 """
@@ -29,8 +30,8 @@ import httpx
 
 from ._exceptions import (
     ConfigurationError,
+    Endpoint,
     ResponseError,
-    UnauthenticatedError,
     UnavailableError,
     error_for_status,
 )
@@ -224,22 +225,20 @@ class ClientCredentials:
                 headers={"Accept": "application/json"},
             )
         except httpx.TimeoutException:
-            raise UnavailableError(f"{what}: timed out") from None
+            raise UnavailableError(f"{what}: timed out", endpoint=Endpoint.TOKEN) from None
         except httpx.HTTPError as exc:
-            raise UnavailableError(f"{what}: {type(exc).__name__}") from None
+            raise UnavailableError(f"{what}: {type(exc).__name__}", endpoint=Endpoint.TOKEN) from None
         body = _json_or_none(response)
-        if response.status_code in (400, 401):
-            # RFC 6749: a bad client or grant is a 400/401 with {"error": "invalid_client"}; either way the
-            # credentials are what the operator must fix, so both are "unauthenticated".
-            err = error_for_status(response.status_code, what=what, body=body, redact=(self._client_secret,))
-            raise UnauthenticatedError(str(err), status_code=response.status_code, code=err.code) from None
         if not response.is_success:
+            # The token endpoint's own table: a 400/401/403 (RFC 6749: ``invalid_client``, ``invalid_grant``...)
+            # is an UnauthenticatedError — the credentials are what the operator must fix.
             raise error_for_status(
                 response.status_code,
                 what=what,
                 body=body,
                 retry_after=response.headers.get("Retry-After"),
                 redact=(self._client_secret,),
+                endpoint=Endpoint.TOKEN,
             )
         token, lifetime = _parse_token_answer(body, what)
         self.fetch_count += 1
@@ -256,12 +255,12 @@ def _json_or_none(response: httpx.Response) -> Any:
 
 def _parse_token_answer(body: Any, what: str) -> tuple[str, float | None]:
     if not isinstance(body, dict):
-        raise ResponseError(f"{what}: answer is not a JSON object")
+        raise ResponseError(f"{what}: answer is not a JSON object", endpoint=Endpoint.TOKEN)
     token = body.get("access_token")
     if not isinstance(token, str) or not token:
-        raise ResponseError(f"{what}: answer has no access_token")
+        raise ResponseError(f"{what}: answer has no access_token", endpoint=Endpoint.TOKEN)
     if not is_sendable_token(token):
-        raise ResponseError(f"{what}: the access_token has {_UNSENDABLE}")
+        raise ResponseError(f"{what}: the access_token has {_UNSENDABLE}", endpoint=Endpoint.TOKEN)
     expires_in = _finite_seconds(body.get("expires_in"))
     if expires_in is not None and expires_in > 0:
         return token, expires_in

@@ -2,8 +2,9 @@
 
 Owns the HTTP pool (httpx), timeouts, the per-client concurrency limit, the size limit on answers,
 authentication (via a ``TokenProvider``), retries of idempotent reads, and the translation of every httpx error
-and every non-2xx answer into the ``_exceptions`` tree — this module is the only place where that translation
-happens.
+and every non-2xx answer of the ScaiVault API into the ``_exceptions`` tree — this module is the only place where
+that translation happens (the OAuth token endpoint's answers are translated by ``_auth.ClientCredentials``, through
+the same ``error_for_status``, marked ``Endpoint.TOKEN``).
 
 Called by the operator's sync code and by tests; the request/response shapes are documented in
 ``docs/scaivault-api.md``.

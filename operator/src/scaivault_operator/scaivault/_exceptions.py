@@ -1,4 +1,4 @@
-"""The ScaiVault client's exception tree, and the one table that maps HTTP answers onto it.
+"""The ScaiVault client's exception tree, and the one table (per endpoint) that maps HTTP answers onto it.
 
     ScaiVaultError                  every error this client raises
     ├── InvalidPathError            a path/prefix rejected before any request was sent (also a ValueError)
@@ -7,6 +7,7 @@
     └── APIError                    the server (or the network to it) refused the request
         ├── BadRequestError         400, 409, 413, 422 and any other 4xx not listed here
         ├── UnauthenticatedError    401 ``authentication_required``: token missing, wrong or expired
+        │                           (token endpoint: 400, 401 or 403, the client credentials were refused)
         ├── ForbiddenError          403 ``access_denied``: valid token, scope or policy missing
         ├── NotFoundError           404: no secret at the path, or no such version
         └── TransientError          worth retrying later
@@ -14,7 +15,15 @@
             └── UnavailableError    5xx, timeouts and connection errors (``status_code`` is None for these)
 
 Who uses it: ``_client`` translates every httpx error and every non-2xx answer into this tree (non-2xx through
-``error_for_status``) — nowhere else. Callers (the operator) catch the classes.
+``error_for_status``), and so does ``_auth`` for the OAuth token endpoint — through the same table, nowhere else.
+Callers (the operator) catch the classes.
+
+Which server failed: every error carries ``endpoint`` — ``Endpoint.SCAIVAULT`` (the ScaiVault API, the default) or
+``Endpoint.TOKEN`` (the OAuth2 token endpoint of ``ClientCredentials``, a different server with a URL of its own).
+The class says what went wrong, ``endpoint`` where: a 404 from the token endpoint is a ``NotFoundError`` too, but
+it means a wrong token URL, not a missing secret. At the token endpoint 400, 401 and 403 are all an
+``UnauthenticatedError`` (RFC 6749 answers a bad client or grant with 400 or 401; either way no token can be had
+with these credentials).
 
 Secrets never reach an exception: messages carry the method, the secret *path* (a name, not a value), the status
 and the server's short error code and message (truncated). Response bodies, request bodies and tokens are never
@@ -29,12 +38,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
     "APIError",
     "BadRequestError",
     "ConfigurationError",
+    "Endpoint",
     "ForbiddenError",
     "InvalidPathError",
     "NotFoundError",
@@ -51,8 +62,28 @@ _MAX_SERVER_MESSAGE = 200
 _CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
+class Endpoint(StrEnum):
+    """The server an error came from."""
+
+    #: The ScaiVault API (the client's ``base_url``).
+    SCAIVAULT = "scaivault"
+    #: The OAuth2 token endpoint of ``ClientCredentials`` (its ``token_url``; a connection's
+    #: ``spec.auth.clientCredentials.tokenUrl``).
+    TOKEN = "token"
+
+
 class ScaiVaultError(Exception):
-    """Base class of every error raised by the ScaiVault client."""
+    """Base class of every error raised by the ScaiVault client.
+
+    ``endpoint``: which server failed (``Endpoint``); ``Endpoint.SCAIVAULT`` unless the error came from the token
+    endpoint.
+    """
+
+    endpoint: Endpoint = Endpoint.SCAIVAULT
+
+    def __init__(self, *args: object, endpoint: Endpoint = Endpoint.SCAIVAULT) -> None:
+        super().__init__(*args)
+        self.endpoint = endpoint
 
 
 class InvalidPathError(ScaiVaultError, ValueError):
@@ -77,8 +108,15 @@ class APIError(ScaiVaultError):
     #: The server's free-text message (clipped). Not part of ``str(error)``: it could quote anything. Never log it.
     server_message: str | None = None
 
-    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        endpoint: Endpoint = Endpoint.SCAIVAULT,
+    ) -> None:
+        super().__init__(message, endpoint=endpoint)
         self.status_code = status_code
         self.code = code
 
@@ -88,7 +126,8 @@ class BadRequestError(APIError):
 
 
 class UnauthenticatedError(APIError):
-    """401: the token is missing, wrong or expired."""
+    """401: the token is missing, wrong or expired. From the token endpoint (``endpoint`` is ``Endpoint.TOKEN``):
+    400, 401 or 403, the client credentials were refused."""
 
 
 class ForbiddenError(APIError):
@@ -115,8 +154,9 @@ class RateLimitedError(TransientError):
         status_code: int | None = 429,
         code: str | None = None,
         retry_after: float | None = None,
+        endpoint: Endpoint = Endpoint.SCAIVAULT,
     ) -> None:
-        super().__init__(message, status_code=status_code, code=code)
+        super().__init__(message, status_code=status_code, code=code, endpoint=endpoint)
         self.retry_after = retry_after
 
 
@@ -130,6 +170,18 @@ STATUS_TO_ERROR: dict[int, type[APIError]] = {
     403: ForbiddenError,
     404: NotFoundError,
     429: RateLimitedError,
+}
+#: The same for the OAuth2 token endpoint: a refused client or grant (RFC 6749 section 5.2: 400 ``invalid_client``,
+#: ``invalid_grant``, ``unauthorized_client``...; 401 ``invalid_client``; 403 from servers and proxies that refuse
+#: the client) all mean that these credentials get no token.
+TOKEN_STATUS_TO_ERROR: dict[int, type[APIError]] = {
+    **STATUS_TO_ERROR,
+    400: UnauthenticatedError,
+    403: UnauthenticatedError,
+}
+_TABLES: dict[Endpoint, dict[int, type[APIError]]] = {
+    Endpoint.SCAIVAULT: STATUS_TO_ERROR,
+    Endpoint.TOKEN: TOKEN_STATUS_TO_ERROR,
 }
 
 
@@ -193,10 +245,12 @@ def error_for_status(
     body: Any = None,
     retry_after: str | None = None,
     redact: Collection[str] = (),
+    endpoint: Endpoint = Endpoint.SCAIVAULT,
 ) -> APIError:
     """Build the exception for a non-2xx answer. ``what`` names the call, e.g. ``GET secret 'a/b'``.
 
     ``redact``: values the caller knows to be secret; a server code or message quoting one is left out.
+    ``endpoint``: the server that answered; it picks the status table and is carried by the error.
     """
     code, server_message = extract_error_code(body)
     raw_code, raw_message = _raw_code_and_message(body)
@@ -207,16 +261,16 @@ def error_for_status(
     detail = f"{what}: HTTP {status_code}"
     if code:
         detail += f" {code}"
-    cls = STATUS_TO_ERROR.get(status_code)
+    cls = _TABLES[endpoint].get(status_code)
     error: APIError
     if cls is RateLimitedError or status_code == 429:
         seconds = parse_retry_after(retry_after)
         if seconds is not None:
             detail += f"; retry after {seconds:g}s"
-        error = RateLimitedError(detail, status_code=status_code, code=code, retry_after=seconds)
+        error = RateLimitedError(detail, status_code=status_code, code=code, retry_after=seconds, endpoint=endpoint)
     else:
         if cls is None:
             cls = UnavailableError if status_code >= 500 else BadRequestError
-        error = cls(detail, status_code=status_code, code=code)
+        error = cls(detail, status_code=status_code, code=code, endpoint=endpoint)
     error.server_message = server_message
     return error
