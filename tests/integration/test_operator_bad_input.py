@@ -4,7 +4,7 @@ The operator runs in-process (Kopf and our handlers) against kmock's emulated AP
 loopback HTTP. The emulator has no admission for custom resources — it stores what the CRD's schema and CEL would
 refuse, as an API server does for objects stored before a rule existed or by a server that skips CEL — so the
 generated specs reach the operator as written. They come from ``tests/bad_input_strategies.py`` (the CRDs'
-openAPIV3Schema, broken once each) and are the ones ``VaultSecretSpec`` / ``ConnectionSpec`` refuse: both the
+openAPIV3Schema, broken once each) and are the ones ``VaultSecretSpec`` / ``ClusterConnectionSpec`` refuse: both the
 specs an API server would refuse too and those it would store (e.g. control characters in ``spec.path``).
 
 50 invalid VaultSecrets and 10 VaultSecrets behind 10 invalid ClusterVaultConnections are created at once, then a
@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from bad_input_harness import canary_forms
 from bad_input_strategies import CANARY, Mutation, crd_errors, field_named, mutated_specs, shape
-from scaivault_operator.api import API_VERSION, ConnectionSpec, VaultSecretSpec
+from scaivault_operator.api import API_VERSION, CONNECTION_SPECS, VaultSecretSpec
 
 VAULTSECRETS = 50
 CONNECTIONS = 10
@@ -52,7 +52,7 @@ def _small(spec: Any) -> bool:
 def generated(kind: str, count: int, draws: int) -> list[tuple[dict[str, Any], Mutation]]:
     """``count`` mutated specs of ``kind`` that the operator's model refuses, the same ones every run: taken in
     turn from each (mutation, field) group of ``draws`` generated ones, so that no one kind of break dominates."""
-    model = VaultSecretSpec if kind == "VaultSecret" else ConnectionSpec
+    model = VaultSecretSpec if kind == "VaultSecret" else CONNECTION_SPECS[kind]
     groups: dict[tuple[str, tuple[Any, ...]], list[tuple[dict[str, Any], Mutation]]] = {}
 
     @settings(

@@ -20,11 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 __all__ = [
     "ANNOTATION_KEYS_MESSAGE",
     "API_VERSION",
+    "CLIENT_SECRET_NAMESPACE_MESSAGE",
+    "CONNECTION_SPECS",
     "GROUP",
     "LABEL_KEYS_MESSAGE",
+    "TOKEN_SECRET_NAMESPACE_MESSAGE",
     "VERSION",
     "AccessRule",
     "ClientCredentialsAuth",
+    "ClusterConnectionSpec",
     "Condition",
     "ConnectionAuth",
     "ConnectionRef",
@@ -561,18 +565,32 @@ class AccessRule(_Spec):
         return self
 
 
+#: CEL rules on ConnectionSpec, not on the fields: they need insecureHTTP too.
+_CONNECTION_RULES: tuple[dict[str, JsonValue], ...] = (
+    {"rule": URL_HTTPS_RULE, "message": URL_HTTPS_MESSAGE},
+    {"rule": TOKEN_URL_HTTPS_RULE, "message": TOKEN_URL_HTTPS_MESSAGE},
+)
+TOKEN_SECRET_NAMESPACE_MESSAGE = "auth.tokenSecretRef.namespace is required on a ClusterVaultConnection"
+CLIENT_SECRET_NAMESPACE_MESSAGE = "auth.clientCredentials.secretRef.namespace is required on a ClusterVaultConnection"
+#: CEL rules a ClusterVaultConnection adds: a cluster-scoped object has no namespace its credentials Secret could
+#: default to. ``namespace`` is a reserved word in CEL: API servers before 1.32 know the field only by its escaped
+#: name.
+_CLUSTER_CONNECTION_RULES: tuple[dict[str, JsonValue], ...] = (
+    {
+        "rule": "!has(self.auth.tokenSecretRef) || has(self.auth.tokenSecretRef.__namespace__)",
+        "message": TOKEN_SECRET_NAMESPACE_MESSAGE,
+    },
+    {
+        "rule": "!has(self.auth.clientCredentials) || has(self.auth.clientCredentials.secretRef.__namespace__)",
+        "message": CLIENT_SECRET_NAMESPACE_MESSAGE,
+    },
+)
+
+
 class ConnectionSpec(_Spec):
     """Where ScaiVault is and how to reach it; shared by ClusterVaultConnection and VaultConnection."""
 
-    # Rules on the spec, not on the fields: they need insecureHTTP too.
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {"rule": URL_HTTPS_RULE, "message": URL_HTTPS_MESSAGE},
-                {"rule": TOKEN_URL_HTTPS_RULE, "message": TOKEN_URL_HTTPS_MESSAGE},
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": list(_CONNECTION_RULES)})
 
     url: str = _url_field(
         "Base URL of ScaiVault, e.g. https://scaivault.scailabs.ai. https:// unless the host is localhost, "
@@ -639,3 +657,28 @@ class ConnectionSpec(_Spec):
     @property
     def poll_seconds(self) -> float:
         return max(1.0, parse_duration(self.pollInterval).total_seconds())
+
+
+class ClusterConnectionSpec(ConnectionSpec):
+    """Where ScaiVault is and how to reach it; the credentials Secret must be named with its namespace."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [*_CONNECTION_RULES, *_CLUSTER_CONNECTION_RULES]}
+    )
+
+    @model_validator(mode="after")
+    def _secret_namespace_given(self) -> Self:
+        """The CEL rules again, for objects stored before them or by API servers that do not run CEL."""
+        credentials = self.auth.clientCredentials
+        if self.auth.tokenSecretRef is not None and self.auth.tokenSecretRef.namespace is None:
+            raise SpecError(TOKEN_SECRET_NAMESPACE_MESSAGE)
+        if credentials is not None and credentials.secretRef.namespace is None:
+            raise SpecError(CLIENT_SECRET_NAMESPACE_MESSAGE)
+        return self
+
+
+#: The spec model of each connection kind.
+CONNECTION_SPECS: dict[str, type[ConnectionSpec]] = {
+    "ClusterVaultConnection": ClusterConnectionSpec,
+    "VaultConnection": ConnectionSpec,
+}

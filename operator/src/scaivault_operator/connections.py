@@ -9,6 +9,9 @@ no request goes out on that connection until the breaker's backoff passed, and t
 the single probe; in-request retries are budgeted per connection. That is what keeps one bad token or one outage
 from becoming a storm of requests from every VaultSecret (peers' pain #1 and #11; issue 10's budget).
 
+Specs are read with the model of their kind (``api.CONNECTION_SPECS``): a ClusterVaultConnection whose credentials
+Secret reference has no namespace is invalid (``api.ClusterConnectionSpec``), as the CRD's CEL rule says.
+
 Plain HTTP: a spec whose ``url`` or ``auth.clientCredentials.tokenUrl`` is http:// to a host that is not loopback
 is refused by ``ConnectionSpec`` itself unless ``insecureHTTP`` is true (the connection is then invalid: no client,
 no request). When it is allowed, building the client posts one Warning Event (reason InsecureHTTP) on the
@@ -30,7 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import conditions
-from .api import API_VERSION, ConnectionSpec
+from .api import API_VERSION, CONNECTION_SPECS, ConnectionSpec
 from .breaker import Breaker
 from .kube import Kube, secret_value
 from .manifests import credentials_refusal
@@ -147,8 +150,9 @@ class Connections:
         """Record a connection object; True when its spec changed (its users then need a re-sync)."""
         meta = body.get("metadata") or {}
         key: ConnKey = (kind, meta.get("namespace") or "", meta.get("name", ""))
+        model = CONNECTION_SPECS.get(kind, ConnectionSpec)  # a ClusterVaultConnection's names its Secret's namespace
         try:
-            spec: ConnectionSpec | None = ConnectionSpec.model_validate(body.get("spec") or {})
+            spec: ConnectionSpec | None = model.model_validate(body.get("spec") or {})
             error = None
         except ValidationError as exc:
             spec, error = None, conditions.classify(exc).message

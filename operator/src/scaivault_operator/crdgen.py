@@ -29,7 +29,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel
 
-from .api import GROUP, VERSION, ConnectionSpec, VaultSecretSpec, VaultSecretStatus
+from .api import GROUP, VERSION, ClusterConnectionSpec, ConnectionSpec, VaultSecretSpec, VaultSecretStatus
 from .crdcheck import InvalidCrdError, check_crd
 
 __all__ = [
@@ -192,8 +192,6 @@ class CrdKind:
     spec_model: type[BaseModel]
     status_model: type[BaseModel] | None
     printer_columns: tuple[JsonDict, ...]
-    #: Extra CEL rules on ``spec`` that hold for this kind only (the spec model is shared).
-    spec_validations: tuple[JsonDict, ...] = ()
 
     @property
     def name(self) -> str:
@@ -223,18 +221,6 @@ _CONNECTION_STATUS: JsonDict = {
     "description": "Observed state of the connection, written by the operator.",
     "x-kubernetes-preserve-unknown-fields": True,
 }
-# ``namespace`` is a reserved word in CEL: API servers before 1.32 know the field only by its escaped name.
-_CLUSTER_CONNECTION_RULES = (
-    {
-        "rule": "!has(self.auth.tokenSecretRef) || has(self.auth.tokenSecretRef.__namespace__)",
-        "message": "auth.tokenSecretRef.namespace is required on a ClusterVaultConnection",
-    },
-    {
-        "rule": "!has(self.auth.clientCredentials) || has(self.auth.clientCredentials.secretRef.__namespace__)",
-        "message": "auth.clientCredentials.secretRef.namespace is required on a ClusterVaultConnection",
-    },
-)
-
 KINDS: tuple[CrdKind, ...] = (
     CrdKind(
         kind="VaultSecret",
@@ -262,10 +248,9 @@ KINDS: tuple[CrdKind, ...] = (
         scope="Cluster",
         description="ClusterVaultConnection says where ScaiVault is, how to authenticate, and which namespaces "
         "may read which paths through it. VaultSecrets use the one named 'default' unless they say otherwise.",
-        spec_model=ConnectionSpec,
+        spec_model=ClusterConnectionSpec,
         status_model=None,
         printer_columns=_CONNECTION_COLUMNS,
-        spec_validations=_CLUSTER_CONNECTION_RULES,
     ),
     CrdKind(
         kind="VaultConnection",
@@ -279,13 +264,6 @@ KINDS: tuple[CrdKind, ...] = (
         printer_columns=_CONNECTION_COLUMNS,
     ),
 )
-
-
-def _spec_schema(kind: CrdKind) -> JsonDict:
-    spec = model_schema(kind.spec_model)
-    if kind.spec_validations:
-        spec = _merge(spec, {"x-kubernetes-validations": list(kind.spec_validations)})
-    return spec
 
 
 def _status_schema(kind: CrdKind) -> JsonDict:
@@ -310,7 +288,7 @@ def root_schema(kind: CrdKind) -> JsonDict:
             # a description makes it reject the whole CRD (apiextensions validation, "metadata is implicitly
             # specified").
             "metadata": {"type": "object"},
-            "spec": _spec_schema(kind),
+            "spec": model_schema(kind.spec_model),
             "status": _status_schema(kind),
         },
     }

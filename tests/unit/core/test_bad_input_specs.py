@@ -245,8 +245,9 @@ def _gap_access_rule_not_one(spec: Any) -> bool:
     )
 
 
-def _gap_cluster_secret_namespace(spec: Any) -> bool:
-    """A ClusterVaultConnection whose credentials Secret has no namespace (CEL; the model cannot know the kind)."""
+def _cluster_secret_without_namespace(spec: Any) -> bool:
+    """A connection spec whose credentials Secret has no namespace: invalid on a ClusterVaultConnection (CEL, and
+    ``api.ClusterConnectionSpec``), fine on a VaultConnection."""
     auth = _at(spec, "auth")
     if not isinstance(auth, dict):
         return False
@@ -279,8 +280,6 @@ def _known_gap(kind: str, name: str, where: tuple[Any, ...], spec: Any) -> bool:
     """Set aside from the main properties: a spec one of the xfail tests below covers."""
     if kind == "VaultSecret":
         return any(gap(spec) for gap in VAULTSECRET_GAPS)
-    if kind == "ClusterVaultConnection" and _gap_cluster_secret_namespace(spec):
-        return True
     return any(gap(spec) for gap in CONNECTION_GAPS)
 
 
@@ -630,22 +629,22 @@ def test_access_rule_needs_exactly_one_selection(runner: asyncio.Runner, case: t
     assert_invalid_spec(run_connection(kind, spec, runner), Mutation("rule-access", ("access", 0)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "GAP the CRD's CEL rule 'auth.tokenSecretRef.namespace / auth.clientCredentials.secretRef.namespace is "
-        "required on a ClusterVaultConnection' is not checked when the spec is read: without it the VaultSecrets end "
-        "InvalidSpec with connections.Connections._auth's 'the auth Secret reference needs a namespace' (which does "
-        "not name the field), or PolicyDenied when the access rules deny them first."
-    ),
-)
 @_xfail_settings(10)
 @given(spec=_broken("ClusterVaultConnection", lambda spec, _: _without_secret_namespace(spec), st.just(OPEN_ACCESS)))
-def test_gap_cluster_secret_namespace(runner: asyncio.Runner, spec: dict[str, Any]) -> None:
-    assert _gap_cluster_secret_namespace(spec)
+def test_cluster_connection_secret_needs_a_namespace(runner: asyncio.Runner, spec: dict[str, Any]) -> None:
+    """The CRD's CEL rule 'auth.tokenSecretRef.namespace / auth.clientCredentials.secretRef.namespace is required on a
+    ClusterVaultConnection', checked again when the spec is read (``api.ClusterConnectionSpec``): InvalidSpec naming
+    the field, nothing sent. The same spec as a VaultConnection is not refused for it: its Secret is in its own
+    namespace."""
+    assert _cluster_secret_without_namespace(spec)
     method = "tokenSecretRef" if "tokenSecretRef" in spec["auth"] else "clientCredentials.secretRef"
     outcome = run_connection("ClusterVaultConnection", spec, runner)
     assert_invalid_spec(outcome, Mutation("rule-namespace", ("auth", *method.split("."), "namespace")))
+    assert "the auth Secret reference needs a namespace" not in outcome.message
+    as_namespaced = run_connection("VaultConnection", spec, runner)
+    assert_settled(as_namespaced)
+    _assert_valid_connection_outcome(as_namespaced, spec)  # Synced, or a problem of another field
+    assert not field_named(as_namespaced.message, "Ref.namespace"), as_namespaced.message
 
 
 def _without_secret_namespace(spec: dict[str, Any]) -> dict[str, Any]:

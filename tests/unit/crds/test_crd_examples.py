@@ -7,13 +7,13 @@ import pytest
 from crd_support import EXAMPLES_DIR, JsonDict, api_server_errors, is_custom_resource, load_examples
 from pydantic import BaseModel
 
-from scaivault_operator.api import ConnectionSpec, VaultSecretSpec
+from scaivault_operator.api import CONNECTION_SPECS, ClusterConnectionSpec, ConnectionSpec, VaultSecretSpec
 
 EXAMPLES = load_examples()
 CUSTOM_RESOURCES = [(name, doc) for name, doc in EXAMPLES if is_custom_resource(doc)]
 SPEC_MODELS: dict[str, type[BaseModel]] = {
     "VaultSecret": VaultSecretSpec,
-    "ClusterVaultConnection": ConnectionSpec,
+    "ClusterVaultConnection": ClusterConnectionSpec,
     "VaultConnection": ConnectionSpec,
 }
 
@@ -48,7 +48,7 @@ def test_every_example_file_is_commented_and_namespaced_where_needed() -> None:
 
 
 def test_the_documented_examples_are_there() -> None:
-    connection = ConnectionSpec.model_validate(_find("ClusterVaultConnection", "default")["spec"])
+    connection = ClusterConnectionSpec.model_validate(_find("ClusterVaultConnection", "default")["spec"])
     assert connection.url == "http://127.0.0.1:8200"
     assert connection.pollInterval == "2s"
     assert connection.auth.tokenSecretRef is not None
@@ -84,7 +84,7 @@ def test_the_token_secret_is_the_one_the_connection_reads() -> None:
 def test_every_example_vaultsecret_is_allowed_by_its_connection(document: JsonDict) -> None:
     spec = VaultSecretSpec.model_validate(document["spec"])
     ref = spec.connection
-    connection = ConnectionSpec.model_validate(_find(ref.kind, ref.name)["spec"])
+    connection = CONNECTION_SPECS[ref.kind].model_validate(_find(ref.kind, ref.name)["spec"])
     namespace = document["metadata"]["namespace"]
     allowed = [
         prefix.replace("{namespace}", namespace)

@@ -1,10 +1,11 @@
 """What the CRDs accept and refuse, and which of those checks the pydantic models repeat.
 
 The API server's verdict is approximated by ``crd_support.api_server_errors`` (OpenAPI schema, then CEL rules
-evaluated with cel-python). The models repeat every schema check, the path rules and the https rules of the
-connections (plain http:// only to a loopback host, unless insecureHTTP); the other cross-field CEL rules (exactly
-one auth method, exactly one namespace selection, unique target keys, URL schemes, poll interval >= 1s) live in the
-CRD only, and each such case says so with ``mirrored=False``.
+evaluated with cel-python). The models repeat every schema check and every CEL rule: the path rules, the https
+rules of the connections (plain http:// only to a loopback host, unless insecureHTTP), exactly one auth method,
+exactly one namespace selection, unique target keys, URL schemes, poll interval >= 1s, and the namespace of a
+ClusterVaultConnection's credentials Secret (``ClusterConnectionSpec``). A check that only the CRD makes would be a
+case with ``mirrored=False``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from scaivault_operator.api import (
     SECRET_TYPE_MESSAGE,
     TOKEN_URL_HTTPS_MESSAGE,
     URL_HTTPS_MESSAGE,
+    ClusterConnectionSpec,
     ConnectionSpec,
     VaultSecretSpec,
     is_plain_http,
@@ -34,7 +36,7 @@ CLIENT_CREDENTIALS = {
 }
 MODELS: dict[str, type[BaseModel]] = {
     "VaultSecret": VaultSecretSpec,
-    "ClusterVaultConnection": ConnectionSpec,
+    "ClusterVaultConnection": ClusterConnectionSpec,
     "VaultConnection": ConnectionSpec,
 }
 
@@ -199,14 +201,12 @@ INVALID = [
         "cluster connection: token without namespace",
         "ClusterVaultConnection",
         conn(auth={"tokenSecretRef": {"name": "scaivault-token"}}),
-        mirrored=False,
         error="tokenSecretRef.namespace is required on a ClusterVaultConnection",
     ),
     Invalid(
         "cluster connection: client secret without namespace",
         "ClusterVaultConnection",
         conn(auth={"clientCredentials": {**CLIENT_CREDENTIALS, "secretRef": {"name": "scaikey-client"}}}),
-        mirrored=False,
         error="secretRef.namespace is required on a ClusterVaultConnection",
     ),
 ]

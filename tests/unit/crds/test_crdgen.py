@@ -12,9 +12,11 @@ from pydantic import BaseModel
 
 from scaivault_operator import crdgen
 from scaivault_operator.api import (
+    CONNECTION_SPECS,
     GROUP,
     TOKEN_URL_HTTPS_RULE,
     URL_HTTPS_RULE,
+    ClusterConnectionSpec,
     ConnectionSpec,
     VaultSecretSpec,
     VaultSecretStatus,
@@ -152,7 +154,8 @@ def test_spec_fields_match_the_models(schemas: dict[str, JsonDict]) -> None:
     assert set(schemas["VaultSecret"]["properties"]["spec"]["properties"]) == wire_names(VaultSecretSpec)
     assert set(schemas["VaultSecret"]["properties"]["status"]["properties"]) == wire_names(VaultSecretStatus)
     for kind in ("ClusterVaultConnection", "VaultConnection"):
-        assert set(schemas[kind]["properties"]["spec"]["properties"]) == wire_names(ConnectionSpec)
+        assert set(schemas[kind]["properties"]["spec"]["properties"]) == wire_names(CONNECTION_SPECS[kind])
+    assert wire_names(ClusterConnectionSpec) == wire_names(ConnectionSpec)  # one spec, one more rule
 
 
 # -- structural schema -------------------------------------------------------------------------------------------
@@ -223,13 +226,18 @@ def _crd_rules(schema: JsonDict) -> list[str]:
 
 @pytest.mark.parametrize(
     ("kind", "model"),
-    [("VaultSecret", VaultSecretSpec), ("ClusterVaultConnection", ConnectionSpec), ("VaultConnection", ConnectionSpec)],
+    [
+        ("VaultSecret", VaultSecretSpec),
+        ("ClusterVaultConnection", ClusterConnectionSpec),
+        ("VaultConnection", ConnectionSpec),
+    ],
 )
 def test_every_model_rule_is_in_the_crd(schemas: dict[str, JsonDict], kind: str, model: type[BaseModel]) -> None:
     model_rules = _model_rules(model.model_json_schema(by_alias=True, mode="validation"))
     assert model_rules
     crd_rules = _crd_rules(schemas[kind]["properties"]["spec"])
     assert sorted(set(model_rules)) == sorted(set(model_rules) & set(crd_rules))
+    assert sorted(set(crd_rules)) == sorted(set(model_rules))  # and every CRD rule comes from the model
 
 
 def test_only_the_cluster_connection_requires_secret_namespaces(schemas: dict[str, JsonDict]) -> None:
