@@ -232,13 +232,14 @@ class FakeKube:
     async def namespace_labels(self, namespace: str) -> dict[str, str] | None:
         return {"kubernetes.io/metadata.name": namespace, "team": "a"}
 
-    async def patch_vaultsecret_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    async def patch_vaultsecret_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
         merged = merge_patch(self.statuses.get((namespace, name), {}), dict(status))
         problems = [f"status{e.json_path[1:]}: {e.message[:200]}" for e in _status_validator().iter_errors(merged)]
         if problems:
             raise self._refuse(f"patch status of VaultSecret {namespace}/{name}", problems)
         self.statuses[(namespace, name)] = merged
         self.writes.append(f"status {namespace}/{name}")
+        return True
 
     async def patch_connection_status(
         self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]

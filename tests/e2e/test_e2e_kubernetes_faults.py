@@ -590,19 +590,12 @@ async def test_watch_410_gone_on_a_real_server(cluster: ClusterAccess, env: E2E,
             rewatches=len(rewatches),
             secret_events=per_secret,
         )
-    assert len(relists) == 1
+    assert len(relists) == 2, "Kopf's new list, and the operator's own list that finds what was deleted meanwhile"
     assert rewatches
     assert rewatches[0].get("resourceVersion"), "the new watch starts from the new list's resourceVersion"
     assert per_secret == {"c": {"ADDED": 1}, "b": {"MODIFIED": 1}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime.py/registry.py: a VaultSecret deleted while the watch was expired gets no DELETED event (Kopf's "
-    "new list lacks it, Kopf synthesizes no deletion), the Registry keeps it, and on the garbage collector's "
-    "deletion of its Secret the operator repairs the 'drift': it re-creates a Secret owned by a VaultSecret that no "
-    "longer exists, which the collector deletes again — a create/delete loop",
-)
 async def test_vaultsecret_deleted_while_the_watch_was_expired(
     cluster: ClusterAccess, env: E2E, tmp_path: Path, garbage_collector: None
 ) -> None:

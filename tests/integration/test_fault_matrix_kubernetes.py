@@ -410,13 +410,6 @@ async def test_watch_410_gone_relists_and_picks_up_what_changed_meanwhile(cluste
         await assert_secret(env, name, V1, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime.py/registry.py: a VaultSecret deleted while its watch was expired (410) gets no DELETED "
-    "event: Kopf's new list simply lacks it and Kopf synthesizes no deletion, so Registry keeps the entry and the "
-    "operator keeps syncing it — it writes the Secret of a VaultSecret that no longer exists (on a real cluster "
-    "that Secret is garbage-collected and re-created on every drift event)",
-)
 async def test_watch_410_gone_forgets_a_vaultsecret_deleted_meanwhile(cluster: OperatorEnv) -> None:
     """A VaultSecret deleted while the watch was expired: after the new list the operator must not write for it
     any more (its Secret goes with it by garbage collection on a real cluster; the emulator has none)."""
@@ -443,6 +436,38 @@ async def test_watch_410_gone_forgets_a_vaultsecret_deleted_meanwhile(cluster: O
            secret_writes=[f"{w.method} {w.name}" for w in found if not w.status])  # fmt: skip
     assert [(w.method, w.name) for w in found if not w.status] == [("PATCH", "kept")]
     assert not stale
+
+
+async def test_watch_410_gone_an_only_vaultsecret_deleted_meanwhile(cluster: OperatorEnv) -> None:
+    """The only VaultSecret is deleted while the watch was expired: Kopf's new list is empty, so no listing event
+    tells the operator that it listed again. When the VaultSecret's Secret is then deleted (the garbage collector,
+    on a real cluster), the drift repair first asks whether the VaultSecret still exists: it does not, so nothing
+    is re-created and the entry is forgotten (one GET of the VaultSecret, no Secret write)."""
+    env = cluster
+    await synced(env, "alone", "apps/km/alone")
+
+    async def meanwhile(_: Any) -> None:
+        await env.cluster.delete("VaultSecret", NS, "alone")
+
+    relist = env.cluster.inject(KubeFault("serve", VAULTSECRETS, method="GET", watch=False, before=meanwhile))
+    await env.cluster.send_watch_event("VaultSecret", GONE)
+    await wait_until(lambda: relist.hits == 1, 10, what="Kopf lists the VaultSecrets again")
+    assert env.runtime is not None
+    runtime = env.runtime
+    assert (NS, "alone") in runtime.registry.entries, "an empty re-list: the operator cannot know yet"
+    mark = env.mark()
+    await env.cluster.delete("Secret", NS, "alone")  # as the garbage collector does
+    await wait_until(lambda: (NS, "alone") not in runtime.registry.entries, 10, what="the entry forgotten")
+    queue = runtime.queue
+    await wait_until(lambda: len(queue) == 0 and not queue.running, 10, what="no sync job queued or running")
+    found = writes(env, mark)
+    owner = f"/namespaces/{NS}/vaultsecrets/alone"
+    owner_reads = [r for r in env.operator_requests(mark) if r.method.value == "GET" and r.url.path.endswith(owner)]
+    report("410 Gone: the only VaultSecret deleted before the new list, then its Secret collected",
+           secret_writes=[f"{w.method} {w.name}" for w in found], owner_reads=len(owner_reads))  # fmt: skip
+    assert found == []
+    assert len(owner_reads) == 1
+    assert await env.cluster.get("Secret", NS, "alone") is None
 
 
 @pytest.mark.parametrize("plural", ["vaultsecrets", "secrets"])

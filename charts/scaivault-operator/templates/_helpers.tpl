@@ -167,10 +167,11 @@ mode (a JSON list): the default connection's (when scaivault.url is set) and rba
 {{/* RBAC rule sets (templates/rbac.yaml) --------------------------------------------------------------- */}}
 
 {{- define "scaivault-operator.namespacedRules" -}}
-# Kopf watches VaultSecrets (list + watch).
+# Kopf watches VaultSecrets (list + watch); the operator checks that one still exists before re-creating its
+# deleted Secret (get) and lists them after a watch was re-listed, to forget those deleted meanwhile (list).
 - apiGroups: [scaivault.scailabs.ai]
   resources: [vaultsecrets]
-  verbs: [list, watch]
+  verbs: [get, list, watch]
 # The operator writes status.conditions, syncedVersion, ... (merge patch of the status subresource).
 - apiGroups: [scaivault.scailabs.ai]
   resources: [vaultsecrets/status]

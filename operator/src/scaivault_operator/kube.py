@@ -276,7 +276,31 @@ class Kube:
             raise _translate("list connections", exc) from None
         return found
 
-    async def patch_vaultsecret_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    async def get_vaultsecret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The VaultSecret, or None when it does not exist (any more)."""
+        try:
+            obj = await self._client.get(VaultSecretResource, name, namespace=namespace)
+        except (ApiError, httpx.HTTPError) as exc:
+            if _status(exc) == 404:
+                return None
+            raise _translate(f"get VaultSecret {namespace}/{name}", exc) from None
+        return _as_dict(obj)
+
+    async def list_vaultsecret_uids(self, namespaces: Sequence[str]) -> dict[tuple[str, str], str]:
+        """``{(namespace, name): uid}`` of every VaultSecret in ``namespaces`` (empty: all), in 500-item pages."""
+        found: dict[tuple[str, str], str] = {}
+        for namespace in namespaces or ["*"]:
+            try:
+                async for obj in self._client.list(VaultSecretResource, namespace=namespace, chunk_size=500):
+                    meta = obj.metadata
+                    if meta is not None and meta.namespace and meta.name:
+                        found[(meta.namespace, meta.name)] = meta.uid or ""
+            except (ApiError, httpx.HTTPError) as exc:
+                raise _translate(f"list VaultSecrets in {namespace}", exc) from None
+        return found
+
+    async def patch_vaultsecret_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
+        """Merge-patch the VaultSecret's status; False when the VaultSecret does not exist (any more)."""
         try:
             await self._client.patch(
                 VaultSecretResource.Status,
@@ -287,8 +311,9 @@ class Kube:
             )
         except (ApiError, httpx.HTTPError) as exc:
             if _status(exc) == 404:
-                return  # deleted meanwhile: nothing to report on
+                return False  # deleted meanwhile: nothing to report on
             raise _translate(f"patch status of VaultSecret {namespace}/{name}", exc) from None
+        return True
 
     async def patch_connection_status(
         self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]

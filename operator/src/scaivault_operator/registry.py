@@ -105,6 +105,13 @@ class Registry:
     secrets: dict[VSKey, SecretInfo] = field(default_factory=dict)  # (namespace, secret name)
     latest: dict[tuple[ConnKey, str], int | None] = field(default_factory=dict)
     by_target: dict[VSKey, VSKey] = field(default_factory=dict)  # (namespace, Secret name) -> VaultSecret
+    #: The listed ``updated_at`` (Unix seconds) per path, when the list gives one: a secret deleted and re-created at
+    #: the version the operator synced keeps the number but not the time.
+    stamps: dict[tuple[ConnKey, str], int] = field(default_factory=dict)
+    #: While a re-list of the VaultSecret watch is checked (``begin_relist`` .. ``end_relist``): the entries not seen
+    #: again since it began. They may have been deleted while the watch was down — no DELETED event tells — so
+    #: their syncs wait (``take_dirty`` and ``pending`` skip them) until ``end_relist`` confirms or forgets them.
+    unconfirmed: set[VSKey] = field(default_factory=set)
 
     # -- VaultSecrets ----------------------------------------------------------------------------------
 
@@ -112,6 +119,7 @@ class Registry:
         """Record a VaultSecret from a watch event; return its source when it needs a sync now."""
         meta = _mapping(body.get("metadata"))
         key: VSKey = (_text(meta.get("namespace")), _text(meta.get("name")))
+        self.unconfirmed.discard(key)
         uid = _text(meta.get("uid"))
         generation = meta.get("generation")
         generation = generation if isinstance(generation, int) and not isinstance(generation, bool) else None
@@ -182,13 +190,46 @@ class Registry:
         return entry.source
 
     def take_dirty(self, source: SourceKey) -> list[tuple[Entry, int]]:
-        """The dirty members of ``source`` with their priority, no longer marked dirty (a failure re-marks)."""
+        """The dirty members of ``source`` with their priority, no longer marked dirty (a failure re-marks).
+        Unconfirmed members stay dirty: ``end_relist`` hands them back."""
         taken = []
         for key in sorted(self.by_source.get(source, ())):
+            if key in self.unconfirmed:
+                continue
             priority = self.dirty.pop(key, None)
             if priority is not None:
                 taken.append((self.entries[key], priority))
         return taken
+
+    def pending(self, source: SourceKey) -> int | None:
+        """The most urgent priority among the members of ``source`` that are dirty and may run now, or None."""
+        priorities = [self.dirty[key] for key in self.by_source.get(source, ())
+                      if key in self.dirty and key not in self.unconfirmed]  # fmt: skip
+        return min(priorities, default=None)
+
+    # -- re-lists of the VaultSecret watch --------------------------------------------------------------
+
+    def begin_relist(self) -> None:
+        """The VaultSecret watch was listed again (its resourceVersion expired: 410 Gone). Objects deleted while it
+        was down get no DELETED event; until ``end_relist``, every entry not seen again is held."""
+        self.unconfirmed = set(self.entries)
+
+    def end_relist(self, present: Mapping[VSKey, str]) -> tuple[list[VSKey], list[tuple[SourceKey, int]]]:
+        """``present``: ``{key: uid}`` of a list made after the re-list. Forget the held entries it lacks (or has
+        with another uid: deleted and re-created, the new one arrives as a watch event); return them, and the
+        sources (with their priority) that have dirty members again to run."""
+        held = [self.entries[key] for key in self.unconfirmed if key in self.entries]
+        gone = sorted(entry.key for entry in held if present.get(entry.key) != entry.uid)
+        sources = {entry.source for entry in held if entry.key in self.dirty}
+        for key in gone:
+            self.remove(key)
+        self.unconfirmed = set()
+        runnable = []
+        for source in sources:
+            priority = self.pending(source) if source is not None else None
+            if source is not None and priority is not None:
+                runnable.append((source, priority))
+        return gone, runnable
 
     def members(self, source: SourceKey) -> list[Entry]:
         return [self.entries[key] for key in sorted(self.by_source.get(source, ()))]
@@ -215,16 +256,38 @@ class Registry:
             and not all(ready_reason(self.entries[key].status) == conditions.POLICY_DENIED for key in members)
         }
 
-    def observe_versions(self, conn: ConnKey, versions: Mapping[str, int | None]) -> list[SourceKey]:
-        """Record listed versions (None: the path is gone); return the sources with members behind it."""
+    def observe_versions(
+        self, conn: ConnKey, versions: Mapping[str, int | None], stamps: Mapping[str, int] | None = None
+    ) -> list[SourceKey]:
+        """Record listed versions (None: the path is gone) and, where the list gives them, ``updated_at`` stamps;
+        return the sources with members behind.
+
+        Behind: a version that moved since the last poll; the same version with another stamp (the secret was
+        deleted and re-created at that version between two polls: its members are synced again, from a GET);
+        or, when nothing moved, members whose last read failed transiently (BackendUnavailable) — the list just
+        showed ScaiVault answering, so they run now instead of at the end of their own backoff.
+        """
         changed = []
         for path, version in versions.items():
-            previous = self.latest.get((conn, path), _UNSEEN)
-            self.latest[(conn, path)] = version
-            if previous == version:
-                continue  # nothing moved since the last poll (a failed sync retries on its own schedule)
+            key_: tuple[ConnKey, str] = (conn, path)
+            previous = self.latest.get(key_, _UNSEEN)
+            self.latest[key_] = version
+            stamp = stamps.get(path) if stamps is not None else None
+            old_stamp = self.stamps.pop(key_, None) if stamp is None else self.stamps.get(key_)
+            if stamp is not None:
+                self.stamps[key_] = stamp
             source: SourceKey = (conn, path, None)
-            stale = [key for key in self.by_source.get(source, ()) if self.entries[key].synced_version != version]
+            members = self.by_source.get(source, ())
+            recreated = previous == version and None not in (version, stamp, old_stamp) and stamp != old_stamp
+            if previous == version and not recreated:
+                if version is not None and any(self._retrying(key, version) for key in members):
+                    changed.append(source)  # already dirty: only its turn comes sooner
+                continue
+            if recreated:
+                logger.info("%s was re-created at version %s: syncing its users again", path, version)
+                for key in members:
+                    self.entries[key].synced_version = None
+            stale = [key for key in members if self.entries[key].synced_version != version]
             for key in stale:
                 self.mark_dirty(key, Priority.VERSION)
             if version is None:
@@ -236,6 +299,11 @@ class Registry:
             if stale:
                 changed.append(source)
         return changed
+
+    def _retrying(self, key: VSKey, version: int) -> bool:
+        entry = self.entries[key]
+        return (key in self.dirty and entry.synced_version != version
+                and ready_reason(entry.status) == conditions.BACKEND_UNAVAILABLE)  # fmt: skip
 
     # -- managed Secrets (drift) ------------------------------------------------------------------------
 

@@ -69,6 +69,9 @@ class Runtime:
         self._workers: list[asyncio.Task[None]] = []
         self._labels: dict[str, tuple[float, Mapping[str, str] | None]] = {}
         self._started = False
+        self._relist: asyncio.Task[None] | None = None  # the check of a re-list of the VaultSecret watch
+        self._relist_seen: set[tuple[str, str]] = set()  # listed since the check began
+        self._relist_again = False
         self.syncs = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------------
@@ -120,6 +123,9 @@ class Runtime:
     async def stop(self) -> None:
         self._started = False
         tasks = self._workers + [task for _, task in self.watchers.values()]
+        if self._relist is not None:
+            tasks.append(self._relist)
+            self._relist = None
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -139,6 +145,8 @@ class Runtime:
             self.registry.remove(key)
             return
         known = key in self.registry.entries
+        if event_type is None and known and self._started:
+            self._relisted(key)  # a listing event (type None) for an object seen before: Kopf listed again
         source = self.registry.upsert(body)
         entry = self.registry.entries[key]
         if entry.spec is None:
@@ -153,6 +161,40 @@ class Runtime:
             await self.syncer.refresh_insecure(entry)
             if key in self.registry.dirty and entry.source is not None:  # the write failed: retried by a sync
                 self.schedule(entry.source, Priority.RETRY)
+
+    def _relisted(self, key: tuple[str, str]) -> None:
+        """Kopf listed the VaultSecrets again (after 410 Gone, or a watch that failed to resume). What was deleted
+        meanwhile never gets a DELETED event: hold the entries not seen again, and list the VaultSecrets once
+        ourselves — later than Kopf's list — to forget those that are gone (``Registry.begin_relist``)."""
+        if self._relist is None:
+            self.registry.begin_relist()
+            self._relist_seen = set()
+            self._relist = asyncio.create_task(self._check_relist(), name="relist-check")
+        elif key in self._relist_seen:
+            self._relist_again = True  # listed twice since the check began: another re-list; check once more
+        self._relist_seen.add(key)
+
+    async def _check_relist(self) -> None:
+        delay = self.settings.retry_base
+        while True:
+            try:
+                present = await self.kube.list_vaultsecret_uids(list(self.settings.namespaces))
+            except KubeError as exc:
+                logger.warning("cannot list VaultSecrets after a re-list: %s; retrying in %.0fs", exc, delay)
+                await asyncio.sleep(max(delay, exc.retry_after or 0.0))
+                delay = min(delay * 2, self.settings.retry_max)
+                continue
+            gone, runnable = self.registry.end_relist(present)
+            for key in gone:
+                logger.info("VaultSecret %s/%s was deleted while the watch was down; forgotten", *key)
+            for source, priority in runnable:
+                self.schedule(source, priority)
+            if not self._relist_again:
+                break
+            self._relist_again = False
+            self._relist_seen = set()
+            self.registry.begin_relist()
+        self._relist, self._relist_seen = None, set()
 
     async def on_connection(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
@@ -240,13 +282,11 @@ class Runtime:
             refused = self.syncer.status_retry.pop(source, None)  # a status write was refused: not at once
             if refused is not None:
                 delay = max(delay or 0.0, refused)
-            pending = [
-                self.registry.dirty[e.key] for e in self.registry.members(source) if e.key in self.registry.dirty
-            ]
-            if delay is not None and pending:
+            pending = self.registry.pending(source)  # held members (a re-list being checked) come back later
+            if delay is not None and pending is not None:
                 self.schedule(source, Priority.RETRY, delay)
-            elif pending:
-                self.schedule(source, min(pending))
+            elif pending is not None:
+                self.schedule(source, pending)
 
     def _count_by_reason(self) -> list[tuple[dict[str, str], float]]:
         counts: dict[str, int] = {}

@@ -172,17 +172,35 @@ class Syncer:
         return True
 
     async def _still_drifted(self, entry: Entry) -> bool:
-        """A drift signal may be stale (an event from before our own write): check the Secret itself."""
+        """A drift signal may be stale (an event from before our own write): check the Secret itself. A Secret
+        that is gone may have been garbage-collected with a VaultSecret whose deletion the watch missed (it
+        expired meanwhile): it is re-created only while its VaultSecret still exists (one GET, on deletions only) —
+        never a create/collect loop."""
         name = entry.target_name
         assert name is not None
         try:
             existing = await self.kube.get_secret(entry.namespace, name)
+            if existing is None:
+                return await self._owner_exists(entry)
         except KubeError:
             return True
-        if existing is None or ownership(existing, entry.uid) != "ours" or not data_intact(existing):
+        if ownership(existing, entry.uid) != "ours" or not data_intact(existing):
             return True
         version = (existing.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_VERSION)
         return version != str(entry.synced_version) or read_data_hash(existing) is None
+
+    async def _owner_exists(self, entry: Entry) -> bool:
+        """Whether the VaultSecret of ``entry`` (this uid) still exists; when it does not, forget it."""
+        body = await self.kube.get_vaultsecret(entry.namespace, entry.name)
+        if body is not None and (body.get("metadata") or {}).get("uid") == entry.uid:
+            return True
+        self._forget(entry)
+        return False
+
+    def _forget(self, entry: Entry) -> None:
+        if self.registry.entries.get(entry.key) is entry:
+            logger.info("VaultSecret %s/%s no longer exists; forgotten", entry.namespace, entry.name)
+            self.registry.remove(entry.key)
 
     async def _materialize(self, entry: Entry, conn: Connection, secret: Secret) -> float | None:
         spec = entry.spec
@@ -377,7 +395,7 @@ class Syncer:
         if patch is None:
             return False
         try:
-            await self.kube.patch_vaultsecret_status(entry.namespace, entry.name, patch)
+            found = await self.kube.patch_vaultsecret_status(entry.namespace, entry.name, patch)
         except KubeError as exc:
             logger.warning("cannot write the status of VaultSecret %s/%s: %s", entry.namespace, entry.name, exc)
             self.registry.mark_dirty(entry.key, Priority.RETRY)
@@ -386,6 +404,9 @@ class Syncer:
             delay = max(self._growing_delay([entry]), exc.retry_after or 0.0)
             if entry.source is not None:
                 self.status_retry[entry.source] = max(self.status_retry.get(entry.source, 0.0), delay)
+            return False
+        if not found:  # deleted, and its DELETED event missed or still on its way
+            self._forget(entry)
             return False
         self.metrics.inc("status_writes_total")
         entry.status = desired

@@ -170,15 +170,16 @@ class VersionWatcher:
             if pinned is not None:
                 await self._probe_pinned(conn, pinned)
                 versions: dict[str, int | None] = {}
+                stamps: dict[str, int] = {}
             else:
-                versions = await self._list(conn, paths)
+                versions, stamps = await self._list(conn, paths)
         except ScaiVaultError as exc:
             return self._failed(conn, exc)
         self._garbled = 0
         if breaker.reset() or self._misconfigured:
             self._on_breaker(conn, False)  # closed again, or fixed: re-sync what the outage marked
         self._misconfigured = False
-        for source in self._registry.observe_versions(self.conn_key, versions):
+        for source in self._registry.observe_versions(self.conn_key, versions, stamps):
             self._schedule(source, Priority.VERSION)
         return self._interval()
 
@@ -226,8 +227,9 @@ class VersionWatcher:
         except (NotFoundError, ForbiddenError):
             return
 
-    async def _list(self, conn: Connection, paths: set[str]) -> dict[str, int | None]:
-        """``{path: current version or None when gone}`` for the followed paths that could be listed.
+    async def _list(self, conn: Connection, paths: set[str]) -> tuple[dict[str, int | None], dict[str, int]]:
+        """``{path: current version or None when gone}`` for the followed paths that could be listed, and
+        ``{path: updated_at as Unix seconds}`` for those the list dated.
 
         A 403 on one prefix (a ScaiVault policy on part of the tree) pauses that prefix for ``forbidden_retry``
         and hands its paths to their own reads once, which report Forbidden per VaultSecret; only when every
@@ -235,6 +237,7 @@ class VersionWatcher:
         """
         client = await self._connections.client(conn)
         found: dict[str, int | None] = dict.fromkeys(paths)
+        stamps: dict[str, int] = {}
         if paths != self._covered[0]:  # the same paths as last time (the usual case): the same prefixes
             self._covered = (set(paths), covering_prefixes(paths, self._settings.max_list_prefixes))
         prefixes = self._covered[1]
@@ -251,6 +254,8 @@ class VersionWatcher:
                     for item in page.secrets:
                         if item.path in found:
                             found[item.path] = item.version
+                            if item.updated_at is not None:
+                                stamps[item.path] = int(item.updated_at.timestamp())
             except ScaiVaultError as exc:
                 if isinstance(exc, APIError | ResponseError):  # sent and failed (any but a 403 stops the poll)
                     self._count_list(conn)
@@ -265,7 +270,8 @@ class VersionWatcher:
                 self._forbidden.pop(prefix, None)
         if error is not None and len(refused) == len(prefixes):
             raise error
-        return {path: version for path, version in found.items() if not any(path.startswith(p) for p in refused)}
+        listed = {path: version for path, version in found.items() if not any(path.startswith(p) for p in refused)}
+        return listed, stamps
 
     def _count_list(self, conn: Connection) -> None:
         self.list_requests += 1

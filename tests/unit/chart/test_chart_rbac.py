@@ -2,7 +2,9 @@
 
 Where each rule comes from (kube.py, runtime.py, handlers.py and Kopf 1.45's reactor):
 
-- vaultsecrets list/watch: Kopf's watch for ``on.event``; vaultsecrets/status patch: ``Kube.patch_vaultsecret_status``;
+- vaultsecrets list/watch: Kopf's watch for ``on.event``; get: ``Kube.get_vaultsecret`` (does the owner of a deleted
+  Secret still exist?); list: also ``Kube.list_vaultsecret_uids`` (after a re-list); vaultsecrets/status patch:
+  ``Kube.patch_vaultsecret_status``;
   vaultsecrets/finalizers update: the managed Secrets' ownerReference has ``blockOwnerDeletion: true``, which the
   OwnerReferencesPermissionEnforcement admission plugin allows only with update on the owner's finalizers.
 - clustervaultconnections, vaultconnections list/watch: ``Kube.list_connections`` at start-up, then Kopf;
@@ -34,7 +36,7 @@ CLUSTER_READS: set[Rule] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), ()),
 }
 NAMESPACED: set[Rule] = {
-    (GROUP, "vaultsecrets", ("list", "watch"), ()),
+    (GROUP, "vaultsecrets", ("get", "list", "watch"), ()),
     (GROUP, "vaultsecrets/status", ("patch",), ()),
     (GROUP, "vaultsecrets/finalizers", ("update",), ()),
     (GROUP, "vaultconnections", ("list", "watch"), ()),
@@ -51,6 +53,8 @@ KUBE_CALLS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "list_secrets": (("", "secrets", "list"),),
     "namespace_labels": (("", "namespaces", "get"),),
     "list_connections": ((GROUP, "clustervaultconnections", "list"), (GROUP, "vaultconnections", "list")),
+    "get_vaultsecret": ((GROUP, "vaultsecrets", "get"),),
+    "list_vaultsecret_uids": ((GROUP, "vaultsecrets", "list"),),
     "patch_vaultsecret_status": ((GROUP, "vaultsecrets/status", "patch"),),
     "patch_connection_status": (
         (GROUP, "clustervaultconnections/status", "patch"),

@@ -216,6 +216,7 @@ class SimKube:
         self.connection = dict(connection)
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.statuses: dict[tuple[str, str], dict[str, Any]] = {}
+        self.vaultsecrets: dict[tuple[str, str], dict[str, Any]] = {}  # what exists (``Sim.add``)
         self.connection_status_patches: list[tuple[float, dict[str, Any]]] = []
         self.events: list[dict[str, Any]] = []
         self.runtime: Runtime | None = None
@@ -269,8 +270,13 @@ class SimKube:
         if body is not None:
             self._deliver("DELETED", body)
 
-    async def patch_vaultsecret_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    async def get_vaultsecret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        body = self.vaultsecrets.get((namespace, name))
+        return copy.deepcopy(body) if body is not None else None
+
+    async def patch_vaultsecret_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
         self.statuses[(namespace, name)] = merge_patch(self.statuses.get((namespace, name), {}), status)
+        return True
 
     async def patch_connection_status(
         self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
@@ -323,6 +329,7 @@ class Sim:
     async def add(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
         self.bodies[(meta["namespace"], meta["name"])] = body
+        self.kube.vaultsecrets[(meta["namespace"], meta["name"])] = body
         await self.runtime.on_vaultsecret("ADDED", copy.deepcopy(body))
 
     async def delete_secret_by_hand(self, namespace: str, name: str) -> None:

@@ -220,8 +220,9 @@ class StatusKube(FakeKube):
         super().__init__()
         self.patches: list[dict[str, Any]] = []
 
-    async def patch_vaultsecret_status(self, namespace: str, name: str, status: Any) -> None:
+    async def patch_vaultsecret_status(self, namespace: str, name: str, status: Any) -> bool:
         self.patches.append(dict(status))
+        return True
 
 
 def syncer(kube: StatusKube) -> tuple[Syncer, Registry, Connections]:

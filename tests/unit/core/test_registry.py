@@ -280,6 +280,74 @@ def test_observe_versions_never_marks_pinned_users(registry):
     assert registry.dirty == {}
 
 
+def test_same_version_with_another_stamp_is_a_recreated_secret(registry):
+    synced(registry, 1)
+    assert registry.observe_versions(CONN, {"apps/web/db": 1}, {"apps/web/db": 1000}) == []
+    assert registry.observe_versions(CONN, {"apps/web/db": 1}, {"apps/web/db": 1000}) == []  # same: nothing
+    assert registry.observe_versions(CONN, {"apps/web/db": 1}, {"apps/web/db": 1007}) == [(CONN, "apps/web/db", None)]
+    entry = registry.entries[("team-a", "db")]
+    assert entry.synced_version is None  # confirmed only by a GET now
+    assert registry.dirty == {("team-a", "db"): Priority.VERSION}
+
+
+def test_a_missing_stamp_neither_triggers_nor_is_remembered(registry):
+    synced(registry, 1)
+    registry.observe_versions(CONN, {"apps/web/db": 1}, {"apps/web/db": 1000})
+    assert registry.observe_versions(CONN, {"apps/web/db": 1}, {}) == []
+    assert (CONN, "apps/web/db") not in registry.stamps
+    assert registry.observe_versions(CONN, {"apps/web/db": 1}, {"apps/web/db": 2000}) == []  # no stamp to compare
+
+
+def test_a_poll_that_lists_fine_brings_a_failed_read_forward(registry):
+    synced(registry, 1)
+    registry.observe_versions(CONN, {"apps/web/db": 2})
+    registry.take_dirty((CONN, "apps/web/db", None))
+    entry = registry.entries[("team-a", "db")]
+    # the read of version 2 failed transiently: dirty again, waiting for its own backoff
+    entry.status = ready_status(1, ok=False, reason="BackendUnavailable")
+    registry.mark_dirty(entry.key, Priority.RETRY)
+    assert registry.observe_versions(CONN, {"apps/web/db": 2}) == [(CONN, "apps/web/db", None)]
+    # a permanent failure (or one not waiting for a retry) is not brought forward
+    entry.status = ready_status(1, ok=False, reason="SourceNotFound")
+    assert registry.observe_versions(CONN, {"apps/web/db": 2}) == []
+    registry.take_dirty((CONN, "apps/web/db", None))
+    entry.status = ready_status(1, ok=False, reason="BackendUnavailable")
+    assert registry.observe_versions(CONN, {"apps/web/db": 2}) == []
+
+
+# -- re-lists of the VaultSecret watch ---------------------------------------------------------------------
+
+
+def test_a_relist_holds_the_entries_not_seen_again_and_forgets_the_deleted(registry):
+    synced(registry, 1, name="kept", path="apps/k")
+    synced(registry, 1, name="gone", path="apps/g")
+    synced(registry, 1, name="other", path="apps/o", uid="uid-old")
+    registry.begin_relist()
+    registry.upsert(vs("kept", "apps/k"))  # listed again by Kopf
+    registry.mark_dirty(("team-a", "gone"), Priority.VERSION)
+    registry.mark_dirty(("team-a", "other"), Priority.VERSION)
+    assert registry.take_dirty((CONN, "apps/g", None)) == []  # held: maybe deleted
+    assert registry.pending((CONN, "apps/g", None)) is None
+    assert ("team-a", "gone") in registry.dirty
+
+    gone, runnable = registry.end_relist({("team-a", "kept"): UID, ("team-a", "other"): "uid-old"})
+    assert gone == [("team-a", "gone")]
+    assert ("team-a", "gone") not in registry.entries
+    assert ("team-a", "gone") not in registry.dirty
+    assert runnable == [((CONN, "apps/o", None), Priority.VERSION)]
+    assert registry.unconfirmed == set()
+
+
+def test_a_relist_forgets_an_entry_recreated_under_another_uid(registry):
+    synced(registry, 1)
+    registry.begin_relist()
+    gone, runnable = registry.end_relist({("team-a", "db"): "uid-new"})
+    assert gone == [("team-a", "db")]
+    assert runnable == []
+    registry.upsert(vs(uid="uid-new"))  # the new object's listing event: a new entry, synced afresh
+    assert registry.dirty == {("team-a", "db"): Priority.NEW}
+
+
 # -- managed Secrets (drift) -------------------------------------------------------------------------------
 
 
