@@ -62,18 +62,19 @@ image: ## Build the container image (IMAGE=scaivault-operator:dev by default; ne
 bench: $(STAMP) ## Benchmark N=100,1000,10000 vs a naive baseline, on the KUBECONFIG cluster if it answers, else in memory; BENCH_ARGS="--tiers 100"
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on the package
+lint: $(STAMP) ## ruff (lint + format check), mypy --strict on the package, import-linter (its layers)
 	$(BIN)/ruff check operator tests scripts bench
 	$(BIN)/ruff format --check operator tests scripts bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix operator tests scripts bench
 	$(BIN)/ruff format operator tests scripts bench
 
 crds: $(STAMP) ## Regenerate crds/*.yaml (api.py) and crds/policy/*.yaml (admission.py), and copy them into the chart
-	$(BIN)/python -m scaivault_operator.crdgen --out crds
-	$(BIN)/python -m scaivault_operator.admission --out crds/policy
+	$(BIN)/python -m scaivault_operator._tools.crdgen --out crds
+	$(BIN)/python -m scaivault_operator._tools.admission --out crds/policy
 	cp crds/*.yaml $(CHART)/files/crds/
 	mkdir -p $(CHART)/files/policy && cp crds/policy/*.yaml $(CHART)/files/policy/
 

@@ -32,9 +32,9 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Namespace, Secret
 
 from bench.fakeapi import FakeApi, ResourceType, load_crds
-from scaivault_operator.kube import ClusterVaultConnectionResource, VaultSecretResource
-from scaivault_operator.kubeconfig import load as load_kubeconfig
-from scaivault_operator.manifests import CREDENTIALS_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from scaivault_operator._cogs.kube import ClusterVaultConnectionResource, VaultSecretResource
+from scaivault_operator._cogs.kubeconfig import load as load_kubeconfig
+from scaivault_operator._logic.manifests import CREDENTIALS_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 GROUP, VERSION = "scaivault.scailabs.ai", "v1alpha1"
 TOKEN = "bench-read-token"

@@ -23,10 +23,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from scaivault_operator import watcher as watcher_module
-from scaivault_operator.runner import configure_logging, operate
-from scaivault_operator.runtime import Runtime
-from scaivault_operator.settings import OperatorSettings
+from scaivault_operator._app.runner import configure_logging, operate
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core import watcher as watcher_module
+from scaivault_operator._core.runtime import Runtime
 
 _poll_done: dict[int, float] = {}  # id(watcher) -> time.time() at the start of its last completed poll
 

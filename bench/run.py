@@ -60,8 +60,8 @@ from bench.apis import (
     KubeSide,
     probe_cluster,
 )
+from scaivault_operator._logic.manifests import ANNOTATION_VERSION
 from scaivault_operator.devvault import DevVaultConfig, RunningDevVault, run_in_thread
-from scaivault_operator.manifests import ANNOTATION_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

@@ -44,20 +44,20 @@ import httpx
 import jsonschema
 
 from bad_input_strategies import SCHEMAS  # the committed CRDs (importing cel-python now: it raises the recursion limit)
-from scaivault_operator import conditions
-from scaivault_operator import connections as connections_module
-from scaivault_operator.api import API_VERSION
+from scaivault_operator._cogs.api import API_VERSION
+from scaivault_operator._cogs.kube import Conflict, KubeError
+from scaivault_operator._cogs.scaivault import RetryPolicy, ScaiVaultClient
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core import connections as connections_module
+from scaivault_operator._core.runtime import Runtime
+from scaivault_operator._core.watcher import VersionWatcher
+from scaivault_operator._logic import conditions
+from scaivault_operator._logic.manifests import CREDENTIALS_LABEL, MAX_SECRET_BYTES, merge_patch
 from scaivault_operator.crdcheck._names import (
     _dns1123_subdomain_errors,
     _label_value_errors,
     _qualified_name_errors,
 )
-from scaivault_operator.kube import Conflict, KubeError
-from scaivault_operator.manifests import CREDENTIALS_LABEL, MAX_SECRET_BYTES, merge_patch
-from scaivault_operator.runtime import Runtime
-from scaivault_operator.scaivault import RetryPolicy, ScaiVaultClient
-from scaivault_operator.settings import OperatorSettings
-from scaivault_operator.watcher import VersionWatcher
 
 __all__ = [
     "CLIENT_ID",

@@ -32,7 +32,7 @@ import jsonschema
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from scaivault_operator.api import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, SECRET_KEY_PATTERN
+from scaivault_operator._cogs.api import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, SECRET_KEY_PATTERN
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tests" / "unit" / "crds") not in sys.path:

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from scaivault_operator._cogs.scaivault import _client as _client_module
 from scaivault_operator.devvault import DevVault, DevVaultConfig, run_in_thread
-from scaivault_operator.scaivault import _client as _client_module
 
 RW_TOKEN = "rw-token"
 RO_TOKEN = "ro-token"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from scaivault_operator.manifests import merge_patch  # RFC 7386, as the operator's emulator applies it
+from scaivault_operator._logic.manifests import merge_patch  # RFC 7386, as the operator's emulator applies it
 
 __all__ = ["PatchError", "json_patch", "merge_patch"]
 

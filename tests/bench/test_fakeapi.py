@@ -350,7 +350,7 @@ async def test_paging_is_a_consistent_snapshot(http: httpx.AsyncClient) -> None:
 
 
 async def test_the_operators_lightkube_calls(api: FakeApi, http: httpx.AsyncClient) -> None:
-    from scaivault_operator.kube import Kube
+    from scaivault_operator._cogs.kube import Kube
 
     for i in range(5):
         await created(http, SECRETS, secret(f"s-{i}", labels={"k": "v"}))
@@ -369,7 +369,7 @@ async def test_the_operators_lightkube_calls(api: FakeApi, http: httpx.AsyncClie
         await created(http, VS, vaultsecret("vs"))
         await kube.patch_vaultsecret_status("team-a", "vs", {"syncedVersion": 2})
         assert (await http.get(f"{VS}/vs")).json()["status"] == {"syncedVersion": 2}
-        from scaivault_operator.kube import Conflict
+        from scaivault_operator._cogs.kube import Conflict
 
         with pytest.raises(Conflict):  # lightkube raised ApiError: the Status came as application/json
             await kube.create_secret(new)

@@ -14,9 +14,9 @@ import pytest
 from bench.fakeapi import FakeApi
 from fakeapi_support import TEST_AGENT
 
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._logic.manifests import CREDENTIALS_LABEL
 from scaivault_operator.devvault import DevVaultConfig, run_in_thread
-from scaivault_operator.manifests import CREDENTIALS_LABEL
-from scaivault_operator.settings import OperatorSettings
 from scaivault_operator.testing import running_operator
 
 GROUP_PATH = "/apis/scaivault.scailabs.ai/v1alpha1"

@@ -31,8 +31,8 @@ from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ServiceAccount
 
-from scaivault_operator.kubeconfig import KubeAccess
-from scaivault_operator.kubeconfig import load as load_kubeconfig
+from scaivault_operator._cogs.kubeconfig import KubeAccess
+from scaivault_operator._cogs.kubeconfig import load as load_kubeconfig
 
 CHART = REPO_ROOT / "charts" / "scaivault-operator"
 HELM = Path(sys.executable).parent / "helm"

@@ -56,8 +56,8 @@ from e2e_support import (
     unique_name,
 )
 
-from scaivault_operator.runtime import Runtime
-from scaivault_operator.settings import OperatorSettings
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.runtime import Runtime
 from scaivault_operator.testing import running_operator
 
 REQUIRE_CLUSTER_ENV = "SVO_E2E_REQUIRE_CLUSTER"

@@ -33,12 +33,12 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Secret
 from lightkube.types import PatchType
 
-from scaivault_operator.api import API_VERSION, GROUP, VERSION, is_plain_http
+from scaivault_operator._cogs.api import API_VERSION, GROUP, VERSION, is_plain_http
+from scaivault_operator._cogs.kube import ClusterVaultConnectionResource, VaultConnectionResource, VaultSecretResource
+from scaivault_operator._cogs.kubeconfig import DEFAULT_KUBECONFIG, KubeConfigError
+from scaivault_operator._cogs.kubeconfig import load as load_kubeconfig
+from scaivault_operator._logic.manifests import ANNOTATION_VERSION, CREDENTIALS_LABEL
 from scaivault_operator.devvault import DevVault
-from scaivault_operator.kube import ClusterVaultConnectionResource, VaultConnectionResource, VaultSecretResource
-from scaivault_operator.kubeconfig import DEFAULT_KUBECONFIG, KubeConfigError
-from scaivault_operator.kubeconfig import load as load_kubeconfig
-from scaivault_operator.manifests import ANNOTATION_VERSION, CREDENTIALS_LABEL
 
 JsonDict = dict[str, Any]
 #: The ``Warning`` headers of an API response.
@@ -119,7 +119,7 @@ class ClusterAccess:
 
 
 def load_cluster_config(kubeconfig: Path | None = None) -> tuple[SingleConfig, str]:
-    """The configuration the operator would use (``scaivault_operator.kubeconfig.load``: ``$KUBECONFIG`` — a list,
+    """The configuration the operator would use (``scaivault_operator._cogs.kubeconfig.load``: ``$KUBECONFIG`` — a list,
     merged as kubectl does —, the in-cluster service account, ``~/.kube/config``), and where it came from; with
     ``kubeconfig``, that file."""
     try:

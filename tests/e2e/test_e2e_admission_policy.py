@@ -47,10 +47,10 @@ from lightkube.resources.admissionregistration_v1 import (
     ValidatingAdmissionPolicyBinding,
 )
 
-from scaivault_operator import admission
-from scaivault_operator.api import AccessRule
-from scaivault_operator.policy import check_access
-from scaivault_operator.runtime import Runtime
+from scaivault_operator._cogs.api import AccessRule
+from scaivault_operator._core.runtime import Runtime
+from scaivault_operator._logic.policy import check_access
+from scaivault_operator._tools import admission
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -35,7 +35,7 @@ from e2e_support import (
     wait_for,
 )
 
-from scaivault_operator.api import (
+from scaivault_operator._cogs.api import (
     ANNOTATION_KEYS_MESSAGE,
     LABEL_KEYS_MESSAGE,
     SECRET_TYPE_MESSAGE,

@@ -17,8 +17,8 @@ from e2e_support import (
     secret_manifest,
 )
 
-from scaivault_operator.manifests import ADOPT_ANNOTATION, CREDENTIALS_LABEL, MANAGED_BY, MANAGED_BY_LABEL
-from scaivault_operator.runtime import Runtime
+from scaivault_operator._core.runtime import Runtime
+from scaivault_operator._logic.manifests import ADOPT_ANNOTATION, CREDENTIALS_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from e2e_support import CLUSTER_TIMEOUT, CRD_DIR, REPO_ROOT, ClusterAccess, JsonDict, load_manifests
 
-from scaivault_operator.api import API_VERSION
+from scaivault_operator._cogs.api import API_VERSION
 
 pytestmark = pytest.mark.e2e
 

@@ -43,11 +43,11 @@ from e2e_support import E2E, ClusterAccess, decoded_data, labels_of, ready_condi
 from lightkube.config.client_adapter import AsyncClient as HttpxAsyncClient
 from lightkube.config.client_adapter import ConnectionParams
 
-from scaivault_operator.api import GROUP, VERSION
-from scaivault_operator.kubeconfig import load as load_kubeconfig
-from scaivault_operator.manifests import MANAGED_BY, MANAGED_BY_LABEL
-from scaivault_operator.runtime import Runtime
-from scaivault_operator.settings import OperatorSettings
+from scaivault_operator._cogs.api import GROUP, VERSION
+from scaivault_operator._cogs.kubeconfig import load as load_kubeconfig
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.runtime import Runtime
+from scaivault_operator._logic.manifests import MANAGED_BY, MANAGED_BY_LABEL
 from scaivault_operator.testing import running_operator
 
 STARTUP_TIMEOUT = 60.0

@@ -7,7 +7,7 @@ import base64
 import pytest
 from e2e_support import CLUSTER_TIMEOUT, E2E, decoded_data
 
-from scaivault_operator.runtime import Runtime
+from scaivault_operator._core.runtime import Runtime
 
 pytestmark = pytest.mark.e2e
 

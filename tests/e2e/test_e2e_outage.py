@@ -10,7 +10,7 @@ import asyncio
 import pytest
 from e2e_support import CONNECTION, E2E, ClusterConnectionFactory, ready_condition, wait_for
 
-from scaivault_operator.runtime import Runtime
+from scaivault_operator._core.runtime import Runtime
 
 pytestmark = pytest.mark.e2e
 

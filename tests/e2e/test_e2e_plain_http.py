@@ -24,11 +24,11 @@ from e2e_support import (
     wait_for,
 )
 
-from scaivault_operator.api import is_plain_http
-from scaivault_operator.connections import Connections
-from scaivault_operator.kube import Kube
-from scaivault_operator.runtime import Runtime
-from scaivault_operator.settings import OperatorSettings
+from scaivault_operator._cogs.api import is_plain_http
+from scaivault_operator._cogs.kube import Kube
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.connections import Connections
+from scaivault_operator._core.runtime import Runtime
 
 pytestmark = pytest.mark.e2e
 

@@ -7,8 +7,8 @@ import uuid
 import pytest
 from e2e_support import E2E, ClusterConnectionFactory, annotations_of, ready_condition, unique_name
 
-from scaivault_operator.manifests import ANNOTATION_CONNECTION
-from scaivault_operator.runtime import Runtime
+from scaivault_operator._core.runtime import Runtime
+from scaivault_operator._logic.manifests import ANNOTATION_CONNECTION
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ from lightkube import AsyncClient
 from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAccessReviewSpec
 from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
 
-from scaivault_operator.settings import OperatorSettings
+from scaivault_operator._cogs.settings import OperatorSettings
 from scaivault_operator.testing import running_operator
 
 pytestmark = pytest.mark.e2e

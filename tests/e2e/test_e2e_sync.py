@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from e2e_support import E2E, annotations_of, decoded_data, labels_of, ready_condition, wait_for
 
-from scaivault_operator.api import API_VERSION
-from scaivault_operator.manifests import (
+from scaivault_operator._cogs.api import API_VERSION
+from scaivault_operator._core.runtime import Runtime
+from scaivault_operator._logic.manifests import (
     ANNOTATION_CONNECTION,
     ANNOTATION_DATA_HASH,
     ANNOTATION_PATH,
@@ -15,7 +16,6 @@ from scaivault_operator.manifests import (
     MANAGED_BY_LABEL,
     VAULTSECRET_LABEL,
 )
-from scaivault_operator.runtime import Runtime
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 from operator_helpers import CONN, TEST_AGENT, OperatorEnv, cluster_connection, fast_settings
 
-from scaivault_operator.settings import OperatorSettings
+from scaivault_operator._cogs.settings import OperatorSettings
 from scaivault_operator.testing import EmulatedCluster, emulated_cluster
 
 

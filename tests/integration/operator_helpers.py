@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 
 import kmock
 
-from scaivault_operator.api import API_VERSION
+from scaivault_operator._cogs.api import API_VERSION
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.runtime import Runtime
+from scaivault_operator._logic.manifests import ANNOTATION_VERSION, CREDENTIALS_LABEL
 from scaivault_operator.devvault import DevVault
-from scaivault_operator.manifests import ANNOTATION_VERSION, CREDENTIALS_LABEL
-from scaivault_operator.runtime import Runtime
-from scaivault_operator.settings import OperatorSettings
 from scaivault_operator.testing import EmulatedCluster, running_operator
 
 OP_NS = "scaivault-system"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from scaivault_operator.scaivault import (
+from scaivault_operator._cogs.scaivault import (
     BadRequestError,
     ClientCredentials,
     ConfigurationError,

@@ -43,9 +43,9 @@ from operator_helpers import (
     wait_until,
 )
 
-from scaivault_operator.api import GROUP, VERSION
-from scaivault_operator.manifests import ADOPT_ANNOTATION, ANNOTATION_VERSION
-from scaivault_operator.registry import SourceKey
+from scaivault_operator._cogs.api import GROUP, VERSION
+from scaivault_operator._logic.manifests import ADOPT_ANNOTATION, ANNOTATION_VERSION
+from scaivault_operator._logic.registry import SourceKey
 from scaivault_operator.testing import KubeFault
 
 NS = "team-a"
@@ -338,7 +338,7 @@ async def test_start_up_lists_retry_on_429_and_503(cluster: OperatorEnv, caplog:
                                          retry_after=1, times=2))  # fmt: skip
     conns = env.cluster.inject(KubeFault("answer", rf"^/apis/{GROUP}/{VERSION}/clustervaultconnections$",
                                          method="GET", watch=False, status=503, retry_after=1, times=1))  # fmt: skip
-    caplog.set_level(logging.INFO, logger="scaivault_operator.kube")
+    caplog.set_level(logging.INFO, logger="scaivault_operator._cogs.kube")
     mark = env.mark()
     runtime = await env.start_operator()
     waits = [float(m[1]) for r in caplog.records if (m := re.search(r"retrying in ([\d.]+) s", r.getMessage()))]

@@ -44,11 +44,11 @@ from operator_helpers import (
     wait_until,
 )
 
-from scaivault_operator import connections as connections_module
-from scaivault_operator.api import API_VERSION
-from scaivault_operator.manifests import ANNOTATION_VERSION
-from scaivault_operator.registry import ConnKey
-from scaivault_operator.scaivault import ScaiVaultClient
+from scaivault_operator._cogs.api import API_VERSION
+from scaivault_operator._cogs.scaivault import ScaiVaultClient
+from scaivault_operator._core import connections as connections_module
+from scaivault_operator._logic.manifests import ANNOTATION_VERSION
+from scaivault_operator._logic.registry import ConnKey
 
 NS = "team-a"
 PATH = "apps/fm/db"

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from bad_input_harness import canary_forms
 from bad_input_strategies import CANARY, Mutation, crd_errors, field_named, mutated_specs, shape
-from scaivault_operator.api import API_VERSION, CONNECTION_SPECS, VaultSecretSpec
+from scaivault_operator._cogs.api import API_VERSION, CONNECTION_SPECS, VaultSecretSpec
 
 VAULTSECRETS = 50
 CONNECTIONS = 10

@@ -135,7 +135,7 @@ async def test_no_canary_outside_the_managed_secret(bare_env, dev_vault, caplog)
 
     assert leaks(json.dumps(managed["data"])), "the detector sees the value where it is"
     assert any(r.name.startswith("kopf") and r.levelno == logging.DEBUG for r in caplog.records)
-    assert any(r.name.startswith("scaivault_operator.sync") for r in caplog.records)
+    assert any(r.name.startswith("scaivault_operator._core.sync") for r in caplog.records)
 
     found: list[str] = []
     for record in caplog.records:

@@ -16,7 +16,7 @@ from operator_helpers import (
     wait_until,
 )
 
-from scaivault_operator.registry import ConnKey
+from scaivault_operator._logic.registry import ConnKey
 
 READ = "secrets:read"
 DEFAULT_CONN: ConnKey = ("ClusterVaultConnection", "", CONN)

@@ -33,7 +33,7 @@ from operator_helpers import (
     wait_until,
 )
 
-from scaivault_operator.manifests import ADOPT_ANNOTATION, CREDENTIALS_LABEL
+from scaivault_operator._logic.manifests import ADOPT_ANNOTATION, CREDENTIALS_LABEL
 
 CANARY = "CANARY-PASSWORD-5f0b"
 READ = "secrets:read"

@@ -20,10 +20,10 @@ from operator_helpers import (
     wait_until,
 )
 
-from scaivault_operator.api import API_VERSION
-from scaivault_operator.breaker import Backoff, worst_case_requests
-from scaivault_operator.registry import ConnKey
-from scaivault_operator.settings import OperatorSettings
+from scaivault_operator._cogs.api import API_VERSION
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._logic.breaker import Backoff, worst_case_requests
+from scaivault_operator._logic.registry import ConnKey
 
 NS = "team-a"
 KEY: ConnKey = ("ClusterVaultConnection", "", CONN)

@@ -23,7 +23,7 @@ from operator_helpers import (
     vaultsecret,
 )
 
-from scaivault_operator.manifests import ADOPT_ANNOTATION, MANAGED_BY_LABEL
+from scaivault_operator._logic.manifests import ADOPT_ANNOTATION, MANAGED_BY_LABEL
 
 
 async def test_invalid_path_is_invalid_spec(cluster):

@@ -13,8 +13,8 @@ from operator_helpers import (
     wait_until,
 )
 
-from scaivault_operator.api import API_VERSION
-from scaivault_operator.manifests import (
+from scaivault_operator._cogs.api import API_VERSION
+from scaivault_operator._logic.manifests import (
     ANNOTATION_CONNECTION,
     ANNOTATION_DATA_HASH,
     ANNOTATION_PATH,

@@ -7,8 +7,8 @@ import asyncio
 
 from operator_helpers import CONN, POLL_SECONDS, decoded, vaultsecret
 
-from scaivault_operator.manifests import ANNOTATION_VERSION
-from scaivault_operator.registry import ConnKey
+from scaivault_operator._logic.manifests import ANNOTATION_VERSION
+from scaivault_operator._logic.registry import ConnKey
 
 DEFAULT_CONN: ConnKey = ("ClusterVaultConnection", "", CONN)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .devvault import DevVaultConfig
+    from scaivault_operator.devvault import DevVaultConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -37,7 +37,7 @@ class _UsageError(Exception):
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
-    from . import __version__
+    from scaivault_operator import __version__
 
     print(__version__)
     return 0
@@ -49,7 +49,7 @@ def _add_version_parser(subcommands: argparse._SubParsersAction[argparse.Argumen
 
 
 def _dev_vault_config(args: argparse.Namespace) -> DevVaultConfig:
-    from .devvault import DevVaultConfig, FaultConfig, parse_client_spec, parse_token_spec
+    from scaivault_operator.devvault import DevVaultConfig, FaultConfig, parse_client_spec, parse_token_spec
 
     try:
         tokens = dict(parse_token_spec(spec) for spec in args.token)
@@ -101,7 +101,7 @@ async def _serve_dev_vault(config: DevVaultConfig) -> None:
     import logging
     import signal
 
-    from .devvault import DevVault
+    from scaivault_operator.devvault import DevVault
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -186,10 +186,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from .kubeconfig import KubeConfigError
-    from .kubeconfig import load as load_kubeconfig
-    from .runner import configure_logging, operate
-    from .settings import OperatorSettings
+    from scaivault_operator._app.runner import configure_logging, operate
+    from scaivault_operator._cogs.kubeconfig import KubeConfigError
+    from scaivault_operator._cogs.kubeconfig import load as load_kubeconfig
+    from scaivault_operator._cogs.settings import OperatorSettings
 
     overrides: dict[str, object] = {}
     if args.namespace:
@@ -252,7 +252,7 @@ def _add_run_parser(subcommands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import main as demo_main
+    from scaivault_operator._tools.demo import main as demo_main
 
     return demo_main(force_emulated=args.emulated)
 

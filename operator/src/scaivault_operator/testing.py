@@ -33,12 +33,12 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from .api import GROUP, VERSION
-from .crdcheck import InvalidCrdError, check_crd, validate_crd_update
-from .kubeconfig import KubeAccess
-from .manifests import merge_patch
-from .runtime import Runtime
-from .settings import OperatorSettings
+from scaivault_operator._cogs.api import GROUP, VERSION
+from scaivault_operator._cogs.kubeconfig import KubeAccess
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.runtime import Runtime
+from scaivault_operator._logic.manifests import merge_patch
+from scaivault_operator.crdcheck import InvalidCrdError, check_crd, validate_crd_update
 
 __all__ = [
     "Cluster",
@@ -307,7 +307,7 @@ class RealCluster:
     async def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         from lightkube import codecs
 
-        import scaivault_operator.kube  # noqa: F401  (registers our generic resources)
+        import scaivault_operator._cogs.kube  # noqa: F401  (registers our generic resources)
 
         obj = await self.client.create(codecs.from_dict(dict(body)))
         result: dict[str, Any] = obj.to_dict()
@@ -350,8 +350,8 @@ async def real_cluster(probe_timeout: float = 3.0) -> AsyncIterator[RealCluster]
     from lightkube.core.exceptions import ConfigError
     from lightkube.resources.core_v1 import Namespace
 
-    from .kubeconfig import KubeConfigError
-    from .kubeconfig import load as load_kubeconfig
+    from scaivault_operator._cogs.kubeconfig import KubeConfigError
+    from scaivault_operator._cogs.kubeconfig import load as load_kubeconfig
 
     try:
         access = load_kubeconfig()  # as the operator finds it: $KUBECONFIG (a list), in-cluster, ~/.kube/config
@@ -404,7 +404,7 @@ async def running_operator(
     ``settle``: seconds to wait after start-up for Kopf's watches (a caller that can see them may pass 0 and wait
     for them itself).
     """
-    from .runner import operate
+    from scaivault_operator._app.runner import operate
 
     settings = settings or OperatorSettings()
     if not serve_endpoints:

@@ -15,8 +15,8 @@ from chart_support import NAMESPACE, REPO, JsonDict, find, find_all, render
 sys.path.insert(0, str(REPO / "tests" / "unit" / "crds"))
 from crd_support import api_server_errors, load_crds, openapi_schema
 
-from scaivault_operator.api import URL_HTTPS_MESSAGE, ConnectionSpec
-from scaivault_operator.manifests import CREDENTIALS_LABEL
+from scaivault_operator._cogs.api import URL_HTTPS_MESSAGE, ConnectionSpec
+from scaivault_operator._logic.manifests import CREDENTIALS_LABEL
 
 CONNECTION_SCHEMA = openapi_schema(load_crds()["ClusterVaultConnection"])
 

@@ -27,7 +27,7 @@ import inspect
 import pytest
 from chart_support import FULLNAME, GROUP, NAMESPACE, Rule, find, find_all, render, rules
 
-from scaivault_operator.kube import Kube
+from scaivault_operator._cogs.kube import Kube
 
 CLUSTER_READS: set[Rule] = {
     (GROUP, "clustervaultconnections", ("list", "watch"), ()),

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from scaivault_operator.scaivault import RetryPolicy, ScaiVaultClient
+from scaivault_operator._cogs.scaivault import RetryPolicy, ScaiVaultClient
 
 Call = Callable[[ScaiVaultClient], Awaitable[Any]]
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from client_helpers import BASE_URL, FAST_RETRY, TOKEN, ClientFactory, Handler
 
-from scaivault_operator.scaivault import RetryPolicy, ScaiVaultClient, StaticToken, TokenProvider
+from scaivault_operator._cogs.scaivault import RetryPolicy, ScaiVaultClient, StaticToken, TokenProvider
 
 
 @pytest.fixture

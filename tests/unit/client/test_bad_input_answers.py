@@ -54,8 +54,7 @@ from bad_input_harness import (
     run_operator,
     secret_answer,
 )
-from scaivault_operator import conditions
-from scaivault_operator.scaivault import (
+from scaivault_operator._cogs.scaivault import (
     BadRequestError,
     ClientCredentials,
     Endpoint,
@@ -67,7 +66,8 @@ from scaivault_operator.scaivault import (
     StaticToken,
     UnauthenticatedError,
 )
-from scaivault_operator.scaivault._auth import is_sendable_token
+from scaivault_operator._cogs.scaivault._auth import is_sendable_token
+from scaivault_operator._logic import conditions
 
 VALUE = "CANARY-ANSWER-5e2a"
 TOKEN_CANARY = "CANARY-TOKEN-77d0"

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from client_helpers import VALID_BODIES, json_response, secret_body
 
-from scaivault_operator.scaivault import (
+from scaivault_operator._cogs.scaivault import (
     ClientCredentials,
     RetryPolicy,
     ScaiVaultClient,
@@ -146,7 +146,7 @@ class Probe:
 async def probe(caplog: pytest.LogCaptureFixture, sleeps: list[float]) -> Any:
     """A Probe with DEBUG logging everywhere; retries wait no real time (``sleeps``)."""
     caplog.set_level(logging.DEBUG)  # the root logger: every logger propagates here
-    for name in ("httpx", "httpcore", "scaivault_operator", "scaivault_operator.scaivault._client"):
+    for name in ("httpx", "httpcore", "scaivault_operator", "scaivault_operator._cogs.scaivault._client"):
         caplog.set_level(logging.DEBUG, logger=name)  # in case a level was set on the way; restored afterwards
     p = Probe(caplog)
     yield p

@@ -15,7 +15,7 @@ from client_helpers import BASE_URL, TOKEN, VALID_BODIES, ClientFactory, json_re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaivault_operator.scaivault import (
+from scaivault_operator._cogs.scaivault import (
     BadRequestError,
     ClientCredentials,
     ConfigurationError,

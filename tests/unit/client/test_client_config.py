@@ -10,7 +10,13 @@ import httpx
 import pytest
 from client_helpers import IDENTITY_BODY, ClientFactory, json_response, secret_body
 
-from scaivault_operator.scaivault import ClientCredentials, ConfigurationError, ScaiVaultClient, Secret, StaticToken
+from scaivault_operator._cogs.scaivault import (
+    ClientCredentials,
+    ConfigurationError,
+    ScaiVaultClient,
+    Secret,
+    StaticToken,
+)
 
 SECRET_VALUE = "s3cr3t-value-in-data"
 TOKEN_VALUE = "tok-value-never-shown"

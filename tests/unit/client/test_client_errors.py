@@ -8,7 +8,7 @@ import httpx
 import pytest
 from client_helpers import CALLS, NO_RETRY, TOKEN, ClientFactory, json_response
 
-from scaivault_operator.scaivault import (
+from scaivault_operator._cogs.scaivault import (
     APIError,
     BadRequestError,
     ForbiddenError,
@@ -19,7 +19,7 @@ from scaivault_operator.scaivault import (
     UnauthenticatedError,
     UnavailableError,
 )
-from scaivault_operator.scaivault._exceptions import error_for_status, extract_error_code, parse_retry_after
+from scaivault_operator._cogs.scaivault._exceptions import error_for_status, extract_error_code, parse_retry_after
 
 #: What ``APIError.server_message`` holds when the server's message quoted a value the client knows to be secret.
 WITHHELD = "server message withheld: it quoted a credential or secret value"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from client_helpers import NO_RETRY, ClientFactory, json_response, secret_body
 
-from scaivault_operator.scaivault import (
+from scaivault_operator._cogs.scaivault import (
     ConfigurationError,
     RateLimitedError,
     ResponseError,
@@ -24,7 +24,7 @@ from scaivault_operator.scaivault import (
     StaticToken,
     UnavailableError,
 )
-from scaivault_operator.scaivault._client import DEFAULT_MAX_RESPONSE_BYTES
+from scaivault_operator._cogs.scaivault._client import DEFAULT_MAX_RESPONSE_BYTES
 
 LIMIT = 1024
 

@@ -11,7 +11,7 @@ from client_helpers import BASE_URL, TOKEN, ClientFactory, json_response
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaivault_operator.scaivault import (
+from scaivault_operator._cogs.scaivault import (
     DEFAULT_PAGE_SIZE,
     ResponseError,
     ScaiVaultClient,

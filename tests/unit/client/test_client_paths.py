@@ -11,8 +11,14 @@ from client_helpers import WRITE_BODY, ClientFactory, json_response, secret_body
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaivault_operator.scaivault import InvalidPathError, ScaiVaultClient, encode_path, validate_path, validate_prefix
-from scaivault_operator.scaivault._paths import MAX_PATH_LENGTH
+from scaivault_operator._cogs.scaivault import (
+    InvalidPathError,
+    ScaiVaultClient,
+    encode_path,
+    validate_path,
+    validate_prefix,
+)
+from scaivault_operator._cogs.scaivault._paths import MAX_PATH_LENGTH
 
 INVALID_PATHS = [
     "",

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from scaivault_operator.scaivault import (
+from scaivault_operator._cogs.scaivault import (
     Identity,
     ResponseError,
     ScaiVaultClient,

@@ -12,7 +12,7 @@ from client_helpers import CALLS, VALID_BODIES, ClientFactory, json_response
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaivault_operator.scaivault import (
+from scaivault_operator._cogs.scaivault import (
     BadRequestError,
     ConfigurationError,
     ForbiddenError,
@@ -290,7 +290,7 @@ async def test_concurrency_slot_is_released_on_errors(make_client: ClientFactory
 
 @pytest.mark.parametrize("limit", [0, -1])
 def test_max_concurrency_must_be_positive(limit: int) -> None:
-    from scaivault_operator.scaivault import ScaiVaultClient, StaticToken
+    from scaivault_operator._cogs.scaivault import ScaiVaultClient, StaticToken
 
     with pytest.raises(ConfigurationError):
         ScaiVaultClient("https://vault.test", StaticToken("t"), max_concurrency=limit)

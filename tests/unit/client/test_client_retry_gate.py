@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from client_helpers import VALID_BODIES, ClientFactory, json_response
 
-from scaivault_operator.scaivault import RetryPolicy, UnavailableError
+from scaivault_operator._cogs.scaivault import RetryPolicy, UnavailableError
 
 RETRY = RetryPolicy(max_attempts=4, base=0.001, cap=0.002, max_total=5.0)
 

@@ -25,14 +25,14 @@ from typing import Any, TypeVar
 
 import httpx
 
-from scaivault_operator import connections as connections_module
-from scaivault_operator.api import API_VERSION
-from scaivault_operator.kube import Conflict, KubeError
-from scaivault_operator.manifests import ANNOTATION_VERSION, CREDENTIALS_LABEL, merge_patch
-from scaivault_operator.registry import ConnKey
-from scaivault_operator.runtime import Runtime
-from scaivault_operator.scaivault import ScaiVaultClient
-from scaivault_operator.settings import OperatorSettings
+from scaivault_operator._cogs.api import API_VERSION
+from scaivault_operator._cogs.kube import Conflict, KubeError
+from scaivault_operator._cogs.scaivault import ScaiVaultClient
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core import connections as connections_module
+from scaivault_operator._core.runtime import Runtime
+from scaivault_operator._logic.manifests import ANNOTATION_VERSION, CREDENTIALS_LABEL, merge_patch
+from scaivault_operator._logic.registry import ConnKey
 
 T = TypeVar("T")
 

@@ -59,8 +59,8 @@ from bad_input_strategies import (
     mutated_specs,
     valid_specs,
 )
-from scaivault_operator import conditions
-from scaivault_operator.api import DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, is_plain_http, parse_duration
+from scaivault_operator._cogs.api import DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, is_plain_http, parse_duration
+from scaivault_operator._logic import conditions
 
 #: Examples per property (``settings(max_examples=...)``); the connection properties run once per kind.
 VALID_VAULTSECRETS, MUTATED_VAULTSECRETS = 150, 900

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaivault_operator import conditions
-from scaivault_operator.breaker import (
+from scaivault_operator._logic import conditions
+from scaivault_operator._logic.breaker import (
     CLOSED,
     MAX_RETRY_AFTER,
     OPEN,
@@ -220,7 +220,7 @@ def test_three_retries_between_two_successes_none_while_open_or_probing() -> Non
 
 
 def test_held_vaultsecrets_say_the_connection_is_backing_off_and_until_when() -> None:
-    from scaivault_operator import scaivault as sv
+    from scaivault_operator._cogs import scaivault as sv
 
     for error, lead in (
         (sv.UnavailableError("LIST secrets with prefix 'apps/': HTTP 503 unavailable"), "ScaiVault is unavailable"),

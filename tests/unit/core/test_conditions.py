@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaivault_operator import conditions as c
-from scaivault_operator import scaivault as sv
-from scaivault_operator.api import Condition, ConnectionSpec, VaultSecretSpec
-from scaivault_operator.conditions import (
+from scaivault_operator._cogs import scaivault as sv
+from scaivault_operator._cogs.api import Condition, ConnectionSpec, VaultSecretSpec
+from scaivault_operator._logic import conditions as c
+from scaivault_operator._logic.conditions import (
     Failure,
     classify,
     desired_status,
@@ -23,7 +23,7 @@ from scaivault_operator.conditions import (
     ready_condition,
     status_patch,
 )
-from scaivault_operator.manifests import SourceDataError, secret_data
+from scaivault_operator._logic.manifests import SourceDataError, secret_data
 
 CANARY = "CANARY-VALUE-51c2"
 T0 = "2026-04-23T14:00:00Z"
@@ -194,7 +194,7 @@ def test_classify_source_data_error() -> None:
 
 
 def pydantic_key(name: str) -> Any:
-    from scaivault_operator.api import KeyMapping
+    from scaivault_operator._cogs.api import KeyMapping
 
     return KeyMapping.model_validate({"from": name})
 
@@ -369,7 +369,7 @@ def test_ready_message_is_clipped() -> None:
 
 
 def test_ready_condition_validates_as_api_condition() -> None:
-    from scaivault_operator.api import Condition
+    from scaivault_operator._cogs.api import Condition
 
     cond = ready_condition(ok=True, reason="Synced", message="ok", generation=1, now=T0, previous=None)
     assert Condition.model_validate(cond).model_dump(exclude_none=True) == cond

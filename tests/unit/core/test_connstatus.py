@@ -7,12 +7,12 @@ import asyncio
 import random
 from typing import Any
 
-from scaivault_operator import conditions
-from scaivault_operator.breaker import Breaker
-from scaivault_operator.connections import Connection
-from scaivault_operator.connstatus import StatusWriter, breaker_status, desired, needs_write
-from scaivault_operator.kube import KubeError
-from scaivault_operator.metrics import Metrics
+from scaivault_operator._cogs.kube import KubeError
+from scaivault_operator._cogs.metrics import Metrics
+from scaivault_operator._core.connections import Connection
+from scaivault_operator._core.connstatus import StatusWriter, breaker_status, desired, needs_write
+from scaivault_operator._logic import conditions
+from scaivault_operator._logic.breaker import Breaker
 
 KEY = ("ClusterVaultConnection", "", "default")
 NS_KEY = ("VaultConnection", "team-a", "mine")

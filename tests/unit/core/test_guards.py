@@ -18,10 +18,12 @@ from typing import Any
 
 import pytest
 
-from scaivault_operator import conditions
-from scaivault_operator.api import ConnectionSpec
-from scaivault_operator.connections import Connections, KubeSecretToken
-from scaivault_operator.manifests import (
+from scaivault_operator._cogs.api import ConnectionSpec
+from scaivault_operator._cogs.scaivault import ClientCredentials, ConfigurationError
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.connections import Connections, KubeSecretToken
+from scaivault_operator._logic import conditions
+from scaivault_operator._logic.manifests import (
     ADOPT_ANNOTATION,
     ANNOTATION_PREFIX,
     CREDENTIALS_LABEL,
@@ -29,8 +31,6 @@ from scaivault_operator.manifests import (
     credentials_refusal,
     target_refusal,
 )
-from scaivault_operator.scaivault import ClientCredentials, ConfigurationError
-from scaivault_operator.settings import OperatorSettings
 
 CANARY = "CANARY-VALUE-0d5e"
 CANARY_TOKEN = "CANARY-TOKEN-8a1f"
@@ -310,7 +310,7 @@ def test_no_value_in_any_refusal() -> None:
 
 def test_the_demo_token_secret_opts_in() -> None:
     """`make demo` applies crds/examples/: its token Secret must carry the credentials label."""
-    from scaivault_operator.demo import load_examples
+    from scaivault_operator._tools.demo import load_examples
 
     docs = load_examples("http://127.0.0.1:8200")
     [connection] = [d for d in docs if d["kind"] == "ClusterVaultConnection"]
@@ -325,11 +325,11 @@ async def test_the_first_poll_after_a_refused_credentials_read_resyncs_the_conne
     poll re-syncs the connection's unready VaultSecrets, whose own retry of the InvalidSpec would be slow."""
     from collections.abc import AsyncIterator
 
-    from scaivault_operator.connections import Breaker, Connection
-    from scaivault_operator.metrics import Metrics
-    from scaivault_operator.registry import Registry
-    from scaivault_operator.scaivault import SecretPage, SecretSummary
-    from scaivault_operator.watcher import VersionWatcher
+    from scaivault_operator._cogs.metrics import Metrics
+    from scaivault_operator._cogs.scaivault import SecretPage, SecretSummary
+    from scaivault_operator._core.connections import Breaker, Connection
+    from scaivault_operator._core.watcher import VersionWatcher
+    from scaivault_operator._logic.registry import Registry
 
     key = ("ClusterVaultConnection", "", "default")
     spec = ConnectionSpec.model_validate({"url": "https://vault", "pollInterval": "1s",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from scaivault_operator import kube
-from scaivault_operator.kube import Kube, KubeError
+from scaivault_operator._cogs import kube
+from scaivault_operator._cogs.kube import Kube, KubeError
 
 
 def _status_error(code: int, headers: dict[str, str] | None = None) -> httpx.HTTPStatusError:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scaivault_operator.kubeconfig import KubeConfigError, load, merge_kubeconfigs
+from scaivault_operator._cogs.kubeconfig import KubeConfigError, load, merge_kubeconfigs
 
 CANARY = "canary-token-7f3a9c"
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaivault_operator.api import KeyMapping, VaultSecretSpec
-from scaivault_operator.manifests import (
+from scaivault_operator._cogs.api import KeyMapping, VaultSecretSpec
+from scaivault_operator._logic.manifests import (
     ANNOTATION_CONNECTION,
     ANNOTATION_DATA_HASH,
     ANNOTATION_PATH,

@@ -7,7 +7,7 @@ import socket
 import httpx
 import pytest
 
-from scaivault_operator.metrics import Metrics
+from scaivault_operator._cogs.metrics import Metrics
 
 
 def test_counters_render_with_help_type_and_sorted_labels() -> None:

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 import pytest
 from outage_sim import CONN_KEY, FAULTS, run_virtual, simulation, spread_paths, vaultsecret, wait_for
 
-from scaivault_operator.breaker import Backoff, worst_case_requests
-from scaivault_operator.settings import OperatorSettings
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._logic.breaker import Backoff, worst_case_requests
 
 COUNT = 1000
 POLL = 2.0

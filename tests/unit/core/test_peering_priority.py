@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from scaivault_operator._app.runner import _peering_priority, seniority_priority
+from scaivault_operator._cogs.settings import OperatorSettings
 from scaivault_operator.cli import build_parser
-from scaivault_operator.runner import _peering_priority, seniority_priority
-from scaivault_operator.settings import OperatorSettings
 
 
 def test_an_earlier_start_gets_a_higher_priority() -> None:

@@ -18,9 +18,10 @@ import pydantic
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from scaivault_operator import conditions
-from scaivault_operator.api import API_VERSION, VaultSecretSpec
-from scaivault_operator.manifests import (
+from scaivault_operator._cogs.api import API_VERSION, VaultSecretSpec
+from scaivault_operator._cogs.scaivault import RetryPolicy, ScaiVaultClient, ScaiVaultError, StaticToken
+from scaivault_operator._logic import conditions
+from scaivault_operator._logic.manifests import (
     Owner,
     SourceDataError,
     data_intact,
@@ -30,8 +31,7 @@ from scaivault_operator.manifests import (
     secret_data,
     secret_patch,
 )
-from scaivault_operator.registry import Registry
-from scaivault_operator.scaivault import RetryPolicy, ScaiVaultClient, ScaiVaultError, StaticToken
+from scaivault_operator._logic.registry import Registry
 
 REASONS = {
     conditions.SYNCED,

@@ -18,15 +18,15 @@ from typing import Any
 import pydantic
 import pytest
 
-from scaivault_operator import conditions
-from scaivault_operator.api import API_VERSION, ConnectionSpec
-from scaivault_operator.connections import Connections
-from scaivault_operator.manifests import CREDENTIALS_LABEL
-from scaivault_operator.metrics import Metrics
-from scaivault_operator.registry import Entry, Registry
-from scaivault_operator.scaivault import ConfigurationError
-from scaivault_operator.settings import OperatorSettings
-from scaivault_operator.sync import Syncer
+from scaivault_operator._cogs.api import API_VERSION, ConnectionSpec
+from scaivault_operator._cogs.metrics import Metrics
+from scaivault_operator._cogs.scaivault import ConfigurationError
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.connections import Connections
+from scaivault_operator._core.sync import Syncer
+from scaivault_operator._logic import conditions
+from scaivault_operator._logic.manifests import CREDENTIALS_LABEL
+from scaivault_operator._logic.registry import Entry, Registry
 
 CANARY_TOKEN = "CANARY-TOKEN-3e9a"
 CANARY_PASSWORD = "CANARY-PASSWORD-77b0"

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaivault_operator.api import AccessRule, LabelSelector
-from scaivault_operator.policy import Decision, check_access, expand_prefix, prefix_warning, selector_matches
+from scaivault_operator._cogs.api import AccessRule, LabelSelector
+from scaivault_operator._logic.policy import Decision, check_access, expand_prefix, prefix_warning, selector_matches
 
 
 def sel(**raw: Any) -> LabelSelector:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaivault_operator.kube import Identity, KubeError
-from scaivault_operator.runtime import Runtime
-from scaivault_operator.settings import OperatorSettings
+from scaivault_operator._cogs.kube import Identity, KubeError
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.runtime import Runtime
 
 
 class StubKube:

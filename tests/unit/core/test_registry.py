@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from scaivault_operator.api import API_VERSION
-from scaivault_operator.manifests import (
+from scaivault_operator._cogs.api import API_VERSION
+from scaivault_operator._logic.manifests import (
     ANNOTATION_VERSION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     data_hash,
 )
-from scaivault_operator.registry import ConnKey, Priority, Registry
+from scaivault_operator._logic.registry import ConnKey, Priority, Registry
 
 CONN: ConnKey = ("ClusterVaultConnection", "", "default")
 UID = "uid-1"

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from scaivault_operator.connections import Breaker, Connection
-from scaivault_operator.metrics import Metrics
-from scaivault_operator.registry import Priority, Registry
-from scaivault_operator.scaivault import ForbiddenError, SecretPage, SecretSummary
-from scaivault_operator.settings import OperatorSettings
-from scaivault_operator.watcher import VersionWatcher
+from scaivault_operator._cogs.metrics import Metrics
+from scaivault_operator._cogs.scaivault import ForbiddenError, SecretPage, SecretSummary
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.connections import Breaker, Connection
+from scaivault_operator._core.watcher import VersionWatcher
+from scaivault_operator._logic.registry import Priority, Registry
 
 CONN = ("ClusterVaultConnection", "", "default")
 
@@ -53,7 +53,7 @@ def vaultsecret(name: str, path: str) -> dict[str, Any]:
 
 
 def make_watcher(refused: set[str]) -> tuple[VersionWatcher, Registry, FakeClient, list[Any], Connection]:
-    from scaivault_operator.api import ConnectionSpec
+    from scaivault_operator._cogs.api import ConnectionSpec
 
     spec = ConnectionSpec.model_validate(
         {"url": "https://vault", "auth": {"tokenSecretRef": {"namespace": "ns", "name": "t"}}, "pollInterval": "1s"}

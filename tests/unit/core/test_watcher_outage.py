@@ -9,13 +9,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaivault_operator.api import ConnectionSpec
-from scaivault_operator.breaker import Breaker
-from scaivault_operator.conditions import BACKEND_UNAVAILABLE, Failure
-from scaivault_operator.connections import Connection
-from scaivault_operator.metrics import Metrics
-from scaivault_operator.registry import Registry
-from scaivault_operator.scaivault import (
+from scaivault_operator._cogs.api import ConnectionSpec
+from scaivault_operator._cogs.metrics import Metrics
+from scaivault_operator._cogs.scaivault import (
     ResponseError,
     ScaiVaultError,
     Secret,
@@ -23,8 +19,12 @@ from scaivault_operator.scaivault import (
     SecretSummary,
     UnavailableError,
 )
-from scaivault_operator.settings import OperatorSettings
-from scaivault_operator.watcher import VersionWatcher
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.connections import Connection
+from scaivault_operator._core.watcher import VersionWatcher
+from scaivault_operator._logic.breaker import Breaker
+from scaivault_operator._logic.conditions import BACKEND_UNAVAILABLE, Failure
+from scaivault_operator._logic.registry import Registry
 
 CONN = ("ClusterVaultConnection", "", "default")
 

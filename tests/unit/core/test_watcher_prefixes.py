@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaivault_operator.watcher import covering_prefixes
+from scaivault_operator._core.watcher import covering_prefixes
 
 
 @pytest.mark.parametrize(

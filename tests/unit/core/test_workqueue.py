@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaivault_operator.workqueue import WorkQueue
+from scaivault_operator._logic.workqueue import WorkQueue
 
 
 class Clock:

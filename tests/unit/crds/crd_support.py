@@ -21,7 +21,7 @@ import jsonschema
 import yaml
 from celpy import celtypes
 
-from scaivault_operator.api import GROUP
+from scaivault_operator._cogs.api import GROUP
 
 JsonDict = dict[str, Any]
 

@@ -1,4 +1,4 @@
-"""The ValidatingAdmissionPolicy of ``crds/policy/`` (``scaivault_operator.admission``), checked offline.
+"""The ValidatingAdmissionPolicy of ``crds/policy/`` (``scaivault_operator._tools.admission``), checked offline.
 
 - The committed files are what ``admission.py`` renders, and its command line writes and checks them.
 - Its CEL, evaluated with cel-python the way the API server evaluates a policy (once per ClusterVaultConnection: the
@@ -30,9 +30,9 @@ from crd_support import CRD_DIR, JsonDict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scaivault_operator import admission
-from scaivault_operator.api import AccessRule
-from scaivault_operator.policy import check_access
+from scaivault_operator._cogs.api import AccessRule
+from scaivault_operator._logic.policy import check_access
+from scaivault_operator._tools import admission
 
 POLICY_DIR = CRD_DIR / "policy"
 CONNECTION = "shared"

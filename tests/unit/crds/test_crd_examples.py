@@ -7,7 +7,7 @@ import pytest
 from crd_support import EXAMPLES_DIR, JsonDict, api_server_errors, is_custom_resource, load_examples
 from pydantic import BaseModel
 
-from scaivault_operator.api import CONNECTION_SPECS, ClusterConnectionSpec, ConnectionSpec, VaultSecretSpec
+from scaivault_operator._cogs.api import CONNECTION_SPECS, ClusterConnectionSpec, ConnectionSpec, VaultSecretSpec
 
 EXAMPLES = load_examples()
 CUSTOM_RESOURCES = [(name, doc) for name, doc in EXAMPLES if is_custom_resource(doc)]

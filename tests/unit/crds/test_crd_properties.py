@@ -9,7 +9,7 @@ from crd_support import JsonDict, api_server_errors, custom_resource, rule_holds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scaivault_operator.api import VaultSecretSpec, parse_duration
+from scaivault_operator._cogs.api import VaultSecretSpec, parse_duration
 
 _SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

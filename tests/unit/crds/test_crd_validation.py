@@ -16,7 +16,7 @@ import pytest
 from crd_support import JsonDict, api_server_errors, custom_resource, rule_holds, walk
 from pydantic import BaseModel, ValidationError
 
-from scaivault_operator.api import (
+from scaivault_operator._cogs.api import (
     ANNOTATION_KEYS_MESSAGE,
     LABEL_KEYS_MESSAGE,
     SECRET_TYPE_MESSAGE,

@@ -26,9 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, create_model
 
-from scaivault_operator import crdcheck, crdgen
+from scaivault_operator import crdcheck
+from scaivault_operator._tools import crdgen
+from scaivault_operator._tools.crdgen import MIN_KUBERNETES_MINOR
 from scaivault_operator.crdcheck import InvalidCrdError, Problem
-from scaivault_operator.crdgen import MIN_KUBERNETES_MINOR
 
 CHART = REPO / "charts" / "scaivault-operator"
 ROOT = "spec.validation.openAPIV3Schema"  # one version: the server reports its schema at the top level

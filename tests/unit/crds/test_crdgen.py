@@ -10,8 +10,7 @@ import yaml
 from crd_support import CRD_DIR, DOCS, JsonDict, walk
 from pydantic import BaseModel
 
-from scaivault_operator import crdgen
-from scaivault_operator.api import (
+from scaivault_operator._cogs.api import (
     CONNECTION_SPECS,
     GROUP,
     TOKEN_URL_HTTPS_RULE,
@@ -21,6 +20,7 @@ from scaivault_operator.api import (
     VaultSecretSpec,
     VaultSecretStatus,
 )
+from scaivault_operator._tools import crdgen
 
 KINDS = ("VaultSecret", "ClusterVaultConnection", "VaultConnection")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from scaivault_operator._cogs.scaivault._exceptions import InvalidPathError
 from scaivault_operator.devvault._errors import ApiError
 from scaivault_operator.devvault._parsing import (
     check_secret_path,
@@ -14,7 +15,6 @@ from scaivault_operator.devvault._parsing import (
     parse_write_request,
     secret_path_from_raw,
 )
-from scaivault_operator.scaivault._exceptions import InvalidPathError
 
 
 def _code(call, *args, **kwargs) -> tuple[int, str]:

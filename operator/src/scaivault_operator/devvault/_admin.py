@@ -22,7 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..scaivault._exceptions import InvalidPathError
+from scaivault_operator._cogs.scaivault._exceptions import InvalidPathError
+
 from ._auth import Authenticator
 from ._errors import ApiError
 from ._faults import FaultInjector

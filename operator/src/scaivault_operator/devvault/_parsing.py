@@ -19,8 +19,9 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 from aiohttp import web
 
-from ..scaivault._exceptions import InvalidPathError
-from ..scaivault._paths import validate_path, validate_prefix
+from scaivault_operator._cogs.scaivault._exceptions import InvalidPathError
+from scaivault_operator._cogs.scaivault._paths import validate_path, validate_prefix
+
 from ._errors import ApiError
 
 __all__ = [

@@ -30,8 +30,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .api import AccessRule, LabelSelector
-from .scaivault import InvalidPathError, validate_path
+from scaivault_operator._cogs.api import AccessRule, LabelSelector
+from scaivault_operator._cogs.scaivault import InvalidPathError, validate_path
 
 __all__ = [
     "CLUSTER_CONNECTION",

@@ -32,13 +32,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import conditions
-from .breaker import CLOSED, OPEN, Breaker
-from .connections import Connection, Connections
-from .kube import Kube, KubeError
-from .manifests import merge_patch
-from .metrics import Metrics
-from .registry import ConnKey
+from scaivault_operator._cogs.kube import Kube, KubeError
+from scaivault_operator._cogs.metrics import Metrics
+from scaivault_operator._core.connections import Connection, Connections
+from scaivault_operator._logic import conditions
+from scaivault_operator._logic.breaker import CLOSED, OPEN, Breaker
+from scaivault_operator._logic.manifests import merge_patch
+from scaivault_operator._logic.registry import ConnKey
 
 __all__ = ["StatusWriter", "breaker_status", "desired", "needs_write"]
 

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .api import KeyMapping, VaultSecretSpec
+from scaivault_operator._cogs.api import KeyMapping, VaultSecretSpec
 
 __all__ = [
     "ADOPT_ANNOTATION",

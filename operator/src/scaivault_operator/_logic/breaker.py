@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from . import conditions
+from scaivault_operator._logic import conditions
 
 __all__ = [
     "CLOSED",

@@ -19,9 +19,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import conditions
-from .api import API_VERSION, VaultSecretSpec
-from .manifests import ANNOTATION_VERSION, data_intact
+from scaivault_operator._cogs.api import API_VERSION, VaultSecretSpec
+from scaivault_operator._logic import conditions
+from scaivault_operator._logic.manifests import ANNOTATION_VERSION, data_intact
 
 __all__ = ["ConnKey", "Entry", "Priority", "Registry", "SecretInfo", "SourceKey", "VSKey", "ready_reason"]
 

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .kube import Kube
-from .kubeconfig import KubeAccess
-from .kubeconfig import load as load_kubeconfig
-from .runtime import Runtime
-from .settings import OperatorSettings
+from scaivault_operator._cogs.kube import Kube
+from scaivault_operator._cogs.kubeconfig import KubeAccess
+from scaivault_operator._cogs.kubeconfig import load as load_kubeconfig
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.runtime import Runtime
 
 __all__ = ["configure_logging", "operate", "seniority_priority"]
 
@@ -90,7 +90,7 @@ async def operate(
     """
     import kopf
 
-    from .handlers import build_registry
+    from scaivault_operator._app.handlers import build_registry
 
     kube_factory: Callable[[], Kube]
     if server:

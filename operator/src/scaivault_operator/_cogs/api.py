@@ -384,7 +384,7 @@ class VaultSecretSpec(_Spec):
     @field_validator("path")
     @classmethod
     def _valid_path(cls, value: str) -> str:
-        from .scaivault import validate_path
+        from scaivault_operator._cogs.scaivault import validate_path
 
         return validate_path(value)
 

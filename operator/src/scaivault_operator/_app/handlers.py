@@ -18,12 +18,12 @@ from typing import Any
 
 import kopf
 
-from .api import GROUP, VERSION
-from .kube import Kube
-from .kubeconfig import KubeAccess
-from .manifests import MANAGED_BY, MANAGED_BY_LABEL
-from .runtime import Runtime
-from .settings import OperatorSettings
+from scaivault_operator._cogs.api import GROUP, VERSION
+from scaivault_operator._cogs.kube import Kube
+from scaivault_operator._cogs.kubeconfig import KubeAccess
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.runtime import Runtime
+from scaivault_operator._logic.manifests import MANAGED_BY, MANAGED_BY_LABEL
 
 __all__ = ["build_registry", "configure_kopf"]
 

@@ -25,7 +25,8 @@ from typing import Any, Self, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from .. import __version__
+from scaivault_operator import __version__
+
 from ._auth import ClientCredentials, TokenProvider, is_sendable_token
 from ._exceptions import (
     ConfigurationError,

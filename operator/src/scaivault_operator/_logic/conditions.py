@@ -29,9 +29,9 @@ from typing import Any, Final
 
 import pydantic
 
-from . import scaivault
-from .api import SpecError
-from .manifests import SourceDataError
+from scaivault_operator._cogs import scaivault
+from scaivault_operator._cogs.api import SpecError
+from scaivault_operator._logic.manifests import SourceDataError
 
 __all__ = [
     "BACKEND_UNAVAILABLE",

@@ -25,8 +25,8 @@ from typing import Any, TextIO
 
 import yaml
 
-from .settings import OperatorSettings
-from .testing import Cluster, emulated_cluster, real_cluster, running_operator
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator.testing import Cluster, emulated_cluster, real_cluster, running_operator
 
 __all__ = ["main", "run_demo"]
 
@@ -145,7 +145,7 @@ async def _install_crds(cluster: Cluster) -> None:
 
 
 async def run_demo(*, out: TextIO = sys.stdout, force_emulated: bool = False) -> int:
-    from .devvault import DevVaultConfig, run_in_thread
+    from scaivault_operator.devvault import DevVaultConfig, run_in_thread
 
     port = _free_port(8200)
     config = DevVaultConfig(host="127.0.0.1", port=port, tokens={TOKEN: {"secrets:read", "secrets:write"}})

@@ -29,12 +29,21 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import conditions
-from .api import VaultSecretSpec
-from .breaker import Breaker
-from .connections import Connection, Connections
-from .kube import Conflict, Kube, KubeError
-from .manifests import (
+from scaivault_operator._cogs.api import VaultSecretSpec
+from scaivault_operator._cogs.kube import Conflict, Kube, KubeError
+from scaivault_operator._cogs.metrics import Metrics
+from scaivault_operator._cogs.scaivault import (
+    ConfigurationError,
+    ForbiddenError,
+    ScaiVaultError,
+    Secret,
+    UnauthenticatedError,
+)
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.connections import Connection, Connections
+from scaivault_operator._logic import conditions
+from scaivault_operator._logic.breaker import Breaker
+from scaivault_operator._logic.manifests import (
     ANNOTATION_VERSION,
     Owner,
     SourceDataError,
@@ -47,11 +56,8 @@ from .manifests import (
     secret_patch,
     target_refusal,
 )
-from .metrics import Metrics
-from .policy import check_access
-from .registry import Entry, Priority, Registry, SourceKey
-from .scaivault import ConfigurationError, ForbiddenError, ScaiVaultError, Secret, UnauthenticatedError
-from .settings import OperatorSettings
+from scaivault_operator._logic.policy import check_access
+from scaivault_operator._logic.registry import Entry, Priority, Registry, SourceKey
 
 __all__ = ["Syncer"]
 

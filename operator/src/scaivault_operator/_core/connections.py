@@ -32,15 +32,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import conditions
-from .api import API_VERSION, CONNECTION_SPECS, ConnectionSpec
-from .breaker import Breaker
-from .kube import Kube, secret_value
-from .manifests import credentials_refusal
-from .metrics import Metrics
-from .registry import ConnKey
-from .scaivault import ClientCredentials, ConfigurationError, RereadableToken, ScaiVaultClient, TokenProvider
-from .settings import OperatorSettings
+from scaivault_operator._cogs.api import API_VERSION, CONNECTION_SPECS, ConnectionSpec
+from scaivault_operator._cogs.kube import Kube, secret_value
+from scaivault_operator._cogs.metrics import Metrics
+from scaivault_operator._cogs.scaivault import (
+    ClientCredentials,
+    ConfigurationError,
+    RereadableToken,
+    ScaiVaultClient,
+    TokenProvider,
+)
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._logic import conditions
+from scaivault_operator._logic.breaker import Breaker
+from scaivault_operator._logic.manifests import credentials_refusal
+from scaivault_operator._logic.registry import ConnKey
 
 __all__ = ["Breaker", "Connection", "Connections", "KubeSecretToken"]
 

@@ -33,8 +33,8 @@ from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.resources.core_v1 import Event, Namespace, Secret
 from lightkube.types import PatchType
 
-from .api import GROUP, VERSION
-from .kubeconfig import KubeAccess
+from scaivault_operator._cogs.api import GROUP, VERSION
+from scaivault_operator._cogs.kubeconfig import KubeAccess
 
 __all__ = ["Conflict", "Identity", "Kube", "KubeError", "ObjectRef", "VaultSecretResource", "secret_value"]
 

@@ -21,17 +21,17 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import conditions
-from .connections import Connection, Connections
-from .connstatus import StatusWriter
-from .kube import Kube, KubeError
-from .manifests import MANAGED_BY, MANAGED_BY_LABEL
-from .metrics import Metrics
-from .registry import ConnKey, Priority, Registry, SourceKey
-from .settings import OperatorSettings
-from .sync import Syncer
-from .watcher import VersionWatcher
-from .workqueue import WorkQueue
+from scaivault_operator._cogs.kube import Kube, KubeError
+from scaivault_operator._cogs.metrics import Metrics
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.connections import Connection, Connections
+from scaivault_operator._core.connstatus import StatusWriter
+from scaivault_operator._core.sync import Syncer
+from scaivault_operator._core.watcher import VersionWatcher
+from scaivault_operator._logic import conditions
+from scaivault_operator._logic.manifests import MANAGED_BY, MANAGED_BY_LABEL
+from scaivault_operator._logic.registry import ConnKey, Priority, Registry, SourceKey
+from scaivault_operator._logic.workqueue import WorkQueue
 
 __all__ = ["Runtime"]
 

@@ -26,12 +26,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from . import conditions
-from .breaker import Backoff
-from .connections import Connection, Connections
-from .metrics import Metrics
-from .registry import ConnKey, Priority, Registry, SourceKey, ready_reason
-from .scaivault import (
+from scaivault_operator._cogs.metrics import Metrics
+from scaivault_operator._cogs.scaivault import (
     APIError,
     ConfigurationError,
     ForbiddenError,
@@ -41,7 +37,11 @@ from .scaivault import (
     TransientError,
     UnauthenticatedError,
 )
-from .settings import OperatorSettings
+from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._core.connections import Connection, Connections
+from scaivault_operator._logic import conditions
+from scaivault_operator._logic.breaker import Backoff
+from scaivault_operator._logic.registry import ConnKey, Priority, Registry, SourceKey, ready_reason
 
 __all__ = ["VersionWatcher", "covering_prefixes"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .kubeconfig import SERVICE_ACCOUNT_DIR
+from scaivault_operator._cogs.kubeconfig import SERVICE_ACCOUNT_DIR
 
 __all__ = ["OperatorSettings"]
 
