@@ -34,7 +34,7 @@ PATH = "environments/production/salesforce/api-credentials"
 TOKEN = "dev-token"
 V1 = {"client_id": "3MVG9...", "client_secret": "REDACTED"}
 V2 = {"client_id": "3MVG9...", "client_secret": "NEW_REDACTED"}
-EXAMPLES = Path(__file__).resolve().parents[3] / "crds" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[4] / "crds" / "examples"
 CRDS = EXAMPLES.parent
 
 
