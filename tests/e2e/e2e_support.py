@@ -291,9 +291,11 @@ class KubeApi:
             response.raise_for_status()
         return response
 
-    async def printer_columns(self, namespace: str, name: str) -> dict[str, Any]:
-        """A VaultSecret as ``kubectl get`` shows it: the API server's Table, as ``{column name: cell}``."""
-        url = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/vaultsecrets/{name}"
+    async def printer_columns(self, namespace: str | None, name: str, plural: str = "vaultsecrets") -> dict[str, Any]:
+        """An object (a VaultSecret by default) as ``kubectl get`` shows it: the API server's Table, as ``{column
+        name: cell}``; ``namespace`` None for a cluster-scoped kind."""
+        where = f"namespaces/{namespace}/" if namespace else ""
+        url = f"/apis/{GROUP}/{VERSION}/{where}{plural}/{name}"
         response = await self._http.get(url, headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
         response.raise_for_status()
         table = response.json()

@@ -342,9 +342,11 @@ def _slug(text: str) -> str:
 
 @pytest.mark.parametrize("outage", OUTAGES, ids=[_slug(outage.fault) for outage in OUTAGES])
 async def test_outage(cluster, dev_vault, logs, monkeypatch, outage: Outage):
-    if outage.client_timeout is not None:  # the client is built at its first use, after this
+    if outage.client_timeout is not None:  # clients are built at start (the health check): start again
         short = functools.partial(ScaiVaultClient, timeout=httpx.Timeout(outage.client_timeout))
         monkeypatch.setattr(connections_module, "ScaiVaultClient", short)
+        await cluster.stop_operator()
+        await cluster.start_operator()
     if outage.conn == CC:
         await cc_connection(cluster, dev_vault.url)
     await survive(cluster, outage, logs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from operator_helpers import (
+    CONN,
     OP_NS,
     POLL_SECONDS,
     access_rule,
@@ -21,6 +22,7 @@ from operator_helpers import (
     ready_condition,
     vault_connection,
     vaultsecret,
+    wait_until,
 )
 
 from scaivault_operator._logic.manifests import ADOPT_ANNOTATION, MANAGED_BY_LABEL
@@ -184,6 +186,11 @@ async def test_namespaced_connection_rules_narrow_paths(cluster, dev_vault):
 
 
 async def test_token_secret_missing_is_invalid_spec(cluster, dev_vault):
+    assert cluster.runtime is not None
+    status = cluster.runtime.connection_status
+    await wait_until(lambda: status.health(("ClusterVaultConnection", "", CONN)) is not None, 10,
+                     what="the default connection's health check (one whoami) is done")  # fmt: skip
+    cluster.vault.stats.reset()
     await cluster.create(cluster_connection("tokenless", dev_vault.url, token_secret="nope"))
     cluster.vault.write("apps/t/db", {"password": "pw"})
     await cluster.create(vaultsecret("db", "apps/t/db", connection="tokenless"))

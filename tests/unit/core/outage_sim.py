@@ -155,8 +155,10 @@ class SimVault:
                 self.serve -= 1
         path = request.url.path
         listing = path == "/v1/secrets"
+        whoami = path == "/v1/auth/whoami"  # the connection's health check (connstatus): at start, not per poll
         target = request.url.params.get("prefix", "") if listing else urllib.parse.unquote(path[len("/v1/secrets/") :])
-        entry = Request(loop.time(), "list" if listing else "read", target, ok=self.fault is None)
+        kind = "whoami" if whoami else "list" if listing else "read"
+        entry = Request(loop.time(), kind, target, ok=self.fault is None)
         self.log.append(entry)
         if self.fault == "timeout":
             await asyncio.sleep(READ_TIMEOUT)
@@ -168,6 +170,8 @@ class SimVault:
         if self.fault is not None:
             headers = {"Retry-After": f"{self.retry_after:g}"} if self.fault == "429-retry-after" else {}
             return httpx.Response(429, json={"error": "rate_limited", "message": "slow down"}, headers=headers)
+        if whoami:
+            return httpx.Response(200, json={"identity_id": "sim-reader", "scopes": ["secrets:read"]})
         if listing:
             return self._list(target, request.url.params)
         version_param = request.url.params.get("version")

@@ -1,5 +1,6 @@
-"""Connection status (``connstatus``): ``status.breaker`` is written on transitions only — open, close, a new
-reason — never per poll or per failed probe; a stale Open left by an earlier run is closed once."""
+"""Connection status (``connstatus``): the Ready condition and identity from one whoami (or from the open breaker,
+with no request), ``status.breaker`` on transitions only, soft fields (``watchedPaths``, ``lastPollAt``) refreshed at
+most every ``refresh`` seconds — never a write per poll or per failed probe."""
 
 from __future__ import annotations
 
@@ -7,10 +8,28 @@ import asyncio
 import random
 from typing import Any
 
+import pytest
+
+from scaivault_operator._cogs.api import ConnectionSpec
 from scaivault_operator._cogs.kube import KubeError
 from scaivault_operator._cogs.metrics import Metrics
+from scaivault_operator._cogs.scaivault import (
+    ConfigurationError,
+    ForbiddenError,
+    Identity,
+    UnauthenticatedError,
+    UnavailableError,
+)
 from scaivault_operator._core.connections import Connection
-from scaivault_operator._core.connstatus import StatusWriter, breaker_status, desired, needs_write
+from scaivault_operator._core.connstatus import (
+    Health,
+    StatusWriter,
+    breaker_status,
+    desired,
+    health_from_error,
+    health_from_identity,
+    needs_write,
+)
 from scaivault_operator._logic import conditions
 from scaivault_operator._logic.breaker import Breaker
 
@@ -19,6 +38,10 @@ NS_KEY = ("VaultConnection", "team-a", "mine")
 OUTAGE = conditions.Failure(conditions.BACKEND_UNAVAILABLE, "ScaiVault is unavailable (HTTP 503)", transient=True)
 UNAUTHORIZED = conditions.Failure(conditions.UNAUTHORIZED, "ScaiVault refused the token", transient=False)
 NOW = "2026-04-23T14:00:00Z"
+SPEC = ConnectionSpec.model_validate({"url": "https://vault.example", "auth": {"tokenSecretRef": {"name": "t"}}})
+READER = Identity(identity_id="ci-reader", identity_type="service_account", tenant_id="t-1", scopes=("secrets:read",))
+WRITER_ONLY = Identity(identity_id="ci-writer", scopes=("secrets:write",))
+CANARY = "skt_canary_token_value_0042"
 
 
 class Clock:
@@ -28,10 +51,13 @@ class Clock:
         return self.now
 
 
-def make_conn(key: tuple[str, str, str] = KEY, status: dict[str, Any] | None = None) -> Connection:
+def make_conn(
+    key: tuple[str, str, str] = KEY, status: dict[str, Any] | None = None, spec: ConnectionSpec | None = SPEC
+) -> Connection:
     breaker = Breaker(base=10.0, cap=300.0, outage_base=5.0, clock=Clock(), wall=lambda: 1_776_952_800.0,
                       rng=random.Random(1))  # fmt: skip
-    return Connection(key=key, spec=None, error=None, breaker=breaker, generation=4, status=status or {})
+    return Connection(key=key, spec=spec, error=None if spec else "url: bad", breaker=breaker, generation=4,
+                      status=status or {})  # fmt: skip
 
 
 class Kube:
@@ -51,26 +77,99 @@ class Kube:
         self.patches.append((kind, namespace, name, status))
 
 
+class Client:
+    def __init__(self, answer: Identity | Exception) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    async def whoami(self) -> Identity:
+        self.calls += 1
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
 class Conns:
-    def __init__(self, *conns: Connection) -> None:
+    def __init__(self, *conns: Connection, answer: Identity | Exception = READER) -> None:
         self.items = {conn.key: conn for conn in conns}
+        self.whoami = Client(answer)
 
     def get(self, key: Any) -> Connection | None:
         return self.items.get(key)
 
+    def all(self) -> list[Connection]:
+        return list(self.items.values())
 
-def test_a_closed_breaker_that_never_opened_needs_no_status() -> None:
+    async def client(self, conn: Connection) -> Client:
+        return self.whoami
+
+
+def writer_for(kube: Kube, conns: Conns, **kwargs: Any) -> StatusWriter:
+    return StatusWriter(kube, conns, Metrics(), retry_delay=10.0, now=lambda: NOW, **kwargs)  # type: ignore[arg-type]
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+
+
+# -- health, pure ------------------------------------------------------------------------------------------------
+
+
+def test_whoami_with_the_read_scope_is_authenticated_and_names_the_identity() -> None:
+    health = health_from_identity(READER)
+    assert health.ready
+    assert health.reason == "Authenticated"
+    assert "ci-reader (service_account, tenant t-1)" in health.message
+    assert health.identity == {"identityId": "ci-reader", "identityType": "service_account", "tenantId": "t-1",
+                               "scopes": ["secrets:read"]}  # fmt: skip
+
+
+def test_whoami_without_the_read_scope_is_missing_scope() -> None:
+    health = health_from_identity(WRITER_ONLY)
+    assert not health.ready
+    assert health.reason == "MissingScope"
+    assert "lacks the scope secrets:read (its scopes: secrets:write)" in health.message
+    assert health.identity == {"identityId": "ci-writer", "scopes": ["secrets:write"]}
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (UnauthenticatedError("GET whoami: HTTP 401", status_code=401), "Unauthorized"),
+        (ForbiddenError("GET whoami: HTTP 403", status_code=403), "MissingScope"),
+        (UnavailableError("GET whoami: ConnectError", status_code=None), "Unreachable"),
+        (UnavailableError("GET whoami: HTTP 503", status_code=503), "Unreachable"),
+        (ConfigurationError("the token Secret scaivault-system/t does not exist"), "InvalidSpec"),
+    ],
+)
+def test_whoami_failures_name_the_connections_problem(error: Exception, reason: str) -> None:
+    health = health_from_error(error)  # type: ignore[arg-type]
+    assert health.reason == reason
+    assert not health.ready
+    assert health.identity is None
+
+
+# -- the status patch --------------------------------------------------------------------------------------------
+
+
+def test_the_status_has_ready_identity_paths_poll_and_breaker() -> None:
     conn = make_conn()
-    assert not needs_write(conn.status, conn.breaker)
-    assert not needs_write({"breaker": {"state": "Closed"}}, conn.breaker)
-    assert needs_write({"breaker": {"state": "Open", "reason": "BackendUnavailable"}}, conn.breaker)
+    patch = desired(conn, health_from_identity(READER), watched=7, polled_at=NOW, now=NOW)
+    assert patch["conditions"] == [{"type": "Ready", "status": "True", "reason": "Authenticated",
+                                    "message": health_from_identity(READER).message, "lastTransitionTime": NOW,
+                                    "observedGeneration": 4}]  # fmt: skip
+    assert patch["identity"]["identityId"] == "ci-reader"
+    assert (patch["watchedPaths"], patch["lastPollAt"], patch["observedGeneration"]) == (7, NOW, 4)
+    assert patch["breaker"]["state"] == "Closed"
 
 
-def test_open_status_says_why_how_often_and_until_when() -> None:
+def test_open_breaker_status_says_why_how_often_and_until_when() -> None:
     conn = make_conn()
     conn.breaker.trip(OUTAGE, floor=2.0)
-    patch = desired(conn, now=NOW)
-    assert patch["observedGeneration"] == 4
+    health = Health("Unreachable", OUTAGE.message)
+    patch = desired(conn, health, watched=1, polled_at=None, now=NOW)
     assert patch["breaker"] == {
         "state": "Open",
         "reason": "BackendUnavailable",
@@ -79,80 +178,202 @@ def test_open_status_says_why_how_often_and_until_when() -> None:
         "retryAt": conn.breaker.retry_at(),
         "lastTransitionTime": NOW,
     }
-    assert needs_write(conn.status, conn.breaker)
-    assert not needs_write({"breaker": patch["breaker"]}, conn.breaker)
+    assert "lastPollAt" not in patch
+    assert needs_write(conn.status, conn, health)
+    stored = {**patch, "breaker": patch["breaker"]}
+    assert not needs_write(stored, conn, health)
     conn.breaker.trip(UNAUTHORIZED)
-    assert needs_write({"breaker": patch["breaker"]}, conn.breaker)  # a new reason
-    # The time of the transition stays while the state does.
+    assert needs_write(stored, conn, health)  # a new reason
     later = breaker_status(conn.breaker, previous=patch["breaker"], now="2026-04-23T15:00:00Z")
-    assert later["lastTransitionTime"] == NOW
+    assert later["lastTransitionTime"] == NOW  # the time of the transition stays while the state does
 
 
 def test_closed_status_clears_the_fields_of_the_outage() -> None:
     conn = make_conn(status={"breaker": {"state": "Open", "reason": "BackendUnavailable", "failures": 3,
                                          "lastTransitionTime": NOW}})  # fmt: skip
-    patch = desired(conn, now="2026-04-23T14:05:00Z")
+    patch = desired(conn, health_from_identity(READER), watched=0, polled_at=None, now="2026-04-23T14:05:00Z")
     assert patch["breaker"] == {"state": "Closed", "reason": None, "message": None, "failures": None,
                                 "retryAt": None, "lastTransitionTime": "2026-04-23T14:05:00Z"}  # fmt: skip
 
 
-async def test_the_writer_writes_once_per_transition() -> None:
+def test_ready_keeps_its_transition_time_while_its_status_stays() -> None:
+    conn = make_conn(status={"conditions": [{"type": "Ready", "status": "False", "reason": "Unreachable",
+                                             "lastTransitionTime": "earlier"}]})  # fmt: skip
+    patch = desired(conn, Health("Unauthorized", "refused"), watched=0, polled_at=None, now=NOW)
+    assert patch["conditions"][0]["lastTransitionTime"] == "earlier"
+    patch = desired(conn, health_from_identity(READER), watched=0, polled_at=None, now=NOW)
+    assert patch["conditions"][0]["lastTransitionTime"] == NOW
+
+
+# -- the writer --------------------------------------------------------------------------------------------------
+
+
+async def test_a_new_connection_is_checked_once_and_written_once() -> None:
     conn = make_conn()
-    kube = Kube()
-    writer = StatusWriter(kube, Conns(conn), Metrics(), retry_delay=10.0, now=lambda: NOW)  # type: ignore[arg-type]
-    writer.soon(conn)  # closed, never opened: nothing
-    await asyncio.sleep(0.01)
-    assert kube.patches == []
-    conn.breaker.trip(OUTAGE)
+    kube, conns = Kube(), Conns(conn)
+    writer = writer_for(kube, conns, watched=lambda _: 3)
     writer.soon(conn)
     writer.soon(conn)  # coalesced
-    await asyncio.sleep(0.01)
-    assert [p[3]["breaker"]["state"] for p in kube.patches] == ["Open"]
-    assert kube.patches[0][:3] == ("ClusterVaultConnection", None, "default")
-    for _ in range(5):  # failed probes: no news
-        conn.breaker.trip(OUTAGE)
-        writer.soon(conn)
-    await asyncio.sleep(0.01)
+    await settle()
+    assert conns.whoami.calls == 1
     assert len(kube.patches) == 1
-    conn.breaker.reset()
-    writer.soon(conn)
-    await asyncio.sleep(0.01)
-    assert [p[3]["breaker"]["state"] for p in kube.patches] == ["Open", "Closed"]
-    assert conn.status["breaker"] == {"state": "Closed", "lastTransitionTime": NOW}
-    assert writer.writes == 2
+    status = kube.patches[0][3]
+    assert status["conditions"][0]["reason"] == "Authenticated"
+    assert status["watchedPaths"] == 3
+    for _ in range(3):  # nothing changed: no request, no write
+        writer.soon(conn)
+        await settle()
+    assert conns.whoami.calls == 1
+    assert len(kube.patches) == 1
+    assert [s for s in writer.ready_samples()] == [({"connection": conn.label, "reason": "Authenticated"}, 1.0)]
     await writer.aclose()
 
 
-async def test_a_transition_during_a_write_is_written_after_it() -> None:
-    conn = make_conn(NS_KEY)
-    kube = Kube()
-    writer = StatusWriter(kube, Conns(conn), Metrics(), retry_delay=10.0, now=lambda: NOW)  # type: ignore[arg-type]
+async def test_an_outage_costs_no_request_and_two_writes() -> None:
+    conn = make_conn()
+    kube, conns = Kube(), Conns(conn)
+    writer = writer_for(kube, conns)
+    writer.soon(conn)
+    await settle()
     conn.breaker.trip(OUTAGE)
     writer.soon(conn)
-    conn.breaker.reset()  # closed before the task ran: nothing to write at all
-    await asyncio.sleep(0.01)
-    assert kube.patches == []
+    await settle()
+    for _ in range(5):  # failed probes: no news
+        conn.breaker.trip(OUTAGE)
+        writer.soon(conn)
+        await settle()
+    conn.breaker.reset()
+    writer.soon(conn)
+    await settle()
+    assert conns.whoami.calls == 1  # only the first check: the outage and the recovery cost none
+    assert [(p[3]["conditions"][0]["reason"], p[3]["breaker"]["state"]) for p in kube.patches] == [
+        ("Authenticated", "Closed"), ("Unreachable", "Open"), ("Authenticated", "Closed")
+    ]  # fmt: skip
+    assert kube.patches[-1][3]["identity"]["identityId"] == "ci-reader"  # kept through the outage
+    await writer.aclose()
+
+
+async def test_a_refused_token_is_checked_again_when_the_breaker_closes() -> None:
+    conn = make_conn()
+    kube, conns = Kube(), Conns(conn, answer=UnauthenticatedError("GET whoami: HTTP 401", status_code=401))
+    writer = writer_for(kube, conns)
+    writer.soon(conn)
+    await settle()
+    assert kube.patches[-1][3]["conditions"][0]["reason"] == "Unauthorized"
+    conn.breaker.trip(UNAUTHORIZED)
+    writer.soon(conn)
+    await settle()
+    assert conns.whoami.calls == 1  # open: from the breaker
+    conns.whoami.answer = READER  # the token was fixed; the probe closed the breaker
+    conn.breaker.reset()
+    writer.soon(conn)
+    await settle()
+    assert conns.whoami.calls == 2
+    assert kube.patches[-1][3]["conditions"][0]["reason"] == "Authenticated"
+    assert writer.health(conn.key) == health_from_identity(READER)
+    await writer.aclose()
+
+
+async def test_an_invalid_spec_sends_nothing() -> None:
+    conn = make_conn(spec=None)
+    kube, conns = Kube(), Conns(conn)
+    writer = writer_for(kube, conns)
+    writer.soon(conn)
+    await settle()
+    assert conns.whoami.calls == 0
+    assert kube.patches[0][3]["conditions"][0]["reason"] == "InvalidSpec"
+    assert "url: bad" in kube.patches[0][3]["conditions"][0]["message"]
+    await writer.aclose()
+
+
+async def test_a_warm_restart_trusts_the_stored_health_and_writes_nothing() -> None:
+    first = make_conn()
+    kube, conns = Kube(), Conns(first)
+    writer = writer_for(kube, conns, watched=lambda _: 2)
+    writer.soon(first)
+    await settle()
+    stored = first.status
+    restarted = make_conn(status=stored)
+    kube2, conns2 = Kube(), Conns(restarted)
+    writer2 = writer_for(kube2, conns2, watched=lambda _: 0)  # no VaultSecrets seen yet
+    writer2.soon(restarted)
+    await settle()
+    assert conns2.whoami.calls == 0
+    assert kube2.patches == []
+    await writer.aclose()
+    await writer2.aclose()
+
+
+async def test_soft_fields_are_refreshed_at_most_every_refresh_seconds() -> None:
+    conn = make_conn()
+    kube, conns = Kube(), Conns(conn)
+    clock = Clock()
+    watched = {"n": 1}
+    polled = {"at": "2026-04-23T14:00:00Z"}
+    writer = writer_for(kube, conns, watched=lambda _: watched["n"], polled_at=lambda _: polled["at"], refresh=300.0,
+                        clock=clock)  # fmt: skip
+    writer.soon(conn)
+    await settle()
+    assert len(kube.patches) == 1
+    for minute in range(1, 5):  # polls go on, paths come: not yet
+        clock.now = 60.0 * minute
+        polled["at"] = f"2026-04-23T14:0{minute}:00Z"
+        watched["n"] += 1
+        writer.heartbeat()
+        await settle()
+    assert len(kube.patches) == 1
+    clock.now = 301.0
+    writer.heartbeat()
+    await settle()
+    assert len(kube.patches) == 2
+    assert (kube.patches[1][3]["watchedPaths"], kube.patches[1][3]["lastPollAt"]) == (5, "2026-04-23T14:04:00Z")
+    clock.now = 700.0  # nothing moved since: no write
+    writer.heartbeat()
+    await settle()
+    assert len(kube.patches) == 2
+    await writer.aclose()
+
+
+async def test_a_change_during_a_write_is_written_after_it() -> None:
+    conn = make_conn(NS_KEY)
+    kube, conns = Kube(), Conns(conn)
+    writer = writer_for(kube, conns)
+    writer.soon(conn)
+    await settle()
     kube.answer.clear()
     conn.breaker.trip(OUTAGE)
     writer.soon(conn)
-    await asyncio.sleep(0.01)
-    assert kube.asked == 1  # the Open patch is out; the breaker closes meanwhile
+    await settle()
+    assert kube.asked == 2  # the Open patch is out; the breaker closes meanwhile
     conn.breaker.reset()
     writer.soon(conn)  # pending: coalesced, the running task writes it next
     kube.answer.set()
-    await asyncio.sleep(0.01)
-    assert [(p[1], p[3]["breaker"]["state"]) for p in kube.patches] == [("team-a", "Open"), ("team-a", "Closed")]
+    await settle()
+    assert [(p[1], p[3]["breaker"]["state"]) for p in kube.patches] == [
+        ("team-a", "Closed"), ("team-a", "Open"), ("team-a", "Closed")
+    ]  # fmt: skip
     await writer.aclose()
 
 
 async def test_a_failed_write_is_tried_again_later() -> None:
     conn = make_conn()
-    kube = Kube(failures=1)
-    writer = StatusWriter(kube, Conns(conn), Metrics(), retry_delay=0.05, now=lambda: NOW)  # type: ignore[arg-type]
-    conn.breaker.trip(OUTAGE)
+    kube, conns = Kube(failures=1), Conns(conn)
+    writer = StatusWriter(kube, conns, Metrics(), retry_delay=0.05, now=lambda: NOW)  # type: ignore[arg-type]
     writer.soon(conn)
-    await asyncio.sleep(0.01)
+    await settle()
     assert kube.patches == []
     await asyncio.sleep(0.1)
-    assert [p[3]["breaker"]["state"] for p in kube.patches] == ["Open"]
+    assert len(kube.patches) == 1
+    await writer.aclose()
+
+
+async def test_no_token_reaches_the_status() -> None:
+    conn = make_conn()
+    error = UnauthenticatedError("GET whoami: HTTP 401 authentication_required", status_code=401)
+    error.server_message = f"token {CANARY} expired"  # what a server might say: never shown
+    kube, conns = Kube(), Conns(conn, answer=error)
+    writer = writer_for(kube, conns)
+    writer.soon(conn)
+    await settle()
+    assert CANARY not in repr(kube.patches)
     await writer.aclose()

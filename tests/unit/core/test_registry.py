@@ -391,3 +391,33 @@ def test_secret_with_garbage_annotations_is_indexed(registry):
     registry.observe_secret("ADDED", secret)
     info = registry.secrets[("team-a", "db")]
     assert (info.owner_uid, info.version) == ("", None)
+
+
+# -- the refresh annotation ----------------------------------------------------------------------------------
+
+
+def with_refresh(value: str | None, **kwargs: Any) -> dict[str, Any]:
+    body = vs(**kwargs)
+    if value is not None:
+        body["metadata"]["annotations"] = {"scaivault.scailabs.ai/refresh": value}
+    return body
+
+
+def test_a_new_refresh_value_asks_for_one_reread(registry):
+    synced(registry, 3)
+    assert registry.upsert(with_refresh("2026-12-01T10:00:00Z")) == (CONN, "apps/web/db", None)
+    entry = registry.entries[("team-a", "db")]
+    assert entry.synced_version is None  # no confirmation without a GET
+    assert registry.dirty == {("team-a", "db"): Priority.NEW}
+    registry.take_dirty((CONN, "apps/web/db", None))
+    entry.synced_version = 3
+    assert registry.upsert(with_refresh("2026-12-01T10:00:00Z")) is None  # the same value again: nothing
+    assert registry.upsert(with_refresh(None)) is None  # removed: nothing to do
+    assert registry.dirty == {}
+    assert entry.synced_version == 3
+
+
+def test_a_refresh_value_seen_at_start_is_no_request(registry):
+    registry.index_secrets([managed_secret(version=2)])
+    assert registry.upsert(with_refresh("old", status=ready_status(2))) is None  # warm restart: trusted
+    assert registry.entries[("team-a", "db")].refresh == "old"

@@ -115,10 +115,15 @@ def test_vaultsecret_printer_columns(crds: dict[str, JsonDict]) -> None:
 @pytest.mark.parametrize("kind", ["ClusterVaultConnection", "VaultConnection"])
 def test_connection_printer_columns(crds: dict[str, JsonDict], kind: str) -> None:
     columns = _columns(crds[kind])
-    assert [(name, c["jsonPath"]) for name, c in columns.items()] == [
-        ("URL", ".spec.url"),
-        ("Poll", ".spec.pollInterval"),
-        ("Age", ".metadata.creationTimestamp"),
+    assert [(name, c["jsonPath"], c.get("priority", 0)) for name, c in columns.items()] == [
+        ("Ready", '.status.conditions[?(@.type=="Ready")].status', 0),
+        ("Reason", '.status.conditions[?(@.type=="Ready")].reason', 0),
+        ("Identity", ".status.identity.identityId", 0),
+        ("Poll", ".spec.pollInterval", 0),
+        ("Age", ".metadata.creationTimestamp", 0),
+        ("URL", ".spec.url", 1),
+        ("Paths", ".status.watchedPaths", 1),
+        ("Breaker", ".status.breaker.state", 1),
     ]
 
 

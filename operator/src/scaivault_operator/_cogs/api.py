@@ -27,12 +27,15 @@ __all__ = [
     "TOKEN_SECRET_NAMESPACE_MESSAGE",
     "VERSION",
     "AccessRule",
+    "BreakerStatus",
     "ClientCredentialsAuth",
     "ClusterConnectionSpec",
     "Condition",
     "ConnectionAuth",
+    "ConnectionIdentity",
     "ConnectionRef",
     "ConnectionSpec",
+    "ConnectionStatus",
     "KeyMapping",
     "LabelSelector",
     "LabelSelectorRequirement",
@@ -682,3 +685,47 @@ CONNECTION_SPECS: dict[str, type[ConnectionSpec]] = {
     "ClusterVaultConnection": ClusterConnectionSpec,
     "VaultConnection": ConnectionSpec,
 }
+
+
+class ConnectionIdentity(BaseModel):
+    """Who ScaiVault says the connection's credentials are (``GET /v1/auth/whoami``): names and ids only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    identityId: str | None = Field(default=None, description="The identity's id.")
+    identityType: str | None = Field(default=None, description="The kind of identity (e.g. a service account).")
+    tenantId: str | None = Field(default=None, description="The tenant the identity belongs to.")
+    scopes: list[str] = Field(default_factory=list, description="The token's scopes; reading needs secrets:read.")
+
+
+class BreakerStatus(BaseModel):
+    """The connection's circuit breaker: Open while no request may go out (an outage, a refused token)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: Literal["Open", "Closed"] | None = Field(default=None, description="Open or Closed.")
+    reason: str | None = Field(default=None, description="Why it opened: Unauthorized, Forbidden, BackendUnavailable.")
+    message: str | None = Field(default=None, description="What failed.")
+    failures: int | None = Field(default=None, description="Consecutive failed requests when it opened.")
+    retryAt: str | None = Field(default=None, description="When its first probe may go out (RFC 3339).")
+    lastTransitionTime: str | None = Field(default=None, description="When state last changed (RFC 3339).")
+
+
+class ConnectionStatus(BaseModel):
+    """Observed state of a connection, written by the operator only when something changed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready: Authenticated, or why not (Unauthorized, MissingScope, Unreachable, InvalidSpec).",
+    )
+    observedGeneration: int | None = Field(default=None, description="The spec generation last acted on.")
+    identity: ConnectionIdentity | None = Field(default=None, description="Who ScaiVault takes the connection for.")
+    watchedPaths: int | None = Field(default=None, description="Paths its version watcher follows (unpinned ones).")
+    lastPollAt: str | None = Field(
+        default=None,
+        description="When a poll last succeeded (RFC 3339); refreshed with every other status change and at most "
+        "every few minutes otherwise.",
+    )
+    breaker: BreakerStatus | None = Field(default=None, description="The connection's circuit breaker.")

@@ -200,6 +200,8 @@ class Connections:
                     ca_data=conn.spec.caBundle,
                     max_concurrency=self._settings.max_concurrency,
                     retry_gate=_CountedRetries(conn.breaker, self._metrics, conn.label),
+                    # Each HTTP request's duration by endpoint and status class (the token endpoint's too).
+                    on_request=self._metrics.observe_request if self._metrics is not None else None,
                 )
                 if conn.plain_http:
                     await self._warn_plain_http(conn)

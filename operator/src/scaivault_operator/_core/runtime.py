@@ -30,7 +30,7 @@ from scaivault_operator._core.sync import Syncer
 from scaivault_operator._core.watcher import VersionWatcher
 from scaivault_operator._logic import conditions
 from scaivault_operator._logic.manifests import MANAGED_BY, MANAGED_BY_LABEL
-from scaivault_operator._logic.registry import ConnKey, Priority, Registry, SourceKey
+from scaivault_operator._logic.registry import ConnKey, Priority, Registry, SourceKey, reason_label
 from scaivault_operator._logic.workqueue import WorkQueue
 
 __all__ = ["Runtime"]
@@ -59,12 +59,26 @@ class Runtime:
             namespace_labels=self._namespace_labels,
             on_breaker=self._breaker_changed,
             metrics=self.metrics,
+            clock=clock,
         )
-        self.connection_status = StatusWriter(kube, self.connections, self.metrics, retry_delay=settings.retry_max)
+        self.connection_status = StatusWriter(
+            kube,
+            self.connections,
+            self.metrics,
+            retry_delay=settings.retry_max,
+            watched=lambda key: len(self.registry.followed_paths(key)),
+            polled_at=self._polled_at,
+            clock=clock,
+        )
         self.metrics.gauge("queue_depth", lambda: [({}, float(len(self.queue)))])
         self.metrics.gauge("vaultsecrets", self._count_by_reason)
         self.metrics.gauge("breaker_open", self._breakers)
         self.metrics.gauge("breaker_retry_timestamp_seconds", self._breaker_retry_times)
+        self.metrics.gauge("connection_ready", self.connection_status.ready_samples)
+        self.metrics.gauge("vaultsecret_not_ready", lambda: [
+            ({"namespace": namespace, "name": name, "reason": reason}, 1.0)
+            for namespace, name, reason in self.registry.not_ready()
+        ])  # fmt: skip
         self.watchers: dict[ConnKey, tuple[VersionWatcher, asyncio.Task[None]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._labels: dict[str, tuple[float, Mapping[str, str] | None]] = {}
@@ -90,6 +104,7 @@ class Runtime:
         self._workers = [asyncio.create_task(self._worker(), name=f"sync-worker-{i}")
                          for i in range(self.settings.workers)]  # fmt: skip
         self._started = True
+        self.connection_status.start()
         if self.settings.metrics_port:
             await self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port, readiness=self.readiness)
         logger.info("started: %d managed Secrets, %d connections, %d workers", len(secrets),
@@ -201,6 +216,7 @@ class Runtime:
         key: ConnKey = (kind, meta.get("namespace") or "", meta.get("name", ""))
         if event_type == "DELETED":
             await self.connections.remove(key)
+            self.connection_status.forget(key)
             self._stop_watcher(key)
             self._resync(key, only_unready=False)
             return
@@ -247,6 +263,11 @@ class Runtime:
             self._resync(conn.key, only_unready=True)
         self.connection_status.soon(conn)
 
+    def _polled_at(self, key: ConnKey) -> str | None:
+        """When the connection's version watcher last polled successfully (RFC 3339), if it has."""
+        item = self.watchers.get(key)
+        return item[0].last_success_at if item is not None else None
+
     def _check_status(self, key: ConnKey) -> None:
         conn = self.connections.get(key)
         if conn is not None:
@@ -266,11 +287,14 @@ class Runtime:
 
     async def _worker(self) -> None:
         while True:
-            source = await self.queue.get()
+            source, waited = await self.queue.take()
+            self.metrics.observe("queue_wait_seconds", waited)
             delay: float | None = None
+            outcome = "error"
             try:
                 self.syncs += 1
                 delay = await self.syncer.sync_source(source)
+                outcome = "done" if delay is None else "retry"
             except KubeError as exc:
                 logger.warning("sync of %s failed: %s; retrying", source[1], exc)
                 delay = self._requeue_members(source, max(self.settings.retry_base, exc.retry_after or 0.0))
@@ -279,6 +303,7 @@ class Runtime:
                 delay = self._requeue_members(source, self.settings.retry_max)
             finally:
                 self.queue.done(source)
+                self.metrics.inc("syncs_total", {"outcome": outcome})
             refused = self.syncer.status_retry.pop(source, None)  # a status write was refused: not at once
             if refused is not None:
                 delay = max(delay or 0.0, refused)
@@ -291,8 +316,7 @@ class Runtime:
     def _count_by_reason(self) -> list[tuple[dict[str, str], float]]:
         counts: dict[str, int] = {}
         for entry in self.registry.entries.values():
-            ready = next((c for c in entry.status.get("conditions") or [] if c.get("type") == "Ready"), None)
-            reason = str(ready.get("reason")) if ready else "Pending"
+            reason = reason_label(entry.status)
             counts[reason] = counts.get(reason, 0) + 1
         return [({"reason": reason}, float(n)) for reason, n in sorted(counts.items())]
 

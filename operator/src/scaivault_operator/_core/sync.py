@@ -18,6 +18,10 @@ Secret data lives only inside ``sync_source`` and is dropped when it returns. Ev
 ``_report``, which writes the status only when it changed and posts an Event only on a transition (or when a
 Secret was really written), so a sync that changes nothing makes no Kubernetes write at all.
 
+Metrics: each job is one ``sync_duration_seconds``. A Secret written with a version the version watcher saw move
+(``Registry.first_seen``) is one ``propagation_seconds`` (from that sighting, on the runtime's clock) and, when the
+GET's answer dates the version (``updated_at``, not in the future), one ``source_propagation_seconds`` (wall clock).
+
 Called by ``runtime``'s workers; returns the delay after which the source should run again, if any.
 """
 
@@ -25,8 +29,10 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from scaivault_operator._cogs.api import VaultSecretSpec
@@ -81,9 +87,21 @@ class Syncer:
     #: Sources whose status write the API server refused, and how long to wait before the next try (the runtime's
     #: worker takes it out after the job: a refused write must not be retried at once, in a loop).
     status_retry: dict[SourceKey, float] = field(default_factory=dict)
+    #: Monotonic seconds: the runtime's clock, which the version watchers note first sightings on.
+    clock: Callable[[], float] = time.monotonic
+    #: Unix seconds, for ``source_propagation_seconds`` (ScaiVault's ``updated_at``).
+    wall_clock: Callable[[], float] = time.time
 
     async def sync_source(self, source: SourceKey) -> float | None:
-        """Run the source; return seconds until it should run again (retries), or None."""
+        """Run the source; return seconds until it should run again (retries), or None. One
+        ``sync_duration_seconds`` observation, whatever the outcome."""
+        started = self.clock()
+        try:
+            return await self._sync_source(source)
+        finally:
+            self.metrics.observe("sync_duration_seconds", max(0.0, self.clock() - started))
+
+    async def _sync_source(self, source: SourceKey) -> float | None:
         taken = self.registry.take_dirty(source)
         if not taken:
             return None
@@ -136,6 +154,7 @@ class Syncer:
         for entry in allowed:
             delay = await self._materialize(entry, conn, secret)
             retry = delay if retry is None or (delay is not None and delay < retry) else retry
+        self.registry.settle_propagation(source)
         return retry
 
     # -- steps --------------------------------------------------------------------------------------------
@@ -244,9 +263,27 @@ class Syncer:
         if written:
             logger.info("VaultSecret %s/%s: wrote version %d to Secret %s", entry.namespace, entry.name,
                         secret.version, name)  # fmt: skip
+            if previous[0] != secret.version:  # not a drift repair at the version it held
+                self._observe_propagation(entry, secret)
         await self._report(entry, ok=True, reason=conditions.SYNCED, message=message,
                            synced_version=secret.version, secret_name=name, written=written)  # fmt: skip
         return None
+
+    def _observe_propagation(self, entry: Entry, secret: Secret) -> None:
+        """A Secret now holds a version the version watcher saw move: ``propagation_seconds`` from that sighting, and
+        ``source_propagation_seconds`` from the version's ``updated_at`` (not without one, nor from the future)."""
+        started = self.registry.propagation_start(entry.source, secret.version) if entry.source else None
+        if started is None:
+            return  # pinned, a new VaultSecret's first sync, or a version no list showed moving
+        self.metrics.observe("propagation_seconds", max(0.0, self.clock() - started))
+        updated = secret.updated_at
+        if updated is None:
+            return
+        if updated.tzinfo is None:
+            updated = updated.replace(tzinfo=UTC)  # ScaiVault's times are UTC
+        age = self.wall_clock() - updated.timestamp()
+        if age >= 0:
+            self.metrics.observe("source_propagation_seconds", age)
 
     async def _write_target(self, entry: Entry, spec: VaultSecretSpec, desired: dict[str, object]) -> bool:
         """Create or patch the target Secret; True when something was written."""

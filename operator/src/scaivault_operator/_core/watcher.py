@@ -14,6 +14,10 @@ that succeeds closes the breaker, and runtime re-syncs what the outage marked. A
 understand does not open the breaker (one malformed list must not hold every sync of the connection): the watcher
 backs off its own polls on the same schedule instead.
 
+Metrics: the moment a poll's list shows a new version of a path whose VaultSecrets hold an older one is noted
+(``Registry.first_seen``, on this watcher's clock — the runtime's); ``sync`` observes ``propagation_seconds`` from it
+when it writes a Secret holding that version.
+
 Started and stopped by ``runtime`` as connections come and go.
 """
 
@@ -122,6 +126,8 @@ class VersionWatcher:
         #: Polls that sent requests (a probe is one; a poll skipped while the breaker is open is not).
         self.polls = 0
         self.list_requests = 0
+        #: When a poll last succeeded (RFC 3339): the connection's ``status.lastPollAt`` (``connstatus``).
+        self.last_success_at: str | None = None
         self._forbidden: dict[str, float] = {}  # prefix -> monotonic time before which it is not listed again
         #: The last poll failed on the connection's configuration (e.g. a token Secret missing or not labelled):
         #: its users report InvalidSpec and retry slowly, so the first poll that works re-syncs them.
@@ -176,10 +182,12 @@ class VersionWatcher:
         except ScaiVaultError as exc:
             return self._failed(conn, exc)
         self._garbled = 0
+        self.last_success_at = conditions.now_rfc3339()
         if breaker.reset() or self._misconfigured:
             self._on_breaker(conn, False)  # closed again, or fixed: re-sync what the outage marked
         self._misconfigured = False
-        for source in self._registry.observe_versions(self.conn_key, versions, stamps):
+        # ``now``: a version that moved starts its propagation clock (``propagation_seconds``, observed by ``sync``).
+        for source in self._registry.observe_versions(self.conn_key, versions, stamps, now=self._clock()):
             self._schedule(source, Priority.VERSION)
         return self._interval()
 

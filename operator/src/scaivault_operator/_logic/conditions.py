@@ -34,21 +34,25 @@ from scaivault_operator._cogs.api import SpecError
 from scaivault_operator._logic.manifests import SourceDataError
 
 __all__ = [
+    "AUTHENTICATED",
     "BACKEND_UNAVAILABLE",
     "FORBIDDEN",
     "INSECURE",
     "INSECURE_HTTP",
     "INVALID_SOURCE_DATA",
     "INVALID_SPEC",
+    "MISSING_SCOPE",
     "POLICY_DENIED",
     "READY",
     "SOURCE_NOT_FOUND",
     "SYNCED",
     "TARGET_CONFLICT",
     "UNAUTHORIZED",
+    "UNREACHABLE",
     "Failure",
     "backing_off",
     "classify",
+    "clip",
     "desired_status",
     "insecure_message",
     "is_transition",
@@ -88,6 +92,15 @@ INVALID_SOURCE_DATA: Final = "InvalidSourceData"
 INSECURE: Final = "Insecure"
 #: The reason of Insecure, and of the Warning Event on such a connection.
 INSECURE_HTTP: Final = "InsecureHTTP"
+
+# Reasons of a connection's Ready condition (``_core/connstatus``).
+
+#: whoami answered and the token has the scope reading needs (``secrets:read``).
+AUTHENTICATED: Final = "Authenticated"
+#: whoami answered but the token lacks ``secrets:read``, or ScaiVault refused (403) every listed prefix.
+MISSING_SCOPE: Final = "MissingScope"
+#: ScaiVault (or the token endpoint) does not answer, or answers 5xx/429 or nonsense: the connection's breaker is open.
+UNREACHABLE: Final = "Unreachable"
 
 #: Conditions messages are cut to this many characters (Kubernetes allows 32768; status should stay readable).
 MAX_MESSAGE: Final = 4096
@@ -143,9 +156,9 @@ def classify(error: BaseException) -> Failure:
     if isinstance(error, scaivault.ScaiVaultError):
         return _classify_scaivault(error)
     if isinstance(error, SourceDataError):
-        return Failure(INVALID_SOURCE_DATA, _clip(error.message), transient=False)
+        return Failure(INVALID_SOURCE_DATA, clip(error.message), transient=False)
     if isinstance(error, pydantic.ValidationError):
-        return Failure(INVALID_SPEC, _clip(_validation_message(error)), transient=False)
+        return Failure(INVALID_SPEC, clip(_validation_message(error)), transient=False)
     return Failure(
         BACKEND_UNAVAILABLE,
         f"unexpected error ({type(error).__name__}) while syncing; retrying — the operator's log has details",
@@ -165,7 +178,7 @@ def _classify_scaivault_error(error: scaivault.ScaiVaultError) -> Failure:
     if isinstance(error, scaivault.UnauthenticatedError):
         return Failure(
             UNAUTHORIZED,
-            _clip(
+            clip(
                 f"ScaiVault refused the token ({text}): check the token Secret named in the connection's "
                 f"spec.auth, or rotate the token (client credentials: check the client id and secret)"
             ),
@@ -174,7 +187,7 @@ def _classify_scaivault_error(error: scaivault.ScaiVaultError) -> Failure:
     if isinstance(error, scaivault.ForbiddenError):
         return Failure(
             FORBIDDEN,
-            _clip(
+            clip(
                 f"ScaiVault denied access ({text}): the connection's token lacks the secrets:read scope or a "
                 f"ScaiVault policy denies this path; grant it in ScaiVault or use another connection"
             ),
@@ -183,48 +196,48 @@ def _classify_scaivault_error(error: scaivault.ScaiVaultError) -> Failure:
     if isinstance(error, scaivault.NotFoundError):
         return Failure(
             SOURCE_NOT_FOUND,
-            _clip(f"ScaiVault has no such secret ({text}): check spec.path / spec.version"),
+            clip(f"ScaiVault has no such secret ({text}): check spec.path / spec.version"),
             transient=False,
         )
     if isinstance(error, scaivault.RateLimitedError):
         wait = f"in {error.retry_after:g}s" if error.retry_after is not None else "later"
         return Failure(
             BACKEND_UNAVAILABLE,
-            _clip(f"ScaiVault is rate limiting the operator ({text}); retrying {wait}"),
+            clip(f"ScaiVault is rate limiting the operator ({text}); retrying {wait}"),
             transient=True,
             retry_after=error.retry_after,
         )
     if isinstance(error, scaivault.TransientError):
         return Failure(
             BACKEND_UNAVAILABLE,
-            _clip(f"ScaiVault is unavailable ({text}); retrying — the Secret keeps its last synced data"),
+            clip(f"ScaiVault is unavailable ({text}); retrying — the Secret keeps its last synced data"),
             transient=True,
         )
     if isinstance(error, scaivault.BadRequestError):
         return Failure(
             INVALID_SPEC,
-            _clip(f"ScaiVault rejected the request as invalid ({text}): check spec.path / spec.version"),
+            clip(f"ScaiVault rejected the request as invalid ({text}): check spec.path / spec.version"),
             transient=False,
         )
     if isinstance(error, scaivault.InvalidPathError):
         return Failure(
             INVALID_SPEC,
-            _clip(f"invalid ScaiVault path: {text}; fix spec.path (or the connection's pathPrefixes)"),
+            clip(f"invalid ScaiVault path: {text}; fix spec.path (or the connection's pathPrefixes)"),
             transient=False,
         )
     if isinstance(error, scaivault.ConfigurationError):
         return Failure(
             INVALID_SPEC,
-            _clip(f"the connection is misconfigured: {text}; fix the connection (its token Secret, CA bundle, URL)"),
+            clip(f"the connection is misconfigured: {text}; fix the connection (its token Secret, CA bundle, URL)"),
             transient=False,
         )
     if isinstance(error, scaivault.ResponseError):
         return Failure(
             BACKEND_UNAVAILABLE,
-            _clip(f"ScaiVault sent an answer the operator cannot understand ({text}); retrying"),
+            clip(f"ScaiVault sent an answer the operator cannot understand ({text}); retrying"),
             transient=True,
         )
-    return Failure(BACKEND_UNAVAILABLE, _clip(f"ScaiVault request failed ({text}); retrying"), transient=True)
+    return Failure(BACKEND_UNAVAILABLE, clip(f"ScaiVault request failed ({text}); retrying"), transient=True)
 
 
 #: Where a connection's OAuth token endpoint is configured: the field its failures send the user to.
@@ -240,7 +253,7 @@ def _classify_token_endpoint_error(error: scaivault.ScaiVaultError) -> Failure:
     if isinstance(error, scaivault.UnauthenticatedError):
         return Failure(
             UNAUTHORIZED,
-            _clip(
+            clip(
                 f"the OAuth token endpoint refused the connection's client credentials ({text}): check the client id "
                 "and secret in the Secret named by the connection's spec.auth.clientCredentials.secretRef, and its "
                 f"{_TOKEN_URL_FIELD}"
@@ -251,22 +264,20 @@ def _classify_token_endpoint_error(error: scaivault.ScaiVaultError) -> Failure:
         wait = f"in {error.retry_after:g}s" if error.retry_after is not None else "later"
         return Failure(
             BACKEND_UNAVAILABLE,
-            _clip(f"the OAuth token endpoint is rate limiting the operator ({text}); retrying {wait}"),
+            clip(f"the OAuth token endpoint is rate limiting the operator ({text}); retrying {wait}"),
             transient=True,
             retry_after=error.retry_after,
         )
     if isinstance(error, scaivault.TransientError):
         return Failure(
             BACKEND_UNAVAILABLE,
-            _clip(
-                f"the OAuth token endpoint is unavailable ({text}); retrying — the Secret keeps its last synced data"
-            ),
+            clip(f"the OAuth token endpoint is unavailable ({text}); retrying — the Secret keeps its last synced data"),
             transient=True,
         )
     if isinstance(error, scaivault.APIError):  # 404, 3xx, 405, 409, other 4xx: not a token endpoint at that URL
         return Failure(
             INVALID_SPEC,
-            _clip(
+            clip(
                 f"the OAuth token endpoint rejected the token request ({text}): check the connection's "
                 f"{_TOKEN_URL_FIELD} — it must be the URL of the token endpoint itself"
             ),
@@ -275,7 +286,7 @@ def _classify_token_endpoint_error(error: scaivault.ScaiVaultError) -> Failure:
     if isinstance(error, scaivault.ResponseError):
         return Failure(
             BACKEND_UNAVAILABLE,
-            _clip(
+            clip(
                 f"the OAuth token endpoint sent an answer the operator cannot understand ({text}); retrying — check "
                 f"the connection's {_TOKEN_URL_FIELD} if this persists"
             ),
@@ -283,7 +294,7 @@ def _classify_token_endpoint_error(error: scaivault.ScaiVaultError) -> Failure:
         )
     return Failure(
         BACKEND_UNAVAILABLE,
-        _clip(f"the OAuth token request failed ({text}); retrying — check the connection's {_TOKEN_URL_FIELD}"),
+        clip(f"the OAuth token request failed ({text}); retrying — check the connection's {_TOKEN_URL_FIELD}"),
         transient=True,
     )
 
@@ -297,7 +308,7 @@ def backing_off(failure: Failure, *, connection: str, retry_at: str | None) -> F
     when = f"before {retry_at}, retrying when" if retry_at else "until"
     return Failure(
         failure.reason,
-        _clip(
+        clip(
             f"{lead if found and lead else 'ScaiVault failed'}{cause}; {connection} is backing off: no request "
             f"{when} its version watcher checks again (see the connection's status.breaker) — the Secret keeps its "
             "last synced data"
@@ -329,7 +340,8 @@ def _validation_message(error: pydantic.ValidationError) -> str:
     return f"{error.title} is invalid: {'; '.join(parts)}; fix the resource's spec"
 
 
-def _clip(message: str) -> str:
+def clip(message: str) -> str:
+    """``message`` cut to ``MAX_MESSAGE`` characters (status stays readable)."""
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
@@ -359,7 +371,7 @@ def ready_condition(
         "type": READY,
         "status": status,
         "reason": reason,
-        "message": _clip(message),
+        "message": clip(message),
         "lastTransitionTime": transition,
     }
     if generation is not None:
@@ -380,7 +392,7 @@ def insecure_message(connection: str, fields: Sequence[str]) -> str:
     Names fields only, never the URLs (a URL may carry user:password@) nor anything read through them.
     """
     exposed = "; ".join(f"spec.{field} sends {_EXPOSED.get(field, 'credentials')} unencrypted" for field in fields)
-    return _clip(
+    return clip(
         f"{connection} allows plain http:// to a host that is not loopback (insecureHTTP: true): {exposed}; "
         "switch to https:// and remove insecureHTTP"
     )
@@ -402,7 +414,7 @@ def with_insecure(
             "type": INSECURE,
             "status": "True",
             "reason": INSECURE_HTTP,
-            "message": _clip(message),
+            "message": clip(message),
             "lastTransitionTime": transition,
         }
         if generation is not None:

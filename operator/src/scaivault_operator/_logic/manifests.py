@@ -42,6 +42,7 @@ __all__ = [
     "ANNOTATION_DATA_HASH",
     "ANNOTATION_PATH",
     "ANNOTATION_PREFIX",
+    "ANNOTATION_REFRESH",
     "ANNOTATION_VERSION",
     "CREDENTIALS_LABEL",
     "MANAGED_BY",
@@ -76,6 +77,8 @@ ANNOTATION_VERSION = ANNOTATION_PREFIX + "version"
 #: Value: ``<kind>/<name>`` of the connection, e.g. ``ClusterVaultConnection/default``.
 ANNOTATION_CONNECTION = ANNOTATION_PREFIX + "connection"
 ANNOTATION_DATA_HASH = ANNOTATION_PREFIX + "data-hash"
+#: On a VaultSecret: any new value asks for one re-read of its source now (``kubectl scaivault refresh``).
+ANNOTATION_REFRESH = ANNOTATION_PREFIX + "refresh"
 #: On a Secret: only a Secret labelled ``<this>=true`` may serve as a connection's token or client credentials — the
 #: owner of a Secret opts in, so whoever may create a connection cannot send just any Secret to any URL.
 CREDENTIALS_LABEL = "scaivault.scailabs.ai/credentials"

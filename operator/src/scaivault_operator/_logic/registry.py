@@ -12,6 +12,7 @@ many VaultSecrets use the path.
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,9 +22,19 @@ from pydantic import ValidationError
 
 from scaivault_operator._cogs.api import API_VERSION, VaultSecretSpec
 from scaivault_operator._logic import conditions
-from scaivault_operator._logic.manifests import ANNOTATION_VERSION, data_intact
+from scaivault_operator._logic.manifests import ANNOTATION_REFRESH, ANNOTATION_VERSION, data_intact
 
-__all__ = ["ConnKey", "Entry", "Priority", "Registry", "SecretInfo", "SourceKey", "VSKey", "ready_reason"]
+__all__ = [
+    "ConnKey",
+    "Entry",
+    "Priority",
+    "Registry",
+    "SecretInfo",
+    "SourceKey",
+    "VSKey",
+    "ready_reason",
+    "reason_label",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +44,8 @@ SourceKey = tuple[ConnKey, str, int | None]  # (connection, path, pinned version
 
 
 _UNSEEN = -1
+#: A condition reason (metav1.Condition's pattern, bounded): what ``not_ready`` puts in a metric label.
+_REASON = re.compile(r"[A-Za-z]([A-Za-z0-9_,:]{0,126}[A-Za-z0-9_])?")
 
 
 class Priority:
@@ -67,6 +80,8 @@ class Entry:
     synced_version: int | None = None
     synced_spec: VaultSecretSpec | None = None
     failures: int = 0
+    #: The value of the refresh annotation when last seen: a new value asks for one re-read of the source.
+    refresh: str | None = None
 
     @property
     def namespace(self) -> str:
@@ -112,6 +127,11 @@ class Registry:
     #: again since it began. They may have been deleted while the watch was down — no DELETED event tells — so
     #: their syncs wait (``take_dirty`` and ``pending`` skip them) until ``end_relist`` confirms or forgets them.
     unconfirmed: set[VSKey] = field(default_factory=set)
+    #: ``(connection, path) → (version, monotonic time)``: when a version of a followed path was first seen in a list
+    #: while members held an older one — the start of ``propagation_seconds`` (``propagation_start``). One per path in
+    #: flight: replaced by a newer version, dropped when every member holds it (``settle_propagation``), when the
+    #: path is gone or nobody follows it any more.
+    first_seen: dict[tuple[ConnKey, str], tuple[int, float]] = field(default_factory=dict)
 
     # -- VaultSecrets ----------------------------------------------------------------------------------
 
@@ -130,11 +150,22 @@ class Registry:
         except ValidationError as exc:
             spec, error = None, _spec_error(exc)
 
+        refresh = _mapping(meta.get("annotations")).get(ANNOTATION_REFRESH)
+        refresh = refresh if isinstance(refresh, str) else None
         old = self.entries.get(key)
         if old is not None and old.uid == uid and old.spec == spec and old.spec_error == error:
             old.generation = generation
-            return None  # our own status write, or a metadata change: nothing to do
-        entry = Entry(key=key, uid=uid, generation=generation, spec=spec, spec_error=error, status=status)
+            if refresh == old.refresh:
+                return None  # our own status write, or a metadata change: nothing to do
+            old.refresh = refresh
+            if refresh is None or spec is None or old.source is None:
+                return None
+            logger.info("VaultSecret %s/%s: refresh requested; re-reading its source", key[0], key[1])
+            old.synced_version = None  # confirmed by a GET only: the data hash decides whether anything is written
+            self.dirty[key] = Priority.NEW
+            return old.source
+        entry = Entry(key=key, uid=uid, generation=generation, spec=spec, spec_error=error, status=status,
+                      refresh=refresh)  # fmt: skip
         if old is not None and old.uid == uid:
             entry.synced_version, entry.synced_spec = old.synced_version, old.synced_spec
             entry.status = old.status | status
@@ -181,6 +212,8 @@ class Registry:
                 members.discard(key)
                 if not members:
                     del self.by_source[old.source]
+                    if old.source[2] is None:
+                        self.first_seen.pop((old.source[0], old.source[1]), None)
 
     def mark_dirty(self, key: VSKey, priority: int) -> SourceKey | None:
         entry = self.entries.get(key)
@@ -237,6 +270,15 @@ class Registry:
     def sources_of(self, conn: ConnKey) -> list[SourceKey]:
         return [source for source in self.by_source if source[0] == conn]
 
+    def not_ready(self) -> list[tuple[str, str, str]]:
+        """``(namespace, name, reason)`` of each VaultSecret whose Ready condition is not True: ``Pending`` while it has
+        none, ``Unknown`` for a reason that is not a condition reason (a word; status is not free text in a label)."""
+        found = []
+        for entry in self.entries.values():
+            if _ready(entry.status).get("status") != "True":
+                found.append((entry.namespace, entry.name, reason_label(entry.status)))
+        return found
+
     def invalid_entries(self) -> list[Entry]:
         return [entry for entry in self.entries.values() if entry.spec is None]
 
@@ -257,10 +299,16 @@ class Registry:
         }
 
     def observe_versions(
-        self, conn: ConnKey, versions: Mapping[str, int | None], stamps: Mapping[str, int] | None = None
+        self,
+        conn: ConnKey,
+        versions: Mapping[str, int | None],
+        stamps: Mapping[str, int] | None = None,
+        *,
+        now: float | None = None,
     ) -> list[SourceKey]:
         """Record listed versions (None: the path is gone) and, where the list gives them, ``updated_at`` stamps;
-        return the sources with members behind.
+        return the sources with members behind. ``now`` (the watcher's monotonic clock): when given, a version that
+        moved while members held an older one is noted in ``first_seen``.
 
         Behind: a version that moved since the last poll; the same version with another stamp (the secret was
         deleted and re-created at that version between two polls: its members are synced again, from a GET);
@@ -283,6 +331,8 @@ class Registry:
                 if version is not None and any(self._retrying(key, version) for key in members):
                     changed.append(source)  # already dirty: only its turn comes sooner
                 continue
+            if now is not None:
+                self._note_first_seen(key_, version, members, now, recreated=recreated)
             if recreated:
                 logger.info("%s was re-created at version %s: syncing its users again", path, version)
                 for key in members:
@@ -299,6 +349,33 @@ class Registry:
             if stale:
                 changed.append(source)
         return changed
+
+    def _note_first_seen(
+        self, key_: tuple[ConnKey, str], version: int | None, members: Iterable[VSKey], now: float, *, recreated: bool
+    ) -> None:
+        """The listed version of a path moved: start its propagation clock when a member holds an older version (a
+        new VaultSecret's first sync, or a path seen for the first time with nobody synced, is not propagation)."""
+        held = [self.entries[key].synced_version for key in members]
+        if version is None or not any(v is not None and (v != version or recreated) for v in held):
+            self.first_seen.pop(key_, None)
+        elif recreated or self.first_seen.get(key_, (None, 0.0))[0] != version:
+            self.first_seen[key_] = (version, now)
+
+    def propagation_start(self, source: SourceKey, version: int) -> float | None:
+        """When ``version`` of an unpinned source's path was first seen in a list, while it is in flight; else None."""
+        found = self.first_seen.get((source[0], source[1])) if source[2] is None else None
+        return found[1] if found is not None and found[0] == version else None
+
+    def settle_propagation(self, source: SourceKey) -> None:
+        """After a sync of ``source``: forget its version's first sighting once every member holds that version."""
+        key_ = (source[0], source[1])
+        found = self.first_seen.get(key_)
+        if (
+            found is not None
+            and source[2] is None
+            and all(entry.synced_version == found[0] for entry in self.members(source))
+        ):
+            del self.first_seen[key_]
 
     def _retrying(self, key: VSKey, version: int) -> bool:
         entry = self.entries[key]
@@ -355,6 +432,14 @@ def _ready(status: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _ready_status(status: Mapping[str, Any]) -> Any:
     return _ready(status).get("status")
+
+
+def reason_label(status: Mapping[str, Any]) -> str:
+    """The Ready reason of ``status`` as a metric label: ``Pending`` while it has none, ``Unknown`` for one that is
+    not a condition reason (status is written by whoever may patch it: never free text in a label)."""
+    ready = _ready(status)
+    reason = ready.get("reason") if ready else "Pending"
+    return reason if isinstance(reason, str) and _REASON.fullmatch(reason) else "Unknown"
 
 
 def ready_reason(status: Mapping[str, Any]) -> str | None:

@@ -3,7 +3,9 @@
 Owned here: ordering and timing of work, nothing about what the work is. A key is queued at most once (a second
 ``push`` keeps the earlier due time and the more urgent priority), is never handed to two workers at once (a push
 while it runs is deferred until ``done``), and ready keys come out by priority, then first-come. Delayed keys
-(retries, backoff) wait in a timer heap. No task per key: a fixed set of workers call ``get``.
+(retries, backoff) wait in a timer heap. No task per key: a fixed set of workers call ``get`` (or ``take``, which
+also tells how long the key waited once due: pushed, or its delay elapsed — ``queue_wait_seconds``; a key pushed
+while it ran is due when it is done). The queue only measures, on its clock; the caller observes.
 
 Used by ``runtime`` (pushes from watch events and the version watchers, workers pop).
 """
@@ -74,24 +76,30 @@ class WorkQueue(Generic[K]):
             if state is not None and state[1] == due:
                 heapq.heappush(self._ready, (state[0], next(self._seq), key))
 
-    def _pop_ready(self) -> K | None:
+    def _pop_ready(self) -> tuple[K, float] | None:
         while self._ready:
             priority, _, key = heapq.heappop(self._ready)
             state = self._queued.get(key)
-            if state is None or state[0] != priority or state[1] > self._clock():
+            now = self._clock()
+            if state is None or state[0] != priority or state[1] > now:
                 continue  # stale heap entry: the key was re-pushed with other terms
             del self._queued[key]
             self._running.add(key)
-            return key
+            return key, max(0.0, now - state[1])
         return None
 
     async def get(self) -> K:
         """Wait for the most urgent due key and mark it running."""
+        key, _ = await self.take()
+        return key
+
+    async def take(self) -> tuple[K, float]:
+        """``get``, and the seconds the key waited since it was due (pushed, or its delay elapsed)."""
         while True:
             self._promote_due()
-            key = self._pop_ready()
-            if key is not None:
-                return key
+            found = self._pop_ready()
+            if found is not None:
+                return found
             self._wakeup.clear()
             timeout = max(0.0, self._delayed[0][0] - self._clock()) if self._delayed else None
             # asyncio.timeout, not wait_for: on 3.11 a cancel that lands as wait_for times out is turned into

@@ -34,6 +34,7 @@ from scaivault_operator._cogs.api import (
     VERSION,
     ClusterConnectionSpec,
     ConnectionSpec,
+    ConnectionStatus,
     VaultSecretSpec,
     VaultSecretStatus,
 )
@@ -197,7 +198,7 @@ class CrdKind:
     scope: Literal["Namespaced", "Cluster"]
     description: str
     spec_model: type[BaseModel]
-    status_model: type[BaseModel] | None
+    status_model: type[BaseModel]
     printer_columns: tuple[JsonDict, ...]
 
     @property
@@ -219,15 +220,15 @@ def _column(name: str, type_: str, path: str, description: str, priority: int = 
 _READY = '.status.conditions[?(@.type=="Ready")]'
 _AGE = _column("Age", "date", ".metadata.creationTimestamp", "Time since the object was created.")
 _CONNECTION_COLUMNS = (
-    _column("URL", "string", ".spec.url", "Base URL of ScaiVault."),
+    _column("Ready", "string", f"{_READY}.status", "Whether the connection's credentials are accepted."),
+    _column("Reason", "string", f"{_READY}.reason", "Authenticated, or why not."),
+    _column("Identity", "string", ".status.identity.identityId", "Who ScaiVault takes the connection for."),
     _column("Poll", "string", ".spec.pollInterval", "How often the secrets in use are checked for new versions."),
     _AGE,
+    _column("URL", "string", ".spec.url", "Base URL of ScaiVault.", 1),
+    _column("Paths", "integer", ".status.watchedPaths", "Paths its version watcher follows.", 1),
+    _column("Breaker", "string", ".status.breaker.state", "Open while no request may go out.", 1),
 )
-_CONNECTION_STATUS: JsonDict = {
-    "type": "object",
-    "description": "Observed state of the connection, written by the operator.",
-    "x-kubernetes-preserve-unknown-fields": True,
-}
 KINDS: tuple[CrdKind, ...] = (
     CrdKind(
         kind="VaultSecret",
@@ -256,7 +257,7 @@ KINDS: tuple[CrdKind, ...] = (
         description="ClusterVaultConnection says where ScaiVault is, how to authenticate, and which namespaces "
         "may read which paths through it. VaultSecrets use the one named 'default' unless they say otherwise.",
         spec_model=ClusterConnectionSpec,
-        status_model=None,
+        status_model=ConnectionStatus,
         printer_columns=_CONNECTION_COLUMNS,
     ),
     CrdKind(
@@ -267,15 +268,13 @@ KINDS: tuple[CrdKind, ...] = (
         description="VaultConnection is a connection to ScaiVault that only VaultSecrets in its own namespace "
         "can use, with credentials from that namespace.",
         spec_model=ConnectionSpec,
-        status_model=None,
+        status_model=ConnectionStatus,
         printer_columns=_CONNECTION_COLUMNS,
     ),
 )
 
 
 def _status_schema(kind: CrdKind) -> JsonDict:
-    if kind.status_model is None:
-        return dict(_CONNECTION_STATUS)
     return _conditions_as_map(model_schema(kind.status_model))
 
 

@@ -11,6 +11,10 @@ not a login storm.
   carries ``endpoint=Endpoint.TOKEN`` (a 404 there is a wrong token URL, not a missing secret).
 
 Tokens never appear in ``repr``, ``str``, log lines or exception messages.
+
+``RequestObserver``: what the client (and ``ClientCredentials``, for the token endpoint) tell of each HTTP request
+once it is over — a fixed endpoint name, the status (None: no answer) and the seconds it took; the operator turns it
+into a metric. Defined here, beside the token endpoint's requests, so that the client imports no metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import math
 import re
 import time
@@ -36,9 +41,33 @@ from ._exceptions import (
     error_for_status,
 )
 
-__all__ = ["ClientCredentials", "RereadableToken", "StaticToken", "TokenProvider", "is_sendable_token"]
+__all__ = [
+    "ClientCredentials",
+    "RequestObserver",
+    "RereadableToken",
+    "StaticToken",
+    "TokenProvider",
+    "is_sendable_token",
+    "notify_observer",
+]
+
+logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+#: ``on_request(endpoint, status, seconds)``: an HTTP request is over. ``endpoint``: ``whoami``, ``read``, ``list``,
+#: ``write`` or ``token`` (never a path); ``status``: the HTTP status, None when no answer came.
+RequestObserver = Callable[[str, int | None, float], None]
+
+
+def notify_observer(observer: RequestObserver | None, endpoint: str, status: int | None, seconds: float) -> None:
+    """Tell ``observer`` of a request; an observer that raises is logged and ignored (never fails the request)."""
+    if observer is None:
+        return
+    try:
+        observer(endpoint, status, max(0.0, seconds))
+    except Exception:
+        logger.exception("the request observer failed on a %s request", endpoint)
+
 
 #: Visible ASCII only. A bearer token (RFC 6750) holds no whitespace, and control characters or non-ASCII cannot
 #: travel in an HTTP header at all: httpx/h11 would refuse them with an error quoting the header, token included.
@@ -152,6 +181,8 @@ class ClientCredentials:
 
     The access token is reused until ``refresh_margin`` before it expires (``expires_in`` from the answer, else
     the JWT's ``exp`` claim, else ``default_lifetime``). One fetch at a time; waiters share its result.
+    ``on_request`` is told of each token request (endpoint ``token``); without one, the observer of the
+    ``ScaiVaultClient`` it is bound to.
     """
 
     def __init__(
@@ -165,6 +196,7 @@ class ClientCredentials:
         default_lifetime: float = 300.0,
         http: httpx.AsyncClient | None = None,
         clock: Clock = time.monotonic,
+        on_request: RequestObserver | None = None,
     ) -> None:
         if not token_url or not client_id or not client_secret:
             raise ConfigurationError("ClientCredentials needs a token URL, a client id and a client secret")
@@ -176,6 +208,7 @@ class ClientCredentials:
         self._default_lifetime = default_lifetime
         self._http = http
         self._clock = clock
+        self._on_request = on_request
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
@@ -185,10 +218,12 @@ class ClientCredentials:
     def __repr__(self) -> str:
         return f"ClientCredentials(token_url={self._token_url!r}, client_id={self._client_id!r})"
 
-    def bind(self, http: httpx.AsyncClient) -> None:
-        """Use the ScaiVault client's HTTP pool (TLS settings, timeouts) unless one was given."""
+    def bind(self, http: httpx.AsyncClient, *, on_request: RequestObserver | None = None) -> None:
+        """Use the ScaiVault client's HTTP pool (TLS settings, timeouts) and request observer unless given ones."""
         if self._http is None:
             self._http = http
+        if self._on_request is None:
+            self._on_request = on_request
 
     def _fresh(self) -> bool:
         return self._token is not None and self._clock() < self._expires_at - self._margin
@@ -217,6 +252,8 @@ class ClientCredentials:
         if self._scope:
             form["scope"] = self._scope
         what = f"POST token endpoint for client {self._client_id!r}"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             response = await self._http.post(
                 self._token_url,
@@ -225,9 +262,12 @@ class ClientCredentials:
                 headers={"Accept": "application/json"},
             )
         except httpx.TimeoutException:
+            notify_observer(self._on_request, "token", None, loop.time() - started)
             raise UnavailableError(f"{what}: timed out", endpoint=Endpoint.TOKEN) from None
         except httpx.HTTPError as exc:
+            notify_observer(self._on_request, "token", None, loop.time() - started)
             raise UnavailableError(f"{what}: {type(exc).__name__}", endpoint=Endpoint.TOKEN) from None
+        notify_observer(self._on_request, "token", response.status_code, loop.time() - started)
         body = _json_or_none(response)
         if not response.is_success:
             # The token endpoint's own table: a 400/401/403 (RFC 6749: ``invalid_client``, ``invalid_grant``...)

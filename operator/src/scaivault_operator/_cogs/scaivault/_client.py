@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from scaivault_operator import __version__
 
-from ._auth import ClientCredentials, TokenProvider, is_sendable_token
+from ._auth import ClientCredentials, RequestObserver, TokenProvider, is_sendable_token, notify_observer
 from ._exceptions import (
     ConfigurationError,
     ResponseError,
@@ -39,7 +39,7 @@ from ._models import Identity, Secret, SecretPage, WriteResult
 from ._paths import encode_path, validate_prefix
 from ._retry import NO_RETRY, RetryGate, RetryPolicy
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_PAGE_SIZE", "DEFAULT_TIMEOUT", "ScaiVaultClient"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_PAGE_SIZE", "DEFAULT_TIMEOUT", "RequestObserver", "ScaiVaultClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,13 @@ class ScaiVaultClient:
     ``retry_gate`` (optional) is asked before each retry and told of each success: a budget shared by all requests
     of the client (the operator passes the connection's breaker).
 
+    ``on_request`` (optional) is told of every HTTP request sent, once it is over: ``on_request(endpoint, status,
+    seconds)`` with ``endpoint`` one of ``whoami``, ``read``, ``list``, ``write`` (and ``token``, for a
+    ``ClientCredentials`` provider that has no observer of its own), ``status`` the HTTP status or None when no
+    answer came (a timeout, a connection error), and the seconds from sending to the answer read. Every attempt
+    counts (retries, the repeat after a renewed token); never a path, a token or data. An observer that raises
+    is logged and ignored (the operator's metrics must not fail a request).
+
     ``transport`` replaces the network (``httpx.MockTransport`` in unit tests).
     """
 
@@ -88,6 +95,7 @@ class ScaiVaultClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         retry: RetryPolicy | None = None,
         retry_gate: RetryGate | None = None,
+        on_request: RequestObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if max_concurrency < 1:
@@ -99,6 +107,7 @@ class ScaiVaultClient:
         self._auth = auth
         self._retry = retry if retry is not None else RetryPolicy()
         self._retry_gate = retry_gate
+        self._on_request = on_request
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._http = httpx.AsyncClient(
             timeout=timeout,
@@ -109,7 +118,7 @@ class ScaiVaultClient:
             follow_redirects=False,
         )
         if isinstance(auth, ClientCredentials):
-            auth.bind(self._http)
+            auth.bind(self._http, on_request=on_request)
 
     def __repr__(self) -> str:
         return f"ScaiVaultClient({self._base!r}, auth={self._auth!r})"
@@ -134,7 +143,7 @@ class ScaiVaultClient:
     async def whoami(self) -> Identity:
         """``GET /v1/auth/whoami``: the identity and scopes of the current token."""
         what = "GET whoami"
-        body = await self._call("GET", "/v1/auth/whoami", what=what)
+        body = await self._call("GET", "/v1/auth/whoami", what=what, endpoint="whoami")
         return _parse(Identity, body, what)
 
     async def read(self, path: str, version: int | None = None) -> Secret:
@@ -147,7 +156,7 @@ class ScaiVaultClient:
                 raise ValueError("version must be an integer >= 1")
             params = {"version": str(version)}
             what += f" version {version}"
-        body = await self._call("GET", f"/v1/secrets/{encoded}", what=what, params=params)
+        body = await self._call("GET", f"/v1/secrets/{encoded}", what=what, endpoint="read", params=params)
         secret = _parse(Secret, body, what)
         if secret.path != path or (version is not None and secret.version != version):
             raise ResponseError(f"{what}: answer is for another path or version ({secret.path!r} v{secret.version})")
@@ -166,7 +175,7 @@ class ScaiVaultClient:
         if cursor is not None:
             params["cursor"] = cursor
         what = f"LIST secrets with prefix {prefix!r}"
-        body = await self._call("GET", "/v1/secrets", what=what, params=params)
+        body = await self._call("GET", "/v1/secrets", what=what, endpoint="list", params=params)
         page = _parse(SecretPage, body, what)
         if page.has_more and not page.cursor:
             raise ResponseError(f"{what}: has_more is true but no cursor was given")
@@ -214,7 +223,13 @@ class ScaiVaultClient:
             payload["metadata"] = dict(metadata)
         what = f"PUT secret {path!r}"
         body = await self._call(
-            "PUT", f"/v1/secrets/{encoded}", what=what, json=payload, retry=NO_RETRY, redact=_leaf_strings(data)
+            "PUT",
+            f"/v1/secrets/{encoded}",
+            what=what,
+            endpoint="write",
+            json=payload,
+            retry=NO_RETRY,
+            redact=_leaf_strings(data),
         )
         return _parse(WriteResult, body, what)
 
@@ -226,6 +241,7 @@ class ScaiVaultClient:
         url_path: str,
         *,
         what: str,
+        endpoint: str,
         params: Mapping[str, str] | None = None,
         json: Any = None,
         retry: RetryPolicy | None = None,
@@ -234,6 +250,7 @@ class ScaiVaultClient:
         """Send with auth and retries; return the decoded JSON of a 2xx answer or raise from the tree.
 
         ``redact``: secret values of the request; an error answer quoting one (or the token) is not repeated.
+        ``endpoint``: what ``on_request`` is told (a fixed name, never the path).
         """
         policy = retry if retry is not None else self._retry
         loop = asyncio.get_running_loop()  # its clock, as its sleeps: a test's virtual time moves both
@@ -242,7 +259,9 @@ class ScaiVaultClient:
         while True:
             attempt += 1
             try:
-                body = await self._authenticated(method, url_path, what=what, params=params, json=json, redact=redact)
+                body = await self._authenticated(
+                    method, url_path, what=what, endpoint=endpoint, params=params, json=json, redact=redact
+                )
             except TransientError as exc:
                 wait = policy.delay(attempt, exc, loop.time() - started)
                 if wait is None or (self._retry_gate is not None and not self._retry_gate.allow_retry()):
@@ -263,18 +282,19 @@ class ScaiVaultClient:
         url_path: str,
         *,
         what: str,
+        endpoint: str,
         params: Mapping[str, str] | None,
         json: Any,
         redact: Collection[str],
     ) -> Any:
         token = await self._auth.token()
-        answer = await self._send(method, url_path, token, what=what, params=params, json=json)
+        answer = await self._send(method, url_path, token, what=what, endpoint=endpoint, params=params, json=json)
         tokens = [token]
         if answer.status_code == 401 and await self._auth.renew(token):
             logger.info("%s: token refused with 401; retrying once with a renewed token", what)
             token = await self._auth.token()
             tokens.append(token)
-            answer = await self._send(method, url_path, token, what=what, params=params, json=json)
+            answer = await self._send(method, url_path, token, what=what, endpoint=endpoint, params=params, json=json)
         return _decode(answer, what, redact=[*tokens, *redact])
 
     async def _send(
@@ -284,6 +304,7 @@ class ScaiVaultClient:
         token: str,
         *,
         what: str,
+        endpoint: str,
         params: Mapping[str, str] | None,
         json: Any,
     ) -> _Answer:
@@ -291,6 +312,8 @@ class ScaiVaultClient:
             # Checked here for every provider: httpx would raise an error quoting the header, token and all.
             raise ConfigurationError(f"{what}: the token provider returned a token no HTTP header can carry")
         async with self._semaphore:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             try:
                 request = self._http.build_request(
                     method,
@@ -305,9 +328,12 @@ class ScaiVaultClient:
                 finally:
                     await response.aclose()
             except httpx.TimeoutException as exc:
+                notify_observer(self._on_request, endpoint, None, loop.time() - started)
                 raise UnavailableError(f"{what}: timed out ({type(exc).__name__})") from exc
             except httpx.HTTPError as exc:
+                notify_observer(self._on_request, endpoint, None, loop.time() - started)
                 raise UnavailableError(f"{what}: {type(exc).__name__}: {_short(exc)}") from exc
+            notify_observer(self._on_request, endpoint, response.status_code, loop.time() - started)
         return _Answer(response.status_code, response.headers, content, self._max_response_bytes)
 
 
