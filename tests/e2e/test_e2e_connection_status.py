@@ -7,10 +7,12 @@ from __future__ import annotations
 import pytest
 from e2e_support import CONNECTION, E2E, ready_condition, wait_for
 
+from scaivault_operator._core.runtime import Runtime
+
 pytestmark = pytest.mark.e2e
 
 
-async def test_the_connection_is_ready_and_says_who_it_is(env: E2E) -> None:
+async def test_the_connection_is_ready_and_says_who_it_is(env: E2E, operator: Runtime | None) -> None:
     await env.create_synced("cs", "e2e/status/cs", {"password": "status-1"})
 
     def authenticated(connection: dict | None) -> bool:

@@ -305,32 +305,44 @@ async def test_a_warm_restart_trusts_the_stored_health_and_writes_nothing() -> N
 
 
 async def test_soft_fields_are_refreshed_at_most_every_refresh_seconds() -> None:
+    """watchedPaths at most every 30 s (VaultSecrets arriving: a few writes), lastPollAt alone every 5 minutes."""
     conn = make_conn()
     kube, conns = Kube(), Conns(conn)
     clock = Clock()
     watched = {"n": 1}
     polled = {"at": "2026-04-23T14:00:00Z"}
     writer = writer_for(kube, conns, watched=lambda _: watched["n"], polled_at=lambda _: polled["at"], refresh=300.0,
-                        clock=clock)  # fmt: skip
+                        paths_refresh=30.0, clock=clock)  # fmt: skip
     writer.soon(conn)
     await settle()
     assert len(kube.patches) == 1
-    for minute in range(1, 5):  # polls go on, paths come: not yet
-        clock.now = 60.0 * minute
-        polled["at"] = f"2026-04-23T14:0{minute}:00Z"
-        watched["n"] += 1
+    for second in range(10, 300, 10):  # polls go on every 10 s, paths come for the first minute
+        clock.now = float(second)
+        polled["at"] = f"poll-{second}"
+        if second <= 60:
+            watched["n"] += 1
         writer.heartbeat()
         await settle()
-    assert len(kube.patches) == 1
-    clock.now = 301.0
+    # Paths: written at 30 s and 60 s (and the lastPollAt of those moments rode along); then only polls moved.
+    assert [p[3]["watchedPaths"] for p in kube.patches] == [1, 4, 7]
+    clock.now = 361.0  # 5 minutes after the last write: lastPollAt alone
+    polled["at"] = "poll-361"
     writer.heartbeat()
     await settle()
-    assert len(kube.patches) == 2
-    assert (kube.patches[1][3]["watchedPaths"], kube.patches[1][3]["lastPollAt"]) == (5, "2026-04-23T14:04:00Z")
+    assert len(kube.patches) == 4
+    assert kube.patches[3][3]["lastPollAt"] == "poll-361"
     clock.now = 700.0  # nothing moved since: no write
     writer.heartbeat()
     await settle()
-    assert len(kube.patches) == 2
+    assert len(kube.patches) == 4
+    conn.breaker.trip(OUTAGE)  # open: the outage is written (a hard change), soft fields wait
+    writer.soon(conn)
+    await settle()
+    watched["n"] += 1
+    clock.now = 2000.0
+    writer.heartbeat()
+    await settle()
+    assert len(kube.patches) == 5
     await writer.aclose()
 
 

@@ -31,9 +31,10 @@ request.
 **Writes** go through a merge patch of the status subresource (``Kube.patch_connection_status``) only when a *hard*
 part changed: the Ready condition (status, reason, message), ``identity``, ``observedGeneration``, or the breaker
 (closed → open, open → closed, a new reason while open). ``watchedPaths`` and ``lastPollAt`` are *soft*: they ride
-along with a hard change, and otherwise are refreshed by ``heartbeat`` at most every ``refresh`` seconds (default
-5 minutes) — so a healthy, idle connection costs one status write per 5 minutes, never one per poll, and a failed
-probe that only lengthens the backoff is no news.
+along with a hard change; otherwise ``heartbeat`` writes a changed ``watchedPaths`` at most every ``paths_refresh``
+seconds (30) and a ``lastPollAt`` that only moved at most every ``refresh`` seconds (5 minutes) — so a healthy, idle
+connection costs one status write per 5 minutes, never one per poll, and a failed probe that only lengthens the
+backoff is no news.
 
 Pure functions (``health_from_*``, ``desired``, ``needs_write``) plus ``StatusWriter``, which runtime tells of every
 change (``soon``); it coalesces them per connection, writes from the state at write time, retries a failed write
@@ -74,6 +75,8 @@ logger = logging.getLogger(__name__)
 READ_SCOPE = "secrets:read"
 #: Seconds between two refreshes of the soft fields (``lastPollAt``, ``watchedPaths``) of an unchanged connection.
 DEFAULT_REFRESH = 300.0
+#: Seconds between two writes for a changed ``watchedPaths`` alone (a cold sync of thousands: a few writes).
+DEFAULT_PATHS_REFRESH = 30.0
 #: Fields of ``status.breaker`` the operator manages; a closed breaker clears all but ``state`` and the time.
 _BREAKER_FIELDS = ("state", "reason", "message", "failures", "retryAt", "lastTransitionTime")
 
@@ -242,6 +245,7 @@ class StatusWriter:
         watched: Callable[[ConnKey], int] = lambda _: 0,
         polled_at: Callable[[ConnKey], str | None] = lambda _: None,
         refresh: float = DEFAULT_REFRESH,
+        paths_refresh: float = DEFAULT_PATHS_REFRESH,
         now: Callable[[], str] = conditions.now_rfc3339,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -252,6 +256,7 @@ class StatusWriter:
         self._watched = watched
         self._polled_at = polled_at
         self._refresh = refresh
+        self._paths_refresh = paths_refresh
         self._now = now
         self._clock = clock
         self._pending: dict[ConnKey, asyncio.Task[None]] = {}
@@ -292,11 +297,11 @@ class StatusWriter:
                 self.soon(conn)
 
     def start(self) -> None:
-        """Run ``heartbeat`` every ``refresh / 5`` seconds (at most every minute) until ``aclose``."""
+        """Run ``heartbeat`` every ``paths_refresh / 3`` seconds (10 s by default) until ``aclose``."""
 
         async def beat() -> None:
             while True:
-                await asyncio.sleep(min(60.0, self._refresh / 5))
+                await asyncio.sleep(min(self._paths_refresh / 3, self._refresh / 5))
                 self.heartbeat()
 
         if self._beat is None:
@@ -305,12 +310,6 @@ class StatusWriter:
     def forget(self, key: ConnKey) -> None:
         self._health.pop(key, None)
         self._written_at.pop(key, None)
-
-    def _soft_moved(self, conn: Connection) -> bool:
-        polled = self._polled_at(conn.key)
-        return conn.status.get("watchedPaths") != self._watched(conn.key) or (
-            polled is not None and conn.status.get("lastPollAt") != polled
-        )
 
     async def _find_health(self, conn: Connection) -> Health:
         if conn.spec is None:
@@ -379,10 +378,17 @@ class StatusWriter:
         return True
 
     def _soft_due(self, conn: Connection) -> bool:
-        """The soft fields moved and were last written ``refresh`` seconds ago or more — and the breaker is closed
-        (while it is open the status says so, and nothing polls)."""
-        written = self._written_at.setdefault(conn.key, self._clock())  # first sight: due after ``refresh``
-        return written <= self._clock() - self._refresh and not conn.breaker.is_open and self._soft_moved(conn)
+        """A soft field moved, and the last write is old enough: ``paths_refresh`` seconds for ``watchedPaths``
+        (VaultSecrets came or went), ``refresh`` for ``lastPollAt`` alone (it moves with every poll). Never while
+        the breaker is open (the status says so, and nothing polls)."""
+        written = self._written_at.setdefault(conn.key, self._clock())  # first sight: counts as a write
+        if conn.breaker.is_open:
+            return False
+        age = self._clock() - written
+        if age >= self._paths_refresh and conn.status.get("watchedPaths") != self._watched(conn.key):
+            return True
+        polled = self._polled_at(conn.key)
+        return age >= self._refresh and polled is not None and conn.status.get("lastPollAt") != polled
 
     def _retry_later(self, key: ConnKey) -> None:
         old = self._retries.pop(key, None)
