@@ -34,7 +34,7 @@ import logging
 import re
 import traceback
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,6 +177,8 @@ class FakeKube:
             meta = secret["metadata"]
             self.secrets[(meta["namespace"], meta["name"])] = secret  # type: ignore[assignment]
         self.statuses: dict[tuple[str, str], dict[str, Any]] = {}
+        #: The VaultSecrets the harness created (``_run``): their metadata carries the finalizer the operator sets.
+        self.vaultsecrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.connection_statuses: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.writes: list[str] = []
@@ -240,6 +242,20 @@ class FakeKube:
         self.statuses[(namespace, name)] = merged
         self.writes.append(f"status {namespace}/{name}")
         return True
+
+    async def get_vaultsecret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.vaultsecrets.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def patch_vaultsecret_finalizers(
+        self, namespace: str, name: str, finalizers: Sequence[str], resource_version: str | None
+    ) -> dict[str, Any] | None:
+        body = self.vaultsecrets.get((namespace, name))
+        if body is None:
+            return None
+        body["metadata"]["finalizers"] = list(finalizers)
+        self.writes.append(f"finalizers {namespace}/{name}")
+        return copy.deepcopy(body)
 
     async def patch_connection_status(
         self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
@@ -463,7 +479,9 @@ async def _deliver(runtime: Runtime, kube: FakeKube, vs: Mapping[str, Any]) -> N
         runtime.on_secret(event_type, body)
     status = kube.statuses.get((NAMESPACE, VS_NAME))
     if status is not None:
-        await runtime.on_vaultsecret("MODIFIED", {**vs, "status": status})
+        stored = kube.vaultsecrets.get((NAMESPACE, VS_NAME))
+        metadata = stored["metadata"] if stored is not None else vs.get("metadata")
+        await runtime.on_vaultsecret("MODIFIED", {**vs, "metadata": copy.deepcopy(metadata), "status": status})
 
 
 async def _run(
@@ -481,6 +499,10 @@ async def _run(
             kind = str(conn["kind"])
             await runtime.connections.upsert(kind, conn)
         if vs is not None:
+            meta = vs.get("metadata") or {}
+            # Its metadata only (what the operator reads back: uid, finalizers); a spec may be nested too deep to copy.
+            stored = {"metadata": copy.deepcopy(dict(meta))}
+            kube.vaultsecrets[(str(meta.get("namespace")), str(meta.get("name")))] = stored
             await runtime.on_vaultsecret("ADDED", vs)
             await _deliver(runtime, kube, vs)
         if poll and conn is not None:

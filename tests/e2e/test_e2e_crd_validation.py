@@ -454,7 +454,8 @@ async def test_schema_defaults_are_applied(api: KubeApi, namespace: str) -> None
     )
     spec = (await api.create(vaultsecret))["spec"]
     assert spec["connectionRef"] == {"kind": "ClusterVaultConnection", "name": "shared"}, spec
-    assert spec["target"] == {"creationPolicy": "Owner", "type": "Opaque"}, spec
+    assert spec["target"] == {"creationPolicy": "Owner", "deletionPolicy": "Delete", "type": "Opaque"}, spec
+    assert spec["onSourceDeleted"] == "Retain", spec
 
     connection = custom_resource_manifest(
         "VaultConnection",
@@ -496,25 +497,40 @@ async def test_unknown_fields_are_refused_or_pruned(api: KubeApi, namespace: str
         stored = await api.get("VaultSecret", name, namespace)
         assert stored is not None
         assert "bogus" not in stored["spec"], stored["spec"]
-        assert stored["spec"]["target"] == {"name": "db", "creationPolicy": "Owner", "type": "Opaque"}, stored["spec"]
+        assert stored["spec"]["target"] == {"name": "db", "creationPolicy": "Owner", "deletionPolicy": "Delete",
+                                            "type": "Opaque"}, stored["spec"]  # fmt: skip
         assert stored["spec"]["path"] == "e2e/db", stored["spec"]
 
 
 @pytest.mark.parametrize("kind", CONNECTIONS)
-async def test_connection_status_keeps_unknown_fields(api: KubeApi, namespace: str, kind: str) -> None:
-    """A connection's status is x-kubernetes-preserve-unknown-fields: whatever the status subresource is given
-    is kept, even under strict field validation. A VaultSecret's status has a schema: unknown fields are pruned
-    there (and refused under strict validation)."""
-    status = {"status": {"observedGeneration": 1, "anything": {"nested": [1, "two", {"three": True}]}}}
+async def test_connection_status_has_a_schema(api: KubeApi, namespace: str, kind: str) -> None:
+    """A connection's status has a structural schema (issue 13): what the operator writes is kept as written — Ready,
+    identity, watchedPaths, lastPollAt, breaker — and an unknown field is refused under strict field validation and
+    pruned otherwise. So is a VaultSecret's status."""
+    status = {
+        "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Authenticated", "message": "ok",
+                        "lastTransitionTime": "2026-04-23T14:00:00Z", "observedGeneration": 1}],
+        "identity": {"identityId": "ci-reader", "identityType": "service_account", "tenantId": "t-1",
+                     "scopes": ["secrets:read"]},
+        "watchedPaths": 3,
+        "lastPollAt": "2026-04-23T14:05:00Z",
+        "breaker": {"state": "Closed", "lastTransitionTime": "2026-04-23T14:00:00Z"},
+    }  # fmt: skip
     async with _created_objects(api) as create:
         connection = await create(kind, namespace, conn())
         name = connection["metadata"]["name"]
         ns = None if kind in CLUSTER_SCOPED else namespace
-        patched, _ = await api.patch_status(kind, name, status, ns, field_validation="Strict")
-        assert patched.get("status") == status["status"], patched.get("status")
+        patched, _ = await api.patch_status(kind, name, {"status": status}, ns, field_validation="Strict")
+        assert patched.get("status") == status, patched.get("status")
+        with pytest.raises(ApiFailure) as refused:
+            await api.patch_status(kind, name, {"status": {"anything": 1}}, ns, field_validation="Strict")
+        assert 'unknown field "status.anything"' in refused.value.message, refused.value
+        await api.patch_status(kind, name, {"status": {"anything": 1, "watchedPaths": 4}}, ns,
+                               field_validation="Ignore")  # fmt: skip
         stored = await api.get(kind, name, ns)
         assert stored is not None
-        assert stored.get("status") == status["status"], stored.get("status")
+        assert stored.get("status") == {**status, "watchedPaths": 4}, stored.get("status")
 
     await api.create(custom_resource_manifest("VaultSecret", "pruned-status", namespace, vsec()))
     with pytest.raises(ApiFailure) as refused:

@@ -37,7 +37,7 @@ DENIED = [
     ("get", "", "configmaps", ""),
     ("create", "", "serviceaccounts", "token"),
     ("update", "scaivault.scailabs.ai", "vaultsecrets", ""),  # spec is the user's: only status is written
-    ("patch", "scaivault.scailabs.ai", "vaultsecrets", ""),
+    ("update", "scaivault.scailabs.ai", "vaultsecrets", ""),  # the retain finalizer is a patch, never a replace
     ("delete", "scaivault.scailabs.ai", "vaultsecrets", ""),
     ("create", "scaivault.scailabs.ai", "vaultconnections", ""),
     ("patch", "scaivault.scailabs.ai", "clustervaultconnections", ""),

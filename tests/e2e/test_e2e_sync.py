@@ -25,7 +25,7 @@ ROTATED = {"client_id": "client-1", "client_secret": "s3cr3t-2"}
 
 
 async def test_create_materializes_the_secret(env: E2E, operator: Runtime | None) -> None:
-    """Secret data, owner reference, labels and annotations; status; `kubectl get` columns; a Normal Event."""
+    """Secret data, owner reference, labels and annotations; status; `kubectl get` columns; no Event (a first sync)."""
     env.write(PATH, DATA)
     created = await env.create_vaultsecret("salesforce", PATH)
     uid = created["metadata"]["uid"]
@@ -71,17 +71,30 @@ async def test_create_materializes_the_secret(env: E2E, operator: Runtime | None
     assert columns.get("Pinned") in (None, ""), columns
     assert columns.get("Age"), columns
 
+    # The first sync posts no Event (its status says it: two writes per new VaultSecret, not three).
+    first = await env.api.list("Event", env.namespace, fields={"involvedObject.name": "salesforce"})
+    assert [e for e in first if e.get("type") == "Normal"] == []
+
+
+async def test_a_new_version_posts_one_normal_event(env: E2E, operator: Runtime | None) -> None:
+    await env.create_synced("evt", PATH, DATA)
+    vaultsecret = await env.vaultsecret("evt")
+    assert vaultsecret is not None
+    uid = vaultsecret["metadata"]["uid"]
+    version = env.write(PATH, ROTATED)
+    await env.wait_ready("evt", version=version)
     events = await wait_for(
-        lambda: env.api.list("Event", env.namespace, fields={"involvedObject.name": "salesforce"}),
+        lambda: env.api.list("Event", env.namespace, fields={"involvedObject.name": "evt"}),
         lambda items: any(
             e.get("reason") == "Synced"
             and (e.get("involvedObject") or {}).get("uid") == uid
             and e.get("type") == "Normal"
+            and f"version {version} " in e.get("message", "")
             for e in items
         ),
-        what="a Normal Event with reason Synced on the VaultSecret",
+        what="a Normal Event with reason Synced naming the new version on the VaultSecret",
     )
-    assert events
+    assert len([e for e in events if e.get("type") == "Normal"]) == 1
 
 
 async def test_new_version_updates_the_secret(env: E2E, operator: Runtime | None) -> None:

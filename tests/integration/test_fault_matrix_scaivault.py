@@ -258,11 +258,13 @@ async def _rotate_static_token(env: OperatorEnv) -> None:
 OUTAGES = [
     Outage("5xx burst (500, 502, 503, 504 in turn)", BACKEND_UNAVAILABLE, ("ScaiVault is unavailable", "HTTP 50"),
            _faults(fail_next=[500, 502, 503, 504] * 250), _reset),
+    # (What follows the cause depends on who met the 429 first: the read's own "retrying in 0.3s", or, when the
+    # poll had already opened the breaker, "backing off: no request before ...". Both name the cause.)
     Outage("429 with Retry-After 0.3 s", BACKEND_UNAVAILABLE,
-           ("rate limiting", "HTTP 429 rate_limited; retry after 0.3s", "retrying in 0.3s"),
+           ("rate limiting", "HTTP 429 rate_limited; retry after 0.3s", "retry"),
            _faults(rate_limit_rate=1.0, retry_after=0.3), _reset),
     Outage("429 without Retry-After", BACKEND_UNAVAILABLE,
-           ("rate limiting", "HTTP 429 rate_limited)", "retrying later"),
+           ("rate limiting", "HTTP 429 rate_limited)", "retry"),
            _faults(rate_limit_rate=1.0, retry_after=None), _reset),
     Outage("answers slower than the client timeout", BACKEND_UNAVAILABLE, ("timed out (ReadTimeout)",),
            _faults(latency=SLOW_LATENCY), _reset, client_timeout=SHORT_TIMEOUT),

@@ -168,10 +168,11 @@ mode (a JSON list): the default connection's (when scaivault.url is set) and rba
 
 {{- define "scaivault-operator.namespacedRules" -}}
 # Kopf watches VaultSecrets (list + watch); the operator checks that one still exists before re-creating its
-# deleted Secret (get) and lists them after a watch was re-listed, to forget those deleted meanwhile (list).
+# deleted Secret (get) and lists them after a watch was re-listed, to forget those deleted meanwhile (list). It adds
+# and removes its finalizer scaivault.scailabs.ai/retain-secret on those with deletionPolicy: Retain (get + patch).
 - apiGroups: [scaivault.scailabs.ai]
   resources: [vaultsecrets]
-  verbs: [get, list, watch]
+  verbs: [get, list, patch, watch]
 # The operator writes status.conditions, syncedVersion, ... (merge patch of the status subresource).
 - apiGroups: [scaivault.scailabs.ai]
   resources: [vaultsecrets/status]

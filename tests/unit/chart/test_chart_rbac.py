@@ -36,7 +36,7 @@ CLUSTER_READS: set[Rule] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), ()),
 }
 NAMESPACED: set[Rule] = {
-    (GROUP, "vaultsecrets", ("get", "list", "watch"), ()),
+    (GROUP, "vaultsecrets", ("get", "list", "patch", "watch"), ()),
     (GROUP, "vaultsecrets/status", ("patch",), ()),
     (GROUP, "vaultsecrets/finalizers", ("update",), ()),
     (GROUP, "vaultconnections", ("list", "watch"), ()),
@@ -55,6 +55,7 @@ KUBE_CALLS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "list_connections": ((GROUP, "clustervaultconnections", "list"), (GROUP, "vaultconnections", "list")),
     "get_vaultsecret": ((GROUP, "vaultsecrets", "get"),),
     "list_vaultsecret_uids": ((GROUP, "vaultsecrets", "list"),),
+    "patch_vaultsecret_finalizers": ((GROUP, "vaultsecrets", "patch"),),
     "patch_vaultsecret_status": ((GROUP, "vaultsecrets/status", "patch"),),
     "patch_connection_status": (
         (GROUP, "clustervaultconnections/status", "patch"),

@@ -167,7 +167,7 @@ def assert_synced_or_named(outcome: Outcome, spec: dict[str, Any]) -> None:
     if outcome.reason == conditions.SYNCED:
         assert outcome.decoded_data() == expected_data(spec, _data_for(spec))
         assert outcome.status.get("syncedVersion") == (spec.get("version") or 1)  # null: pruned, as absent
-        assert any(e["type"] == "Normal" for e in outcome.events)
+        assert not any(e["type"] == "Normal" for e in outcome.events)  # a first sync posts no Event
     elif outcome.reason == conditions.INVALID_SOURCE_DATA:
         assert "spec.keys" in outcome.message or "is not a valid Secret key" in outcome.message, outcome.message
         assert VALUE_CANARY not in outcome.message

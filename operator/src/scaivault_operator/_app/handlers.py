@@ -6,8 +6,9 @@ a fresh ``kopf.OperatorRegistry`` per call of ``build_registry``, so tests can r
 in one process.
 
 Only ``on.event`` handlers are used: they let Kopf stream changes without writing anything back (no diff-base
-or progress annotations on any object, no finalizers that could block deletion); the runtime decides what to
-do from the registry and does it with a fixed set of workers — no per-object tasks or timers.
+or progress annotations on any object, no Kopf finalizers; the one finalizer, on VaultSecrets with deletionPolicy
+Retain only, is the runtime's own); the runtime decides what to do from the registry and does it with a fixed set
+of workers — no per-object tasks or timers.
 """
 
 from __future__ import annotations

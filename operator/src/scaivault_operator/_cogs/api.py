@@ -260,6 +260,15 @@ class Target(_Spec):
         "by another controller (an ownerReference with controller: true) and never a "
         "kubernetes.io/service-account-token Secret; otherwise TargetConflict says what is missing.",
     )
+    deletionPolicy: Literal["Delete", "Retain"] = Field(
+        default="Delete",
+        description="What happens to the Secret when the VaultSecret is deleted. Delete: the Secret goes with it "
+        "(garbage collection through its ownerReference). Retain: the Secret stays, unmanaged — the operator "
+        "removes its ownerReference and its app.kubernetes.io/managed-by and scaivault.scailabs.ai/* labels and "
+        "annotations and keeps data, type and the other labels. Retain puts the finalizer "
+        "scaivault.scailabs.ai/retain-secret on the VaultSecret, so its deletion waits for the operator: while the "
+        "operator is down, a deleted VaultSecret stays Terminating until it is back.",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -355,6 +364,14 @@ class VaultSecretSpec(_Spec):
         },
     )
     target: Target = Field(default_factory=_default_target, description="The Kubernetes Secret to write.")
+    onSourceDeleted: Literal["Retain", "Delete"] = Field(
+        default="Retain",
+        description="What happens to the Secret when the secret at an unpinned spec.path is deleted from ScaiVault "
+        "(the connection's list no longer has it and a read answers 404). Retain: the Secret keeps its last data. "
+        "Delete: the operator deletes the Secret it wrote (never one it does not own). Either way Ready is False "
+        "with reason SourceNotFound, and the Secret is written again when the path comes back. A pinned version "
+        "that is gone only reports SourceNotFound.",
+    )
 
     @field_validator("connectionRef")
     @classmethod

@@ -1,10 +1,11 @@
 """Kubernetes access for the operator's own calls (Kopf does its own watching): lightkube, async, on httpx.
 
 Owned here: the lightkube client, the few calls the operator makes (Secrets, the status subresources of VaultSecrets
-and connections, namespace labels, Events, who it runs as, whether the API server answers), and the translation
-of lightkube/httpx errors into ``KubeError`` — only here. Where the API server is and which credentials to use come
-from ``kubeconfig`` (the same ``KubeAccess`` that Kopf logs in with). Objects travel as plain dicts, so the pure
-modules (``manifests``, ``conditions``) never see lightkube types. Called by ``sync``, ``connections`` and ``runtime``.
+and connections, the finalizer of VaultSecrets with deletionPolicy Retain, namespace labels, Events, who it runs
+as, whether the API server answers), and the translation of lightkube/httpx errors into ``KubeError`` — only
+here. Where the API server is and which credentials to use come from ``kubeconfig`` (the same ``KubeAccess`` that
+Kopf logs in with). Objects travel as plain dicts, so the pure modules (``manifests``, ``conditions``) never see
+lightkube types. Called by ``sync``, ``connections`` and ``runtime``.
 
 Logs name objects, never Secret data.
 """
@@ -284,6 +285,26 @@ class Kube:
             if _status(exc) == 404:
                 return None
             raise _translate(f"get VaultSecret {namespace}/{name}", exc) from None
+        return _as_dict(obj)
+
+    async def patch_vaultsecret_finalizers(
+        self, namespace: str, name: str, finalizers: Sequence[str], resource_version: str | None
+    ) -> dict[str, Any] | None:
+        """Set the VaultSecret's ``metadata.finalizers`` to ``finalizers`` (a merge patch of the object itself, RBAC
+        ``patch`` on vaultsecrets), guarded by ``resource_version`` when given: a VaultSecret changed since it was read
+        fails with ``Conflict`` (409) and is read again. The patched object, or None when it does not exist (any
+        more)."""
+        metadata: dict[str, Any] = {"finalizers": list(finalizers)}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
+        try:
+            obj = await self._client.patch(
+                VaultSecretResource, name, {"metadata": metadata}, namespace=namespace, patch_type=PatchType.MERGE
+            )
+        except (ApiError, httpx.HTTPError) as exc:
+            if _status(exc) == 404:
+                return None
+            raise _translate(f"patch finalizers of VaultSecret {namespace}/{name}", exc) from None
         return _as_dict(obj)
 
     async def list_vaultsecret_uids(self, namespaces: Sequence[str]) -> dict[tuple[str, str], str]:

@@ -30,7 +30,15 @@ from scaivault_operator._core.sync import Syncer
 from scaivault_operator._core.watcher import VersionWatcher
 from scaivault_operator._logic import conditions
 from scaivault_operator._logic.manifests import MANAGED_BY, MANAGED_BY_LABEL
-from scaivault_operator._logic.registry import ConnKey, Priority, Registry, SourceKey, reason_label
+from scaivault_operator._logic.registry import (
+    ConnKey,
+    Priority,
+    Registry,
+    Release,
+    SourceKey,
+    deleting,
+    reason_label,
+)
 from scaivault_operator._logic.workqueue import WorkQueue
 
 __all__ = ["Runtime"]
@@ -50,7 +58,7 @@ class Runtime:
         self.registry = Registry()
         self.metrics = Metrics()
         self.connections = Connections(kube, settings, self.metrics, clock=clock)
-        self.queue: WorkQueue[SourceKey] = WorkQueue(clock)
+        self.queue: WorkQueue[SourceKey | Release] = WorkQueue(clock)
         self.syncer = Syncer(
             kube=kube,
             registry=self.registry,
@@ -158,10 +166,17 @@ class Runtime:
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
             self.registry.remove(key)
+            self.queue.discard(Release(key))
             return
         known = key in self.registry.entries
         if event_type is None and known and self._started:
             self._relisted(key)  # a listing event (type None) for an object seen before: Kopf listed again
+        if deleting(body):
+            # Being deleted (a MODIFIED event, or listed so at a start): never synced again. With our finalizer
+            # (deletionPolicy Retain) its Secret is released and the finalizer removed, by a worker.
+            if self.registry.mark_deleting(body):
+                self.schedule(Release(key), Priority.NEW)
+            return
         source = self.registry.upsert(body)
         entry = self.registry.entries[key]
         if entry.spec is None:
@@ -236,7 +251,7 @@ class Runtime:
 
     # -- scheduling ---------------------------------------------------------------------------------------
 
-    def schedule(self, source: SourceKey, priority: int, delay: float = 0.0) -> None:
+    def schedule(self, source: SourceKey | Release, priority: int, delay: float = 0.0) -> None:
         self.queue.push(source, priority, delay)
 
     def _resync(self, conn: ConnKey, *, only_unready: bool) -> None:
@@ -289,6 +304,12 @@ class Runtime:
         while True:
             source, waited = await self.queue.take()
             self.metrics.observe("queue_wait_seconds", waited)
+            if isinstance(source, Release):
+                try:
+                    await self._release(source)
+                finally:
+                    self.queue.done(source)
+                continue
             delay: float | None = None
             outcome = "error"
             try:
@@ -312,6 +333,27 @@ class Runtime:
                 self.schedule(source, Priority.RETRY, delay)
             elif pending is not None:
                 self.schedule(source, pending)
+
+    async def _release(self, item: Release) -> None:
+        """Release the Secret of a deleted VaultSecret with deletionPolicy Retain and remove its finalizer; a failure
+        is retried with backoff (the VaultSecret stays Terminating meanwhile)."""
+        entry = self.registry.entries.get(item.key)
+        if entry is None or not entry.deleting or not entry.finalized:
+            return
+        try:
+            await self.syncer.release(entry)
+            entry.failures = 0
+            return
+        except KubeError as exc:
+            logger.warning("releasing the Secret of deleted VaultSecret %s/%s failed: %s; retrying", *item.key, exc)
+            backoff = min(self.settings.retry_max, self.settings.retry_base * 2 ** min(entry.failures, 16))
+            delay = max(exc.retry_after or 0.0, backoff)
+        except Exception:
+            logger.exception("releasing the Secret of deleted VaultSecret %s/%s failed unexpectedly; retrying",
+                             *item.key)  # fmt: skip
+            delay = self.settings.retry_max
+        entry.failures += 1
+        self.schedule(item, Priority.RETRY, delay)
 
     def _count_by_reason(self) -> list[tuple[dict[str, str], float]]:
         counts: dict[str, int] = {}

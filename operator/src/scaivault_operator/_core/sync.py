@@ -41,6 +41,7 @@ from scaivault_operator._cogs.metrics import Metrics
 from scaivault_operator._cogs.scaivault import (
     ConfigurationError,
     ForbiddenError,
+    NotFoundError,
     ScaiVaultError,
     Secret,
     UnauthenticatedError,
@@ -51,6 +52,7 @@ from scaivault_operator._logic import conditions
 from scaivault_operator._logic.breaker import Breaker
 from scaivault_operator._logic.manifests import (
     ANNOTATION_VERSION,
+    RETAIN_FINALIZER,
     Owner,
     SourceDataError,
     data_intact,
@@ -58,12 +60,15 @@ from scaivault_operator._logic.manifests import (
     needs_recreate,
     ownership,
     read_data_hash,
+    release_patch,
     secret_data,
     secret_patch,
     target_refusal,
+    wants_finalizer,
+    with_finalizer,
 )
 from scaivault_operator._logic.policy import check_access
-from scaivault_operator._logic.registry import Entry, Priority, Registry, SourceKey
+from scaivault_operator._logic.registry import Entry, Priority, Registry, SourceKey, ready_reason
 
 __all__ = ["Syncer"]
 
@@ -105,6 +110,13 @@ class Syncer:
         taken = self.registry.take_dirty(source)
         if not taken:
             return None
+        taken, retry = await self._apply_finalizers(taken)
+        if not taken:
+            return retry
+        delay = await self._sync_taken(source, taken)
+        return delay if retry is None or (delay is not None and delay < retry) else retry
+
+    async def _sync_taken(self, source: SourceKey, taken: list[tuple[Entry, int]]) -> float | None:
         conn = self.connections.get(source[0])
         if conn is None:
             kind, namespace, name = source[0]
@@ -149,7 +161,13 @@ class Syncer:
             if failure.transient and breaker.count_failure(source):
                 self._trip(conn, failure, counted=True)
                 return await self._hold(allowed, conn)
-            return await self._fail(allowed, failure, delay=self._backoff(allowed, exc, failure))
+            backoff = self._backoff(allowed, exc, failure)
+            if isinstance(exc, NotFoundError) and source[2] is None and self.registry.path_gone(conn.key, source[1]):
+                removing = [entry for entry in allowed if entry.spec and entry.spec.onSourceDeleted == "Delete"]
+                for entry in removing:
+                    await self._delete_for_gone_source(entry, failure, backoff)
+                allowed = [entry for entry in allowed if entry not in removing]
+            return await self._fail(allowed, failure, delay=backoff)
         retry: float | None = None
         for entry in allowed:
             delay = await self._materialize(entry, conn, secret)
@@ -335,6 +353,116 @@ class Syncer:
             self.metrics.inc("secret_writes_total", {"operation": "delete"})
             logger.info("VaultSecret %s/%s: deleted its previous Secret %s", entry.namespace, entry.name, old_name)
 
+    async def _delete_for_gone_source(self, entry: Entry, failure: conditions.Failure, delay: float) -> None:
+        """``spec.onSourceDeleted: Delete`` and the unpinned path is gone from ScaiVault (listed gone and read 404):
+        delete the Secret, if it is ours, and report SourceNotFound saying so. The path's return re-creates it (the
+        version watcher sees it again: every member with no synced version is behind)."""
+        assert entry.spec is not None
+        name = entry.spec.target_name(entry.name)
+        entry.synced_version = None  # its DELETED event is no drift to repair
+        try:
+            existing = await self.kube.get_secret(entry.namespace, name)
+            mine = ownership(existing, entry.uid) == "ours"
+            if mine:
+                await self.kube.delete_secret(entry.namespace, name)
+                self.registry.secrets.pop((entry.namespace, name), None)
+                self.metrics.inc("secret_writes_total", {"operation": "delete"})
+                logger.info("VaultSecret %s/%s: %s is gone from ScaiVault; deleted Secret %s (onSourceDeleted: "
+                            "Delete)", entry.namespace, entry.name, entry.spec.path, name)  # fmt: skip
+        except KubeError as exc:
+            logger.warning("deleting the Secret of VaultSecret %s/%s failed: %s", entry.namespace, entry.name, exc)
+            retry = conditions.Failure(conditions.BACKEND_UNAVAILABLE, f"deleting the Secret failed ({exc}); "
+                                       "retrying", transient=True, retry_after=exc.retry_after)  # fmt: skip
+            await self._fail([entry], retry, delay=self._backoff([entry], exc, retry))
+            return
+        if mine or existing is None:
+            outcome = f"Secret {name} was deleted (spec.onSourceDeleted: Delete); it is written again when the path "
+            outcome += "comes back"
+        else:
+            outcome = f"Secret {name} is not managed by this VaultSecret and was left alone"
+        gone = conditions.Failure(conditions.SOURCE_NOT_FOUND, conditions.clip(f"{failure.message}; {outcome}"),
+                                  transient=False)  # fmt: skip
+        await self._fail([entry], gone, delay=delay)
+
+    # -- finalizer and deletion (deletionPolicy: Retain) ------------------------------------------------------
+
+    async def _apply_finalizers(self, taken: list[tuple[Entry, int]]) -> tuple[list[tuple[Entry, int]], float | None]:
+        """Give ``RETAIN_FINALIZER`` to the VaultSecrets with deletionPolicy Retain and take it from the others, before
+        any Secret is written (a Retain Secret then never exists without the finalizer that releases it). Returns
+        the entries to sync on and the retry delay of those whose patch failed (reported, and left out)."""
+        kept: list[tuple[Entry, int]] = []
+        retry: float | None = None
+        for entry, priority in taken:
+            if entry.spec is None or entry.finalized == wants_finalizer(entry.spec):
+                kept.append((entry, priority))
+                continue
+            try:
+                exists = await self._set_finalizer(entry, present=wants_finalizer(entry.spec))
+            except KubeError as exc:
+                logger.warning("cannot update the finalizer of VaultSecret %s/%s: %s", entry.namespace, entry.name,
+                               exc)  # fmt: skip
+                failure = conditions.Failure(conditions.BACKEND_UNAVAILABLE, f"updating the VaultSecret's finalizer "
+                                             f"{RETAIN_FINALIZER} failed ({exc}); retrying", transient=True,
+                                             retry_after=exc.retry_after)  # fmt: skip
+                delay = await self._fail([entry], failure, delay=self._backoff([entry], exc, failure))
+                retry = delay if retry is None else min(retry, delay)
+                continue
+            if exists:
+                kept.append((entry, priority))
+        return kept, retry
+
+    async def _set_finalizer(self, entry: Entry, *, present: bool) -> bool:
+        """Add or remove ``RETAIN_FINALIZER`` on the VaultSecret of ``entry``: one GET, and a patch only when it is
+        not yet as wanted. False when the VaultSecret is gone (forgotten) or being deleted (its event releases it)."""
+        body = await self.kube.get_vaultsecret(entry.namespace, entry.name)
+        meta = (body or {}).get("metadata") or {}
+        if body is None or meta.get("uid") != entry.uid:
+            self._forget(entry)
+            return False
+        if meta.get("deletionTimestamp"):
+            return False  # no finalizer may be added now; removing one is the release's job
+        finalizers = with_finalizer(meta.get("finalizers"), present=present)
+        if finalizers is not None:
+            patched = await self.kube.patch_vaultsecret_finalizers(entry.namespace, entry.name, finalizers,
+                                                                   meta.get("resourceVersion"))  # fmt: skip
+            if patched is None:
+                self._forget(entry)
+                return False
+            change = "added (deletionPolicy: Retain)" if present else "removed (deletionPolicy: Delete)"
+            logger.info("VaultSecret %s/%s: finalizer %s %s", entry.namespace, entry.name, RETAIN_FINALIZER, change)
+        entry.finalized = present
+        return True
+
+    async def release(self, entry: Entry) -> None:
+        """A VaultSecret with our finalizer is being deleted: with deletionPolicy Retain (or a spec that no longer
+        validates: keeping is the safe side), leave its Secret unmanaged (``release_patch``: no ownerReference, no
+        labels or annotations of ours; data and type kept), then remove the finalizer so the deletion completes —
+        the garbage collector then has no reason to delete the Secret. A Secret that is gone or not ours is left
+        alone. ``KubeError`` when a call fails: the caller retries."""
+        spec = entry.spec
+        name = spec.target_name(entry.name) if spec is not None else entry.status.get("secretName")
+        retain = spec is None or wants_finalizer(spec)
+        if retain and isinstance(name, str) and name:
+            existing = await self.kube.get_secret(entry.namespace, name)
+            ours = existing is not None and ownership(existing, entry.uid) == "ours"
+            patch = release_patch(existing, entry.uid) if existing is not None and ours else None
+            if patch is not None:
+                await self.kube.patch_secret(entry.namespace, name, patch)
+                self.registry.secrets.pop((entry.namespace, name), None)
+                self.metrics.inc("secret_writes_total", {"operation": "release"})
+                logger.info("VaultSecret %s/%s is being deleted: Secret %s retained, no longer managed",
+                            entry.namespace, entry.name, name)  # fmt: skip
+            else:
+                logger.info("VaultSecret %s/%s is being deleted: Secret %s is %s; nothing to retain", entry.namespace,
+                            entry.name, name, "gone" if existing is None else "not ours")  # fmt: skip
+        body = await self.kube.get_vaultsecret(entry.namespace, entry.name)
+        meta = (body or {}).get("metadata") or {}
+        finalizers = with_finalizer(meta.get("finalizers"), present=False) if meta.get("uid") == entry.uid else None
+        if finalizers is not None:
+            await self.kube.patch_vaultsecret_finalizers(entry.namespace, entry.name, finalizers,
+                                                         meta.get("resourceVersion"))  # fmt: skip
+        entry.finalized = False
+
     # -- outcomes -----------------------------------------------------------------------------------------
 
     async def _fail(self, entries: list[Entry], failure: conditions.Failure, *, delay: float) -> float:
@@ -410,6 +538,7 @@ class Syncer:
         written: bool = False,
     ) -> None:
         now = conditions.now_rfc3339()
+        first = ready_reason(entry.status) is None  # never reported before: a new VaultSecret (or a cold start)
         previous_version = entry.status.get("syncedVersion")
         moved = written or (synced_version is not None and synced_version != previous_version)
         desired = conditions.desired_status(
@@ -427,9 +556,12 @@ class Syncer:
         transition = conditions.is_transition(entry.status, desired)
         if not await self._write_status(entry, desired):
             return
+        # Events are for what a user looks for in `kubectl describe`: failures, recoveries, a new version or a
+        # repaired Secret. The first sync of a new VaultSecret posts none (its status says it): a cold sync of
+        # ten thousand objects costs two writes each, the Secret and the status (docs/performance.md).
         if transition and not ok:
             await self._event(entry, "Warning", reason, message)
-        elif written or (transition and ok):
+        elif ok and not first and (written or transition):
             await self._event(entry, "Normal", reason, message)
 
     async def _write_status(self, entry: Entry, desired: dict[str, Any]) -> bool:

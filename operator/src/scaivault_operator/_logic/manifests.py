@@ -48,6 +48,7 @@ __all__ = [
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
     "MAX_SECRET_BYTES",
+    "RETAIN_FINALIZER",
     "SERVICE_ACCOUNT_TOKEN_TYPE",
     "VAULTSECRET_LABEL",
     "Owner",
@@ -60,10 +61,13 @@ __all__ = [
     "needs_recreate",
     "ownership",
     "read_data_hash",
+    "release_patch",
     "secret_data",
     "secret_patch",
     "target_refusal",
     "vaultsecret_label_value",
+    "wants_finalizer",
+    "with_finalizer",
 ]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -85,6 +89,9 @@ CREDENTIALS_LABEL = "scaivault.scailabs.ai/credentials"
 #: On an existing Secret: ``<this>: "true"`` consents to being taken over by a VaultSecret with
 #: ``creationPolicy: Adopt``. Under ``ANNOTATION_PREFIX``, so the adoption removes it: the consent is used up.
 ADOPT_ANNOTATION = ANNOTATION_PREFIX + "adopt"
+#: On a VaultSecret whose ``spec.target.deletionPolicy`` is ``Retain`` (and only there): its deletion waits until the
+#: operator has released the Secret (``release_patch``) and removed this finalizer. Not Kopf's finalizer (unused).
+RETAIN_FINALIZER = "scaivault.scailabs.ai/retain-secret"
 #: Secrets of this type are never adopted (the token controller fills them; they are credentials of the cluster).
 SERVICE_ACCOUNT_TOKEN_TYPE = "kubernetes.io/service-account-token"
 #: Kubernetes' limit on a Secret's data: the sum of key lengths and decoded value lengths.
@@ -372,6 +379,56 @@ def target_refusal(existing: Mapping[str, Any] | None, *, owner_uid: str, creati
     if not consents:
         return f"{secret} exists and is not ours; to let this VaultSecret take it over, annotate it: {annotate}"
     return None
+
+
+def release_patch(existing: Mapping[str, Any], owner_uid: str) -> dict[str, Any] | None:
+    """The JSON merge patch that leaves the Secret ``existing`` of VaultSecret ``owner_uid`` unmanaged (deletionPolicy
+    ``Retain``), or None when there is nothing of ours on it.
+
+    It removes the ownerReferences with ``owner_uid`` (so the garbage collector does not delete the Secret with its
+    VaultSecret), ``MANAGED_BY_LABEL`` (when it is ours), ``VAULTSECRET_LABEL`` and every annotation under
+    ``ANNOTATION_PREFIX``; data, type, other labels (``spec.target.labels`` included), other annotations and other
+    ownerReferences stay. The patch carries the Secret's ``resourceVersion`` when it has one: a Secret changed since
+    it was read fails the patch with 409 and is read again.
+    """
+    meta = _mapping(existing.get("metadata"))
+    metadata: dict[str, Any] = {}
+    refs = _refs(existing)
+    kept = [dict(ref) for ref in refs if ref.get("uid") != owner_uid]
+    if len(kept) != len(refs):
+        metadata["ownerReferences"] = kept or None
+    labels = _mapping(meta.get("labels"))
+    dropped = {key: None for key in (MANAGED_BY_LABEL, VAULTSECRET_LABEL) if key in labels}
+    if labels.get(MANAGED_BY_LABEL) not in (None, MANAGED_BY):
+        dropped.pop(MANAGED_BY_LABEL)  # another manager's label: not ours to remove
+    if dropped:
+        metadata["labels"] = dropped
+    annotations = {key: None for key in _annotations(existing) if key.startswith(ANNOTATION_PREFIX)}
+    if annotations:
+        metadata["annotations"] = annotations
+    if not metadata:
+        return None
+    resource_version = meta.get("resourceVersion")
+    if isinstance(resource_version, str) and resource_version:
+        metadata["resourceVersion"] = resource_version
+    return {"metadata": metadata}
+
+
+def wants_finalizer(spec: VaultSecretSpec) -> bool:
+    """Whether a VaultSecret with ``spec`` should carry ``RETAIN_FINALIZER``: only with deletionPolicy ``Retain``, so
+    that the default (``Delete``) never waits for the operator to be deleted."""
+    return spec.target.deletionPolicy == "Retain"
+
+
+def with_finalizer(finalizers: Any, *, present: bool) -> list[str] | None:
+    """``finalizers`` (``metadata.finalizers``, any shape) with ``RETAIN_FINALIZER`` added (``present``) or removed,
+    other finalizers kept in order; None when it already is as wanted."""
+    current = [item for item in finalizers if isinstance(item, str)] if isinstance(finalizers, list) else []
+    if (RETAIN_FINALIZER in current) == present:
+        return None
+    if present:
+        return [*current, RETAIN_FINALIZER]
+    return [item for item in current if item != RETAIN_FINALIZER]
 
 
 def credentials_refusal(secret: Mapping[str, Any], namespace: str, name: str) -> str | None:

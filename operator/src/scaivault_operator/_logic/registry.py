@@ -22,16 +22,24 @@ from pydantic import ValidationError
 
 from scaivault_operator._cogs.api import API_VERSION, VaultSecretSpec
 from scaivault_operator._logic import conditions
-from scaivault_operator._logic.manifests import ANNOTATION_REFRESH, ANNOTATION_VERSION, data_intact
+from scaivault_operator._logic.manifests import (
+    ANNOTATION_REFRESH,
+    ANNOTATION_VERSION,
+    RETAIN_FINALIZER,
+    data_intact,
+    wants_finalizer,
+)
 
 __all__ = [
     "ConnKey",
     "Entry",
     "Priority",
     "Registry",
+    "Release",
     "SecretInfo",
     "SourceKey",
     "VSKey",
+    "deleting",
     "ready_reason",
     "reason_label",
 ]
@@ -55,6 +63,14 @@ class Priority:
     DRIFT = 1
     VERSION = 2
     RETRY = 3
+
+
+@dataclass(frozen=True)
+class Release:
+    """A work-queue key beside the sources: release the Secret of the deleted VaultSecret ``key`` (deletionPolicy
+    Retain) and remove its finalizer."""
+
+    key: VSKey
 
 
 @dataclass
@@ -82,6 +98,10 @@ class Entry:
     failures: int = 0
     #: The value of the refresh annotation when last seen: a new value asks for one re-read of the source.
     refresh: str | None = None
+    #: Whether it carries ``RETAIN_FINALIZER`` (as last seen, or as the operator's own patch left it).
+    finalized: bool = False
+    #: It has a deletionTimestamp: never synced again; only released (``Release``) when it carries our finalizer.
+    deleting: bool = False
 
     @property
     def namespace(self) -> str:
@@ -152,9 +172,14 @@ class Registry:
 
         refresh = _mapping(meta.get("annotations")).get(ANNOTATION_REFRESH)
         refresh = refresh if isinstance(refresh, str) else None
+        finalized = _finalized(meta)
         old = self.entries.get(key)
-        if old is not None and old.uid == uid and old.spec == spec and old.spec_error == error:
+        if old is not None and old.uid == uid and old.spec == spec and old.spec_error == error and not old.deleting:
             old.generation = generation
+            old.finalized = finalized
+            if spec is not None and old.source is not None and finalized != wants_finalizer(spec):
+                self.dirty[key] = min(Priority.NEW, self.dirty.get(key, Priority.NEW))
+                return old.source  # our finalizer removed by hand (or a stale event): the sync puts it right
             if refresh == old.refresh:
                 return None  # our own status write, or a metadata change: nothing to do
             old.refresh = refresh
@@ -165,7 +190,7 @@ class Registry:
             self.dirty[key] = Priority.NEW
             return old.source
         entry = Entry(key=key, uid=uid, generation=generation, spec=spec, spec_error=error, status=status,
-                      refresh=refresh)  # fmt: skip
+                      refresh=refresh, finalized=finalized)  # fmt: skip
         if old is not None and old.uid == uid:
             entry.synced_version, entry.synced_spec = old.synced_version, old.synced_spec
             entry.status = old.status | status
@@ -192,8 +217,33 @@ class Registry:
             return False
         if spec.version is not None and spec.version != version:
             return False
+        if entry.finalized != wants_finalizer(spec):
+            return False  # deletionPolicy changed (or the finalizer was removed) while the operator was down
         info = self.secrets.get((entry.namespace, spec.target_name(entry.name)))
         return info is not None and info.intact and info.version == version and info.owner_uid == entry.uid
+
+    def mark_deleting(self, body: Mapping[str, Any]) -> bool:
+        """Record a VaultSecret that has a deletionTimestamp (a MODIFIED event, or listed at a start): it is never
+        synced again — it leaves its source and the Secret index's owners, so no version, drift or retry touches
+        it. True when it carries ``RETAIN_FINALIZER``: the caller queues its ``Release``."""
+        meta = _mapping(body.get("metadata"))
+        key: VSKey = (_text(meta.get("namespace")), _text(meta.get("name")))
+        self.unconfirmed.discard(key)
+        try:
+            spec: VaultSecretSpec | None = VaultSecretSpec.model_validate(body.get("spec") or {})
+            error = None
+        except ValidationError as exc:
+            spec, error = None, _spec_error(exc)
+        old = self.entries.get(key)
+        uid = _text(meta.get("uid"))
+        status = dict(_mapping(body.get("status")))
+        if old is not None and old.uid == uid:
+            status = old.status | status
+        self._detach(key)
+        self.dirty.pop(key, None)
+        self.entries[key] = Entry(key=key, uid=uid, generation=None, spec=spec, spec_error=error, status=status,
+                                  finalized=_finalized(meta), deleting=True)  # fmt: skip
+        return self.entries[key].finalized
 
     def remove(self, key: VSKey) -> None:
         self._detach(key)
@@ -361,6 +411,11 @@ class Registry:
         elif recreated or self.first_seen.get(key_, (None, 0.0))[0] != version:
             self.first_seen[key_] = (version, now)
 
+    def path_gone(self, conn: ConnKey, path: str) -> bool:
+        """Whether the connection's last list showed ``path`` gone (not merely: not listed yet)."""
+        key_ = (conn, path)
+        return key_ in self.latest and self.latest[key_] is None
+
     def propagation_start(self, source: SourceKey, version: int) -> float | None:
         """When ``version`` of an unpinned source's path was first seen in a list, while it is in flight; else None."""
         found = self.first_seen.get((source[0], source[1])) if source[2] is None else None
@@ -454,6 +509,16 @@ def _controller_uid(meta: Mapping[str, Any]) -> str:
         if isinstance(ref, Mapping) and ref.get("controller"):
             return _text(ref.get("uid"))
     return ""
+
+
+def _finalized(meta: Mapping[str, Any]) -> bool:
+    finalizers = meta.get("finalizers")
+    return isinstance(finalizers, list) and RETAIN_FINALIZER in finalizers
+
+
+def deleting(body: Mapping[str, Any]) -> bool:
+    """Whether the object has a deletionTimestamp (it is being deleted, held by finalizers)."""
+    return bool(_mapping(body.get("metadata")).get("deletionTimestamp"))
 
 
 def _annotation_version(meta: Mapping[str, Any]) -> int | None:
