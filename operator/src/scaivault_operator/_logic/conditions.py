@@ -171,132 +171,66 @@ def _classify_scaivault(error: scaivault.ScaiVaultError) -> Failure:
     return Failure(failure.reason, failure.message, failure.transient, failure.retry_after, detail=str(error))
 
 
-def _classify_scaivault_error(error: scaivault.ScaiVaultError) -> Failure:
-    if error.endpoint is scaivault.Endpoint.TOKEN:
-        return _classify_token_endpoint_error(error)
-    text = str(error)
-    if isinstance(error, scaivault.UnauthenticatedError):
-        return Failure(
-            UNAUTHORIZED,
-            clip(
-                f"ScaiVault refused the token ({text}): check the token Secret named in the connection's "
-                f"spec.auth, or rotate the token (client credentials: check the client id and secret)"
-            ),
-            transient=False,
-        )
-    if isinstance(error, scaivault.ForbiddenError):
-        return Failure(
-            FORBIDDEN,
-            clip(
-                f"ScaiVault denied access ({text}): the connection's token lacks the secrets:read scope or a "
-                f"ScaiVault policy denies this path; grant it in ScaiVault or use another connection"
-            ),
-            transient=False,
-        )
-    if isinstance(error, scaivault.NotFoundError):
-        return Failure(
-            SOURCE_NOT_FOUND,
-            clip(f"ScaiVault has no such secret ({text}): check spec.path / spec.version"),
-            transient=False,
-        )
-    if isinstance(error, scaivault.RateLimitedError):
-        wait = f"in {error.retry_after:g}s" if error.retry_after is not None else "later"
-        return Failure(
-            BACKEND_UNAVAILABLE,
-            clip(f"ScaiVault is rate limiting the operator ({text}); retrying {wait}"),
-            transient=True,
-            retry_after=error.retry_after,
-        )
-    if isinstance(error, scaivault.TransientError):
-        return Failure(
-            BACKEND_UNAVAILABLE,
-            clip(f"ScaiVault is unavailable ({text}); retrying — the Secret keeps its last synced data"),
-            transient=True,
-        )
-    if isinstance(error, scaivault.BadRequestError):
-        return Failure(
-            INVALID_SPEC,
-            clip(f"ScaiVault rejected the request as invalid ({text}): check spec.path / spec.version"),
-            transient=False,
-        )
-    if isinstance(error, scaivault.InvalidPathError):
-        return Failure(
-            INVALID_SPEC,
-            clip(f"invalid ScaiVault path: {text}; fix spec.path (or the connection's pathPrefixes)"),
-            transient=False,
-        )
-    if isinstance(error, scaivault.ConfigurationError):
-        return Failure(
-            INVALID_SPEC,
-            clip(f"the connection is misconfigured: {text}; fix the connection (its token Secret, CA bundle, URL)"),
-            transient=False,
-        )
-    if isinstance(error, scaivault.ResponseError):
-        return Failure(
-            BACKEND_UNAVAILABLE,
-            clip(f"ScaiVault sent an answer the operator cannot understand ({text}); retrying"),
-            transient=True,
-        )
-    return Failure(BACKEND_UNAVAILABLE, clip(f"ScaiVault request failed ({text}); retrying"), transient=True)
-
+#: How a ScaiVault client error becomes a Failure, per endpoint: the first row whose class the error is an instance
+#: of gives the reason, the message (``{text}``: the error; ``{wait}``: "in Ns" or "later", from ``retry_after``)
+#: and whether it is retried. The last row of each table (``ScaiVaultError``) catches the rest.
+_Row = tuple[type[scaivault.ScaiVaultError], str, str, bool]
+_SCAIVAULT_ERRORS: tuple[_Row, ...] = (
+    (scaivault.UnauthenticatedError, UNAUTHORIZED, "ScaiVault refused the token ({text}): check the token Secret "
+     "named in the connection's spec.auth, or rotate the token (client credentials: check the client id and "
+     "secret)", False),
+    (scaivault.ForbiddenError, FORBIDDEN, "ScaiVault denied access ({text}): the connection's token lacks the "
+     "secrets:read scope or a ScaiVault policy denies this path; grant it in ScaiVault or use another connection",
+     False),
+    (scaivault.NotFoundError, SOURCE_NOT_FOUND, "ScaiVault has no such secret ({text}): check spec.path / "
+     "spec.version", False),
+    (scaivault.RateLimitedError, BACKEND_UNAVAILABLE, "ScaiVault is rate limiting the operator ({text}); retrying "
+     "{wait}", True),
+    (scaivault.TransientError, BACKEND_UNAVAILABLE, "ScaiVault is unavailable ({text}); retrying — the Secret keeps "
+     "its last synced data", True),
+    (scaivault.BadRequestError, INVALID_SPEC, "ScaiVault rejected the request as invalid ({text}): check spec.path / "
+     "spec.version", False),
+    (scaivault.InvalidPathError, INVALID_SPEC, "invalid ScaiVault path: {text}; fix spec.path (or the connection's "
+     "pathPrefixes)", False),
+    (scaivault.ConfigurationError, INVALID_SPEC, "the connection is misconfigured: {text}; fix the connection (its "
+     "token Secret, CA bundle, URL)", False),
+    (scaivault.ResponseError, BACKEND_UNAVAILABLE, "ScaiVault sent an answer the operator cannot understand ({text}); "
+     "retrying", True),
+    (scaivault.ScaiVaultError, BACKEND_UNAVAILABLE, "ScaiVault request failed ({text}); retrying", True),
+)  # fmt: skip
 
 #: Where a connection's OAuth token endpoint is configured: the field its failures send the user to.
 _TOKEN_URL_FIELD: Final = "spec.auth.clientCredentials.tokenUrl"
 
+#: Errors of the connection's OAuth token endpoint (``Endpoint.TOKEN``): the connection's problem, never the
+#: VaultSecret's path. Refused credentials (400/401/403) are Unauthorized; any other refusal (a 404, a redirect, 405,
+#: 409...) means the token URL is wrong (InvalidSpec); 429, 5xx, network errors and answers without a usable token
+#: are retried (BackendUnavailable).
+_TOKEN_ENDPOINT_ERRORS: tuple[_Row, ...] = (
+    (scaivault.UnauthenticatedError, UNAUTHORIZED, "the OAuth token endpoint refused the connection's client "
+     "credentials ({text}): check the client id and secret in the Secret named by the connection's "
+     "spec.auth.clientCredentials.secretRef, and its " + _TOKEN_URL_FIELD, False),
+    (scaivault.RateLimitedError, BACKEND_UNAVAILABLE, "the OAuth token endpoint is rate limiting the operator "
+     "({text}); retrying {wait}", True),
+    (scaivault.TransientError, BACKEND_UNAVAILABLE, "the OAuth token endpoint is unavailable ({text}); retrying — the "
+     "Secret keeps its last synced data", True),
+    # 404, 3xx, 405, 409, other 4xx: not a token endpoint at that URL
+    (scaivault.APIError, INVALID_SPEC, "the OAuth token endpoint rejected the token request ({text}): check the "
+     "connection's " + _TOKEN_URL_FIELD + " — it must be the URL of the token endpoint itself", False),
+    (scaivault.ResponseError, BACKEND_UNAVAILABLE, "the OAuth token endpoint sent an answer the operator cannot "
+     "understand ({text}); retrying — check the connection's " + _TOKEN_URL_FIELD + " if this persists", True),
+    (scaivault.ScaiVaultError, BACKEND_UNAVAILABLE, "the OAuth token request failed ({text}); retrying — check the "
+     "connection's " + _TOKEN_URL_FIELD, True),
+)  # fmt: skip
 
-def _classify_token_endpoint_error(error: scaivault.ScaiVaultError) -> Failure:
-    """An error of the connection's OAuth token endpoint (``Endpoint.TOKEN``): the connection's problem, never the
-    VaultSecret's path. Refused credentials (400/401/403) are Unauthorized; any other refusal (a 404, a redirect,
-    405, 409...) means the token URL is wrong (InvalidSpec); 429, 5xx, network errors and answers without a usable
-    token are retried (BackendUnavailable)."""
-    text = str(error)
-    if isinstance(error, scaivault.UnauthenticatedError):
-        return Failure(
-            UNAUTHORIZED,
-            clip(
-                f"the OAuth token endpoint refused the connection's client credentials ({text}): check the client id "
-                "and secret in the Secret named by the connection's spec.auth.clientCredentials.secretRef, and its "
-                f"{_TOKEN_URL_FIELD}"
-            ),
-            transient=False,
-        )
-    if isinstance(error, scaivault.RateLimitedError):
-        wait = f"in {error.retry_after:g}s" if error.retry_after is not None else "later"
-        return Failure(
-            BACKEND_UNAVAILABLE,
-            clip(f"the OAuth token endpoint is rate limiting the operator ({text}); retrying {wait}"),
-            transient=True,
-            retry_after=error.retry_after,
-        )
-    if isinstance(error, scaivault.TransientError):
-        return Failure(
-            BACKEND_UNAVAILABLE,
-            clip(f"the OAuth token endpoint is unavailable ({text}); retrying — the Secret keeps its last synced data"),
-            transient=True,
-        )
-    if isinstance(error, scaivault.APIError):  # 404, 3xx, 405, 409, other 4xx: not a token endpoint at that URL
-        return Failure(
-            INVALID_SPEC,
-            clip(
-                f"the OAuth token endpoint rejected the token request ({text}): check the connection's "
-                f"{_TOKEN_URL_FIELD} — it must be the URL of the token endpoint itself"
-            ),
-            transient=False,
-        )
-    if isinstance(error, scaivault.ResponseError):
-        return Failure(
-            BACKEND_UNAVAILABLE,
-            clip(
-                f"the OAuth token endpoint sent an answer the operator cannot understand ({text}); retrying — check "
-                f"the connection's {_TOKEN_URL_FIELD} if this persists"
-            ),
-            transient=True,
-        )
-    return Failure(
-        BACKEND_UNAVAILABLE,
-        clip(f"the OAuth token request failed ({text}); retrying — check the connection's {_TOKEN_URL_FIELD}"),
-        transient=True,
-    )
+
+def _classify_scaivault_error(error: scaivault.ScaiVaultError) -> Failure:
+    table = _TOKEN_ENDPOINT_ERRORS if error.endpoint is scaivault.Endpoint.TOKEN else _SCAIVAULT_ERRORS
+    _, reason, template, transient = next(row for row in table if isinstance(error, row[0]))
+    retry_after = error.retry_after if isinstance(error, scaivault.RateLimitedError) else None
+    wait = f"in {retry_after:g}s" if retry_after is not None else "later"
+    message = template.format(text=str(error), wait=wait)
+    return Failure(reason, clip(message), transient=transient, retry_after=retry_after)
 
 
 def backing_off(failure: Failure, *, connection: str, retry_at: str | None) -> Failure:
