@@ -161,19 +161,11 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _ready(status: Mapping[str, Any]) -> Mapping[str, Any]:
-    items = status.get("conditions")
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, Mapping) and item.get("type") == conditions.READY:
-            return item
-    return {}
-
-
 def _trusted(conn: Connection) -> Health | None:
     """The health the stored status reports, when it was found for this generation and was good: trusted at start
     as a VaultSecret's Ready is (a token that stopped working shows as a 401, which opens the breaker)."""
     status = conn.status
-    ready = _ready(status)
+    ready = conditions.ready_of(status)
     reason, message = ready.get("reason"), ready.get("message")
     identity = status.get("identity")
     if reason not in (conditions.AUTHENTICATED, conditions.MISSING_SCOPE) or not isinstance(message, str):
@@ -192,7 +184,7 @@ def _breaker_moved(stored: Mapping[str, Any], breaker: Breaker) -> bool:
 def needs_write(status: Mapping[str, Any], conn: Connection, health: Health) -> bool:
     """Whether ``status`` (as stored) misses a hard change: the Ready condition, identity, observedGeneration, or a
     transition of the breaker."""
-    ready = _ready(status)
+    ready = conditions.ready_of(status)
     if (ready.get("status"), ready.get("reason"), ready.get("message")) != (
         "True" if health.ready else "False",
         health.reason,
@@ -209,7 +201,7 @@ def needs_write(status: Mapping[str, Any], conn: Connection, health: Health) -> 
 def desired(conn: Connection, health: Health, *, watched: int, polled_at: str | None, now: str) -> dict[str, Any]:
     """The whole status of ``conn`` as a merge patch (wrap as ``{"status": ...}``)."""
     status = "True" if health.ready else "False"
-    previous = _ready(conn.status)
+    previous = conditions.ready_of(conn.status)
     since = previous.get("lastTransitionTime") if previous.get("status") == status else None
     ready: dict[str, Any] = {"type": conditions.READY, "status": status, "reason": health.reason,
                              "message": conditions.clip(health.message),
@@ -369,7 +361,7 @@ class StatusWriter:
         self.writes += 1
         self._written_at[key] = self._clock()
         self._metrics.inc("connection_status_writes_total")
-        before = _ready(conn.status).get("reason")
+        before = conditions.ready_of(conn.status).get("reason")
         conn.status = merge_patch(conn.status, patch)
         if before != health.reason:
             level = logging.INFO if health.ready else logging.WARNING

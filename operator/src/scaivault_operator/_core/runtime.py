@@ -387,4 +387,4 @@ class Runtime:
 
 
 def _ready(status: Mapping[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return conditions.ready_of(status).get("status") == "True"

@@ -54,10 +54,12 @@ __all__ = [
     "classify",
     "clip",
     "desired_status",
+    "find_condition",
     "insecure_message",
     "is_transition",
     "now_rfc3339",
     "ready_condition",
+    "ready_of",
     "status_patch",
     "with_insecure",
 ]
@@ -462,8 +464,18 @@ def now_rfc3339(clock: Callable[[], datetime] = _utcnow) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _conditions(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    value = status.get("conditions")
+def find_condition(status: Any, kind: str) -> Mapping[str, Any] | None:
+    """The condition of type ``kind`` in an object's ``status`` as read (an odd shape holds no condition), or None."""
+    return _find_condition(_conditions(status), kind)
+
+
+def ready_of(status: Any) -> Mapping[str, Any]:
+    """The Ready condition in ``status`` as read, or ``{}`` (the one place that looks it up)."""
+    return find_condition(status, READY) or {}
+
+
+def _conditions(status: Any) -> list[Mapping[str, Any]]:
+    value = status.get("conditions") if isinstance(status, Mapping) else None
     if not isinstance(value, list):
         return []
     return [c for c in value if isinstance(c, Mapping)]

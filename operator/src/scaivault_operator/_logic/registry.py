@@ -213,7 +213,11 @@ class Registry:
         if spec is None or entry.generation is None or status.get("observedGeneration") != entry.generation:
             return False
         version = status.get("syncedVersion")
-        if _ready_status(status) != "True" or not isinstance(version, int) or isinstance(version, bool):
+        if (
+            conditions.ready_of(status).get("status") != "True"
+            or not isinstance(version, int)
+            or isinstance(version, bool)
+        ):
             return False
         if spec.version is not None and spec.version != version:
             return False
@@ -325,7 +329,7 @@ class Registry:
         none, ``Unknown`` for a reason that is not a condition reason (a word; status is not free text in a label)."""
         found = []
         for entry in self.entries.values():
-            if _ready(entry.status).get("status") != "True":
+            if conditions.ready_of(entry.status).get("status") != "True":
                 found.append((entry.namespace, entry.name, reason_label(entry.status)))
         return found
 
@@ -477,29 +481,17 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _ready(status: Mapping[str, Any]) -> Mapping[str, Any]:
-    conditions_ = status.get("conditions")
-    for condition in conditions_ if isinstance(conditions_, list) else []:
-        if isinstance(condition, Mapping) and condition.get("type") == conditions.READY:
-            return condition
-    return {}
-
-
-def _ready_status(status: Mapping[str, Any]) -> Any:
-    return _ready(status).get("status")
-
-
 def reason_label(status: Mapping[str, Any]) -> str:
     """The Ready reason of ``status`` as a metric label: ``Pending`` while it has none, ``Unknown`` for one that is
     not a condition reason (status is written by whoever may patch it: never free text in a label)."""
-    ready = _ready(status)
+    ready = conditions.ready_of(status)
     reason = ready.get("reason") if ready else "Pending"
     return reason if isinstance(reason, str) and _REASON.fullmatch(reason) else "Unknown"
 
 
 def ready_reason(status: Mapping[str, Any]) -> str | None:
     """The reason of the Ready condition in ``status``, if any."""
-    reason = _ready(status).get("reason")
+    reason = conditions.ready_of(status).get("reason")
     return reason if isinstance(reason, str) else None
 
 

@@ -28,7 +28,6 @@ __all__ = [
     "Report",
     "State",
     "UsageError",
-    "condition",
     "format_report",
     "integer",
     "labels_of",
@@ -188,12 +187,3 @@ def integer(value: Any) -> int | None:
 def labels_of(obj: Any) -> dict[str, str]:
     """The labels of an object read from the API (``{}`` for none)."""
     return {str(k): str(v) for k, v in mapping(mapping(mapping(obj).get("metadata")).get("labels")).items()}
-
-
-def condition(status: Any, kind: str) -> Mapping[str, Any] | None:
-    """The condition of type ``kind`` in an object's ``status``, or None."""
-    conditions = mapping(status).get("conditions")
-    for item in conditions if isinstance(conditions, list) else ():
-        if isinstance(item, Mapping) and item.get("type") == kind:
-            return item
-    return None

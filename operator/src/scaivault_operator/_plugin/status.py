@@ -19,14 +19,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from scaivault_operator._logic.conditions import READY, SYNCED
+from scaivault_operator._logic.conditions import READY, SYNCED, find_condition
 from scaivault_operator._logic.registry import ready_reason
 from scaivault_operator._plugin.cluster import Cluster
 from scaivault_operator._plugin.output import (
     ExitCode,
     PluginError,
     Report,
-    condition,
     integer,
     mapping,
     short,
@@ -48,7 +47,7 @@ _CONNECTION_COLUMNS = ("kind", "namespace", "name", "ready", "reason", "breaker"
 def vaultsecret_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     """One VaultSecret as ``status`` shows it (plain data)."""
     meta, spec, status = mapping(body.get("metadata")), mapping(body.get("spec")), mapping(body.get("status"))
-    ready = condition(status, READY) or {}
+    ready = find_condition(status, READY) or {}
     generation, observed = integer(meta.get("generation")), integer(status.get("observedGeneration"))
     return {
         "namespace": text(meta.get("namespace")),
@@ -67,7 +66,7 @@ def vaultsecret_summary(body: Mapping[str, Any]) -> dict[str, Any]:
 def connection_health(conn: Connection) -> dict[str, Any]:
     """A connection's health (plain data) from whatever its status carries; see the module docstring."""
     status = conn.status
-    ready = condition(status, READY)
+    ready = find_condition(status, READY)
     breaker = mapping(status.get("breaker"))
     identity = mapping(status.get("identity"))
     if ready is not None:

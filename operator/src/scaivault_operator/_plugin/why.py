@@ -49,7 +49,6 @@ from scaivault_operator._plugin.output import (
     PluginError,
     Report,
     State,
-    condition,
     integer,
     labels_of,
     mapping,
@@ -114,7 +113,7 @@ def vaultsecret_step(
     answers to the ScaiVault step, a PolicyDenied to the access-rules step when there is one (``access_shown``)."""
     meta, status = mapping(body.get("metadata")), mapping(body.get("status"))
     where = f"{meta.get('namespace')}/{meta.get('name')}"
-    ready = condition(status, conditions.READY)
+    ready = conditions.find_condition(status, conditions.READY)
     synced = integer(status.get("syncedVersion"))
     details: list[tuple[State, str]] = []
     if spec is not None:
@@ -232,7 +231,7 @@ def access_step(
 
 def scaivault_step(status: Mapping[str, Any], conn: Connection | None) -> Step:
     """The last ScaiVault answer, from the Ready condition, and when the next request may go out."""
-    ready = condition(status, conditions.READY)
+    ready = conditions.find_condition(status, conditions.READY)
     breaker = mapping(conn.status.get("breaker")) if conn is not None else {}
     details: list[tuple[State, str]] = []
     if breaker.get("state") == "Open":
@@ -365,7 +364,7 @@ async def why(cluster: Cluster, namespace: str, name: str, marks: Marks) -> Repo
     meta, status = mapping(body.get("metadata")), mapping(body.get("status"))
     spec, spec_error = _parse_spec(body)
     steps: list[Step] = []
-    ready = (condition(status, conditions.READY) or {}).get("status") == "True"
+    ready = (conditions.find_condition(status, conditions.READY) or {}).get("status") == "True"
 
     conn: Connection | None = None
     if spec is not None:

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 import yaml
 
 from scaivault_operator._cogs.settings import OperatorSettings
+from scaivault_operator._logic import conditions
 from scaivault_operator.testing import Cluster, emulated_cluster, real_cluster, running_operator
 
 __all__ = ["main", "run_demo"]
@@ -97,7 +98,7 @@ class Demo:
         for namespace, name in names:
             vs = await self.cluster.get("VaultSecret", namespace, name) or {}
             status = vs.get("status") or {}
-            ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            ready = conditions.ready_of(status)
             spec = vs.get("spec") or {}
             cells = [
                 f"{namespace}/{name}",
@@ -136,8 +137,8 @@ async def _install_crds(cluster: Cluster) -> None:
             crd = await cluster.get(
                 "CustomResourceDefinition", None, yaml.safe_load(path.read_text())["metadata"]["name"]
             )
-            conditions = ((crd or {}).get("status") or {}).get("conditions") or []
-            if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            established = conditions.find_condition((crd or {}).get("status"), "Established") or {}
+            if established.get("status") != "True":
                 return False
         return True
 
