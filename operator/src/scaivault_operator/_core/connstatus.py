@@ -44,13 +44,13 @@ later, and serves the ``connection_ready`` gauge.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scaivault_operator._cogs.aiotasks import cancel_and_wait
 from scaivault_operator._cogs.kube import Kube, KubeError
 from scaivault_operator._cogs.metrics import Metrics
 from scaivault_operator._cogs.scaivault import (
@@ -403,8 +403,4 @@ class StatusWriter:
         if self._beat is not None:
             tasks.append(self._beat)
             self._beat = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)

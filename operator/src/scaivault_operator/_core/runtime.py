@@ -15,12 +15,12 @@ Flow of a watch event to a written Secret::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from scaivault_operator._cogs.aiotasks import cancel_and_wait
 from scaivault_operator._cogs.kube import Kube, KubeError
 from scaivault_operator._cogs.metrics import Metrics
 from scaivault_operator._cogs.settings import OperatorSettings
@@ -149,11 +149,7 @@ class Runtime:
         if self._relist is not None:
             tasks.append(self._relist)
             self._relist = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         self._workers, self.watchers = [], {}
         await self.connection_status.aclose()
         await self.connections.aclose()
