@@ -32,7 +32,13 @@ import jsonschema
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from scaivault_operator._cogs.api import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, SECRET_KEY_PATTERN
+from scaivault_operator._cogs.api import (
+    DATA_SECRET_TYPES,
+    DNS_LABEL_PATTERN,
+    DNS_SUBDOMAIN_PATTERN,
+    DURATION_PATTERN,
+    SECRET_KEY_PATTERN,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tests" / "unit" / "crds") not in sys.path:
@@ -176,12 +182,7 @@ loopback_http = st.builds(
 )
 secret_types = st.sampled_from(
     [
-        "Opaque",
-        "kubernetes.io/basic-auth",
-        "kubernetes.io/ssh-auth",
-        "kubernetes.io/tls",
-        "kubernetes.io/dockerconfigjson",
-        "kubernetes.io/dockercfg",
+        *DATA_SECRET_TYPES,
         "example.com/config",
         "acme.io/app-settings",
     ]
