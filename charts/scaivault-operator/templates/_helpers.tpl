@@ -196,10 +196,20 @@ mode (a JSON list): the default connection's (when scaivault.url is set) and rba
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, watch, create, patch, delete]
-# Events: the operator's on VaultSecrets; Kopf's own (warnings only).
+# Events: the operator's on VaultSecrets (and, with rollout.enabled, on the workloads it restarts); Kopf's own
+# (warnings only).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if .Values.rollout.enabled }}
+# Workload rollouts (rollout.enabled): when a sync changed a Secret's data, the operator lists the namespace's
+# Deployments, StatefulSets and DaemonSets once per debounce window (list), restarts those whose used keys changed
+# with a merge patch of their pod template's annotation scaivault.scailabs.ai/rollout (patch), and re-reads one whose
+# patch met a 409 (get). No watch, no update, no delete; nothing on Pods or ReplicaSets.
+- apiGroups: [apps]
+  resources: [deployments, statefulsets, daemonsets]
+  verbs: [get, list, patch]
+{{- end }}
 {{- end -}}
 {{- define "scaivault-operator.peeringRules" -}}
 # Kopf peering (replicaCount > 1): watch the peering objects, patch our own with keep-alives.

@@ -15,6 +15,10 @@ Where each rule comes from (kube.py, runtime.py, handlers.py and Kopf 1.45's rea
 - events create: ``Kube.post_event`` and Kopf's warnings. namespaces get: ``Kube.namespace_labels``; list/watch only
   in namespaced mode, where Kopf's namespace observer follows the served namespaces.
 - customresourcedefinitions list/watch: Kopf's resource observer.
+- apps deployments, statefulsets, daemonsets get/list/patch (``rollout.enabled``, the default): ``Kube.list_workloads``
+  (once per debounce window of a namespace whose Secret data changed), ``get_workload`` (a re-read after a 409),
+  ``patch_workload`` (the pod-template annotation that restarts it). No watch. ``rollout.enabled=false`` drops the
+  rule and sets ``SCAIVAULT_OPERATOR_ROLLOUT_ENABLED=false``.
 - kopf.dev peerings: Kopf's peering observer (list/watch) and keep-alives (patch of the named object).
 - GET /version (readiness) and SelfSubjectReview (who we run as, logged at start): granted to every authenticated
   user by Kubernetes' default roles, so the chart grants nothing for them.
@@ -25,7 +29,20 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from chart_support import FULLNAME, GROUP, NAMESPACE, Rule, find, find_all, render, rules
+import yaml
+from chart_support import (
+    FULLNAME,
+    GROUP,
+    NAMESPACE,
+    VALUES_DIR,
+    JsonDict,
+    Rule,
+    container,
+    find,
+    find_all,
+    render,
+    rules,
+)
 
 from scaivault_operator._cogs.kube import Kube
 
@@ -35,7 +52,11 @@ CLUSTER_READS: set[Rule] = {
     ("", "namespaces", ("get",), ()),
     ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), ()),
 }
-NAMESPACED: set[Rule] = {
+#: Workload rollouts (``rollout.enabled``, the default): one rule per resource, as ``rules`` splits them.
+WORKLOADS: set[Rule] = {("apps", resource, ("get", "list", "patch"), ()) for resource in
+                        ("deployments", "statefulsets", "daemonsets")}  # fmt: skip
+#: The namespaced rules with rollouts off.
+NAMESPACED_CORE: set[Rule] = {
     (GROUP, "vaultsecrets", ("get", "list", "patch", "watch"), ()),
     (GROUP, "vaultsecrets/status", ("patch",), ()),
     (GROUP, "vaultsecrets/finalizers", ("update",), ()),
@@ -44,6 +65,7 @@ NAMESPACED: set[Rule] = {
     ("", "secrets", ("create", "delete", "get", "list", "patch", "watch"), ()),
     ("", "events", ("create",), ()),
 }
+NAMESPACED: set[Rule] = NAMESPACED_CORE | WORKLOADS
 #: Every public call of ``Kube`` and the RBAC rules it needs. A new call must be added here and to the chart.
 KUBE_CALLS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "get_secret": (("", "secrets", "get"),),
@@ -62,6 +84,9 @@ KUBE_CALLS: dict[str, tuple[tuple[str, str, str], ...]] = {
         (GROUP, "vaultconnections/status", "patch"),
     ),
     "post_event": (("", "events", "create"),),
+    "list_workloads": tuple(("apps", resource, "list") for resource in ("deployments", "statefulsets", "daemonsets")),
+    "get_workload": tuple(("apps", resource, "get") for resource in ("deployments", "statefulsets", "daemonsets")),
+    "patch_workload": tuple(("apps", resource, "patch") for resource in ("deployments", "statefulsets", "daemonsets")),
 }
 #: Calls that Kubernetes' default ClusterRoles grant every authenticated user: nothing for the chart to grant.
 #: GET /version: system:public-info-viewer; SelfSubjectReview create: system:basic-user (Kubernetes 1.28+).
@@ -188,3 +213,75 @@ def test_connection_status_patch_is_granted_where_each_kind_lives() -> None:
     assert namespaced_status not in rules(find(docs, "ClusterRole", FULLNAME))
     for namespace in ("team-a", "team-b"):
         assert namespaced_status in rules(find(docs, "Role", FULLNAME, namespace))
+
+
+# -- rollout.enabled ---------------------------------------------------------------------------------------------
+
+ROLLOUT_OFF = {"name": "SCAIVAULT_OPERATOR_ROLLOUT_ENABLED", "value": "false"}
+
+
+def _env(docs: list[JsonDict]) -> list[JsonDict]:
+    env: list[JsonDict] = container(docs)["env"]
+    return env
+
+
+@pytest.mark.parametrize("values", ["token.yaml", "namespaced.yaml", "ha-namespaced.yaml"])
+def test_rollouts_on_by_default_grant_get_list_patch_on_workloads_where_secrets_are_served(values: str) -> None:
+    """The default: the workloads of every served namespace, with exactly the verbs the rollout calls (no watch,
+    update or delete), and the operator keeps its default (rollouts on)."""
+    docs = render(values)
+    namespaces = yaml.safe_load((VALUES_DIR / values).read_text()).get("watchNamespaces")
+    roles = [find(docs, "Role", FULLNAME, namespace) for namespace in namespaces] if namespaces else [
+        find(docs, "ClusterRole", FULLNAME)]  # fmt: skip
+    for role in roles:
+        assert {rule for rule in rules(role) if rule[0] == "apps"} == WORKLOADS
+    if namespaces:  # never cluster-wide in namespaced mode, nor in the release namespace it does not serve
+        assert not any(group == "apps" for group, *_ in rules(find(docs, "ClusterRole", FULLNAME)))
+        assert not any(group == "apps" for group, *_ in rules(find(docs, "Role", f"{FULLNAME}-credentials", NAMESPACE)))
+    assert not any(item["name"] == ROLLOUT_OFF["name"] for item in _env(docs))
+
+
+@pytest.mark.parametrize(
+    ("values", "sets"),
+    [
+        ("token.yaml", ("rollout.enabled=false",)),
+        ("ha.yaml", ("rollout.enabled=false",)),
+        ("rollout-disabled.yaml", ()),
+        ("ha-namespaced.yaml", ("rollout.enabled=false",)),
+    ],
+)
+def test_rollouts_off_grant_nothing_on_workloads_and_tell_the_operator(values: str, sets: tuple[str, ...]) -> None:
+    docs = render(values, *sets)
+    for role in find_all(docs, "ClusterRole") + find_all(docs, "Role"):
+        assert not any(group == "apps" for group, *_ in rules(role)), role["metadata"]["name"]
+    for namespace in yaml.safe_load((VALUES_DIR / values).read_text()).get("watchNamespaces") or ():
+        assert rules(find(docs, "Role", FULLNAME, namespace)) - _peering("kopfpeerings", FULLNAME) == NAMESPACED_CORE
+    if not find_all(docs, "Role"):
+        cluster = rules(find(docs, "ClusterRole", FULLNAME)) - _peering("clusterkopfpeerings", "scaivault-peering")
+        assert cluster == CLUSTER_READS | NAMESPACED_CORE
+    env = _env(docs)
+    assert ROLLOUT_OFF in env
+    assert env[0]["name"] == "POD_ID"
+    assert [item["name"] for item in env].count(ROLLOUT_OFF["name"]) == 1
+
+
+def test_rollouts_off_keeps_the_users_extra_settings_after_it() -> None:
+    """operator.env comes after the chart's own variables, so a user's value is the last word."""
+    names = [item["name"] for item in _env(render("rollout-disabled.yaml"))]
+    assert names == ["POD_ID", ROLLOUT_OFF["name"], "SCAIVAULT_OPERATOR_PAGE_SIZE"]
+
+
+def test_rollouts_off_without_rbac_renders_only_the_setting() -> None:
+    docs = render("token.yaml", "rollout.enabled=false", "rbac.create=false")
+    assert not [d for d in docs if d["apiVersion"].startswith("rbac.authorization.k8s.io/")]
+    assert ROLLOUT_OFF in _env(docs)
+
+
+def test_the_setting_the_chart_sets_is_the_operators(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variable the chart sets when rollout.enabled=false is the one that turns the operator's rollouts off."""
+    from scaivault_operator._cogs.settings import OperatorSettings
+
+    monkeypatch.delenv(ROLLOUT_OFF["name"], raising=False)
+    assert OperatorSettings().rollout_enabled is True
+    monkeypatch.setenv(ROLLOUT_OFF["name"], ROLLOUT_OFF["value"])
+    assert OperatorSettings().rollout_enabled is False
