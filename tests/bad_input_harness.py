@@ -581,7 +581,7 @@ def run_operator(
         _, syncs = runner.run(main()) if runner is not None else asyncio.run(main())
     return Outcome(
         status=kube.statuses.get((NAMESPACE, VS_NAME), {}),
-        secret=kube.secrets.get((NAMESPACE, _target_name(vs))),
+        secret=kube.secrets.get((NAMESPACE, _target_name(vs, kube.statuses.get((NAMESPACE, VS_NAME), {})))),
         events=kube.events,
         logs=logs.texts,
         requests=answers.requests,
@@ -590,10 +590,16 @@ def run_operator(
     )
 
 
-def _target_name(vs: Mapping[str, Any] | None) -> str:
+def _target_name(vs: Mapping[str, Any] | None, status: Mapping[str, Any]) -> str:
+    """The Secret the VaultSecret writes: its target name, or — ``target.immutable`` — the versioned Secret its
+    status names."""
     spec = (vs or {}).get("spec")
     target = spec.get("target") if isinstance(spec, Mapping) else None
     name = target.get("name") if isinstance(target, Mapping) else None
+    if isinstance(target, Mapping) and target.get("immutable") is True:
+        written = status.get("secretName")
+        if isinstance(written, str) and written:
+            return written
     return name if isinstance(name, str) and name else VS_NAME
 
 
@@ -609,6 +615,7 @@ REASONS = frozenset(
         conditions.INVALID_SPEC,
         conditions.POLICY_DENIED,
         conditions.TARGET_CONFLICT,
+        conditions.TARGET_NOT_FOUND,
         conditions.INVALID_SOURCE_DATA,
     }
 )

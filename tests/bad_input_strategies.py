@@ -326,7 +326,24 @@ def valid_specs(kind: str) -> st.SearchStrategy[JsonDict]:
             st.sampled_from(["", "http://vault.example"]),
             st.integers(0, 9),
         )
+    if kind == "VaultSecret":
+        strategy = strategy.map(_finish_vaultsecret)
     return strategy
+
+
+def _finish_vaultsecret(spec: JsonDict) -> JsonDict:
+    """The rules across fields that the schema alone does not give: ``target.immutable`` only with creationPolicy
+    Owner and a name of at most 232 characters (CEL on Target); distinct ``rollout.targets`` (CEL)."""
+    target = spec.get("target")
+    if isinstance(target, dict) and target.get("immutable") is True:
+        target["creationPolicy"] = "Owner"
+        if isinstance(target.get("name"), str):
+            target["name"] = target["name"][:232].rstrip(".-") or "a"
+    rollout = spec.get("rollout")
+    if isinstance(rollout, dict) and isinstance(rollout.get("targets"), list):
+        distinct = {(t.get("kind"), t.get("name")): t for t in rollout["targets"] if isinstance(t, dict)}
+        rollout["targets"] = list(distinct.values())
+    return spec
 
 
 def _finish_connection(spec: JsonDict, insecure: bool, plain: str, bundle: int) -> JsonDict:

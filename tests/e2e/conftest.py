@@ -148,6 +148,16 @@ def garbage_collector(cluster: ClusterAccess) -> None:
         )
 
 
+@pytest.fixture
+def deployment_controller(cluster: ClusterAccess) -> None:
+    """Skips the test when no Deployment controller runs (a private control plane without kube-controller-manager)."""
+    if not cluster.garbage_collector:
+        pytest.skip(
+            f"needs the Deployment controller: {ASSETS_ENV} has no {KUBE_CONTROLLER_MANAGER} (setup-envtest ships "
+            "none), so the private control plane runs without one; add the binary there or use a real cluster"
+        )
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def crds(cluster: ClusterAccess) -> AsyncIterator[list[str]]:
     """The three CRDs, Established. Removed at the end only if this session created them: deleting a CRD deletes

@@ -70,7 +70,8 @@ HOW_TO_GET_BINARIES = (
 #: Controllers the tests need: the garbage collector (a Secret goes with its VaultSecret), namespace deletion,
 #: and the service-account ones so a namespace looks like one on a real cluster. Old names: newer releases
 #: accept them as aliases.
-CONTROLLERS = ("garbagecollector", "namespace", "serviceaccount-token", "serviceaccount")
+#: (deployment, replicaset: a restarted Deployment shows its new ReplicaSet — tests/e2e/test_e2e_rollout.py.)
+CONTROLLERS = ("garbagecollector", "namespace", "serviceaccount-token", "serviceaccount", "deployment", "replicaset")
 #: Service IPs the API server allocates from (the ``kubernetes`` Service); nothing is ever sent there.
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 

@@ -30,6 +30,7 @@ from lightkube.config.client_adapter import ConnectionParams
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core.resource import NamespacedResource
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.apps_v1 import Deployment, ReplicaSet
 from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Secret
 from lightkube.types import PatchType
 
@@ -75,6 +76,8 @@ _RESOURCES: dict[str, Any] = {
     "VaultSecret": VaultSecretResource,
     "VaultConnection": VaultConnectionResource,
     "ClusterVaultConnection": ClusterVaultConnectionResource,
+    "Deployment": Deployment,
+    "ReplicaSet": ReplicaSet,
 }
 
 

@@ -1,16 +1,20 @@
 """``spec.target.deletionPolicy`` and ``spec.onSourceDeleted`` on a real API server, with its garbage collector: Retain
 keeps the Secret, unmanaged, after the VaultSecret is gone; Delete lets the collector take it; onSourceDeleted: Delete
-removes the Secret while its path is gone from ScaiVault and writes it again when the path comes back."""
+removes the Secret while its path is gone from ScaiVault and writes it again when the path comes back;
+``creationPolicy: Merge`` writes only its keys into a Secret it does not own, and its deletion removes them (Delete)
+or keeps them (Retain) while the Secret stays."""
 
 from __future__ import annotations
 
 import pytest
-from e2e_support import CLUSTER_TIMEOUT, E2E, decoded_data
+from e2e_support import CLUSTER_TIMEOUT, E2E, annotations_of, decoded_data, labels_of, secret_manifest
 
 from scaivault_operator._core.runtime import Runtime
 from scaivault_operator._logic.manifests import (
+    ANNOTATION_MERGED_KEYS,
     ANNOTATION_PREFIX,
     MANAGED_BY_LABEL,
+    MERGE_LABEL,
     RETAIN_FINALIZER,
     VAULTSECRET_LABEL,
 )
@@ -81,3 +85,52 @@ async def test_on_source_deleted_delete_follows_the_path(env: E2E, operator: Run
     env.write("e2e/retain/follows", {"api_key": "key-2"})
     await env.wait_secret_data("follows", {"api_key": "key-2"})
     await env.wait_ready("follows")
+
+
+@pytest.mark.usefixtures("garbage_collector")
+async def test_merge_writes_only_its_keys_and_takes_them_out_when_deleted(env: E2E, operator: Runtime | None) -> None:
+    """Merge into a Secret someone else made: TargetNotFound until it exists; then only our keys are written (no
+    ownerReference, no managed-by label; theirs, their labels and owner stay), a new version changes only ours;
+    deleting the VaultSecret (deletionPolicy Delete) removes our keys and marks and leaves the Secret — with the
+    collector running. With Retain the keys stay."""
+    merge = {"name": "app-config", "creationPolicy": "Merge"}
+    env.write("e2e/merge/api", {"api_key": "key-1", "region": "eu"})
+    await env.create_vaultsecret("merger", "e2e/merge/api", target=merge)
+    body = await env.wait_ready("merger", reason="TargetNotFound")
+    ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
+    assert "does not exist: creationPolicy Merge" in ready["message"]
+    assert await env.secret("app-config") is None, "Merge never creates the Secret"
+
+    # Their Secret, owned by their ConfigMap (a real owner: the collector would delete a Secret whose owner is gone).
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "namespace": env.namespace}}
+    owner = (await env.api.create(config))["metadata"]["uid"]
+    theirs = secret_manifest("app-config", env.namespace, {"LOG_LEVEL": "info"}, labels={"app": "web"})
+    theirs["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "web", "uid": owner}]
+    await env.api.create(theirs)
+    await env.wait_ready("merger", version=1, within=CLUSTER_TIMEOUT)
+    secret = await env.wait_secret_data("app-config", {"LOG_LEVEL": "info", "api_key": "key-1", "region": "eu"})
+    assert [ref["kind"] for ref in secret["metadata"]["ownerReferences"]] == ["ConfigMap"]
+    assert labels_of(secret) == {"app": "web", MERGE_LABEL: "true"}
+    assert annotations_of(secret)[ANNOTATION_MERGED_KEYS] == "api_key,region"
+    body = await env.vaultsecret("merger")
+    assert body is not None
+    assert body["metadata"].get("finalizers") == [RETAIN_FINALIZER]
+
+    env.write("e2e/merge/api", {"api_key": "key-2", "region": "eu"})
+    await env.wait_secret_data("app-config", {"LOG_LEVEL": "info", "api_key": "key-2", "region": "eu"})
+
+    await env.api.delete("VaultSecret", "merger", env.namespace)
+    await env.wait_gone("VaultSecret", "merger")
+    secret = await env.wait_secret_data("app-config", {"LOG_LEVEL": "info"})
+    assert labels_of(secret) == {"app": "web"}
+    assert not [key for key in annotations_of(secret) if key.startswith(ANNOTATION_PREFIX)]
+    assert [ref["kind"] for ref in secret["metadata"]["ownerReferences"]] == ["ConfigMap"]
+
+    # Retain: the keys stay, only our marks go.
+    await env.create_vaultsecret("keeper", "e2e/merge/api", target={**merge, "deletionPolicy": "Retain"})
+    await env.wait_secret_data("app-config", {"LOG_LEVEL": "info", "api_key": "key-2", "region": "eu"})
+    await env.api.delete("VaultSecret", "keeper", env.namespace)
+    await env.wait_gone("VaultSecret", "keeper")
+    secret = await env.wait_secret("app-config", lambda s: MERGE_LABEL not in labels_of(s), what="our marks removed")
+    assert decoded_data(secret) == {"LOG_LEVEL": "info", "api_key": "key-2", "region": "eu"}
+    assert not [key for key in annotations_of(secret) if key.startswith(ANNOTATION_PREFIX)]

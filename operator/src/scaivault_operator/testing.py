@@ -59,10 +59,15 @@ _RESOURCES: dict[str, dict[str, Any]] = {
     f"{GROUP}/{VERSION}/vaultsecrets": {"kind": "VaultSecret", "namespaced": True, "subresources": {"status"}},
     f"{GROUP}/{VERSION}/vaultconnections": {"kind": "VaultConnection", "namespaced": True},
     f"{GROUP}/{VERSION}/clustervaultconnections": {"kind": "ClusterVaultConnection", "namespaced": False},
+    "apps/v1/deployments": {"kind": "Deployment", "namespaced": True},
+    "apps/v1/statefulsets": {"kind": "StatefulSet", "namespaced": True},
+    "apps/v1/daemonsets": {"kind": "DaemonSet", "namespaced": True},
 }
 _PLURALS = {"Namespace": "namespaces", "Secret": "secrets", "VaultSecret": "vaultsecrets",
             "VaultConnection": "vaultconnections", "ClusterVaultConnection": "clustervaultconnections",
-            "CustomResourceDefinition": "customresourcedefinitions"}  # fmt: skip
+            "CustomResourceDefinition": "customresourcedefinitions", "Deployment": "deployments",
+            "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}  # fmt: skip
+_APPS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
 _CRD = "CustomResourceDefinition"
 _CLUSTER_SCOPED = frozenset({"Namespace", "ClusterVaultConnection", _CRD})
 
@@ -209,7 +214,7 @@ class EmulatedCluster:
     def _path(self, kind: str, namespace: str | None, name: str | None = None) -> str:
         plural = _PLURALS[kind]
         base = {"Namespace": "/api/v1", "Secret": "/api/v1", _CRD: "/apis/apiextensions.k8s.io/v1"}.get(
-            kind, f"/apis/{GROUP}/{VERSION}"
+            kind, "/apis/apps/v1" if kind in _APPS else f"/apis/{GROUP}/{VERSION}"
         )
         scope = f"/namespaces/{namespace}" if namespace and kind not in _CLUSTER_SCOPED else ""
         return f"{base}{scope}/{plural}" + (f"/{name}" if name else "")
@@ -294,9 +299,11 @@ class RealCluster:
     def _resource(kind: str) -> Any:
         from lightkube.generic_resource import get_generic_resource
         from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+        from lightkube.resources.apps_v1 import DaemonSet, Deployment, StatefulSet
         from lightkube.resources.core_v1 import Namespace, Secret
 
-        builtin = {"Namespace": Namespace, "Secret": Secret, "CustomResourceDefinition": CustomResourceDefinition}
+        builtin = {"Namespace": Namespace, "Secret": Secret, "CustomResourceDefinition": CustomResourceDefinition,
+                   "Deployment": Deployment, "StatefulSet": StatefulSet, "DaemonSet": DaemonSet}  # fmt: skip
         if kind in builtin:
             return builtin[kind]
         resource = get_generic_resource(f"{GROUP}/{VERSION}", kind)  # type: ignore[no-untyped-call]

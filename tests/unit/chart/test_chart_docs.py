@@ -153,3 +153,104 @@ def test_the_documented_install_by_digest_pins_the_image() -> None:
     [deployment] = [doc for doc in render(None, *sets) if doc["kind"] == "Deployment"]
     [box] = deployment["spec"]["template"]["spec"]["containers"]
     assert box["image"] == "registry.example.com/scaivault-operator@sha256:" + "0" * 64
+
+
+# -- docs/rollout.md and the rollout example ---------------------------------------------------------------------
+
+ROLLOUT_DOC = (REPO / "docs" / "rollout.md").read_text(encoding="utf-8")
+LINKED_DOCS = ("README.md", "docs/rollout.md", "docs/crds.md", "docs/install.md", "docs/architecture.md")
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_rollout_doc_links_resolve() -> None:
+    """Every relative link of docs/rollout.md (and the other docs' links to it) names a file that exists, and an
+    anchor that is a heading of it."""
+    for doc in LINKED_DOCS:
+        text = (REPO / doc).read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            path, _, anchor = target.partition("#")
+            if path.startswith(("http://", "https://")) or (doc != "docs/rollout.md" and "rollout.md" not in path):
+                continue
+            file = (REPO / doc).parent / path if path else REPO / doc
+            assert file.is_file(), f"{doc}: link to {target}"
+            if anchor:
+                headings = re.findall(r"^#+ (.+)$", file.read_text(encoding="utf-8"), flags=re.MULTILINE)
+                assert anchor in {_slug(h) for h in headings}, f"{doc}: no heading for #{anchor} in {path or doc}"
+    readme = DOCS["README.md"]
+    section = readme[readme.index("### How a new version reaches your pods") :]
+    assert "[docs/rollout.md](docs/rollout.md)" in section[: section.index("\n### ", 1)]
+
+
+def _rollout_specs() -> list[JsonDict]:
+    """The VaultSecret specs of docs/rollout.md's and README's YAML blocks that set spec.rollout."""
+    specs = []
+    for text in (ROLLOUT_DOC, DOCS["README.md"]):
+        for block in _blocks(text, "yaml"):
+            for doc in yaml.safe_load_all(block):
+                if isinstance(doc, dict) and isinstance(doc.get("spec"), dict) and "rollout" in doc["spec"]:
+                    specs.append(doc["spec"])
+    return specs
+
+
+def test_the_documented_rollout_specs_are_valid() -> None:
+    from scaivault_operator._cogs.api import VaultSecretSpec
+
+    specs = _rollout_specs()
+    assert len(specs) >= 4
+    schema = openapi_schema(load_crds()["VaultSecret"])
+    for spec in specs:
+        body = {"apiVersion": "scaivault.scailabs.ai/v1alpha1", "kind": "VaultSecret",
+                "metadata": {"name": "doc", "namespace": "shop"}, "spec": spec}  # fmt: skip
+        assert api_server_errors(schema, body) == [], spec
+        assert VaultSecretSpec.model_validate(spec).rollout is not None
+
+
+def test_the_documented_annotations_events_and_setting_are_the_operators() -> None:
+    from scaivault_operator._core import rollout as core
+    from scaivault_operator._logic.rollout import RELOAD_ANNOTATION, ROLLOUT_ANNOTATION
+
+    for name in (RELOAD_ANNOTATION, ROLLOUT_ANNOTATION, core.RESTARTED, core.WORKLOADS_RESTARTED,
+                 core.ROLLOUT_FAILED, core.ROLLOUT_TARGET_NOT_FOUND, "SCAIVAULT_OPERATOR_ROLLOUT_ENABLED"):  # fmt: skip
+        assert f"`{name}" in ROLLOUT_DOC, name
+    assert f'{RELOAD_ANNOTATION}: "true"' in ROLLOUT_DOC
+
+
+def test_the_documented_rollout_off_command_renders_no_workload_rules() -> None:
+    [command] = [block for block in _blocks(ROLLOUT_DOC, "bash") if "helm upgrade" in block]
+    sets = _sets(command)
+    assert sets == ["rollout.enabled=false"]
+    docs = render(None, *sets)
+    for role in [d for d in docs if d["kind"] in ("ClusterRole", "Role")]:
+        assert not any("apps" in rule["apiGroups"] for rule in role["rules"])
+    [deployment] = [d for d in docs if d["kind"] == "Deployment"]
+    [box] = deployment["spec"]["template"]["spec"]["containers"]
+    assert {"name": "SCAIVAULT_OPERATOR_ROLLOUT_ENABLED", "value": "false"} in box["env"]
+
+
+def test_the_example_rollout_targets_are_example_workloads_that_use_the_secret() -> None:
+    """crds/examples: each spec.rollout target is a workload of the examples, in the VaultSecret's namespace, valid
+    for Kubernetes, whose pod template uses the VaultSecret's Secret (so a changed key restarts it)."""
+    from scaivault_operator._cogs.api import VaultSecretSpec
+    from scaivault_operator._logic.workloads import pod_spec_of, secret_uses
+
+    examples = [doc for path in sorted((REPO / "crds" / "examples").glob("*.yaml"))
+                for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]  # fmt: skip
+    rolling = [doc for doc in examples if doc["kind"] == "VaultSecret" and doc["spec"].get("rollout")]
+    assert rolling
+    for vault_secret in rolling:
+        spec = VaultSecretSpec.model_validate(vault_secret["spec"])
+        assert spec.rollout is not None
+        assert spec.rollout.targets
+        namespace = vault_secret["metadata"]["namespace"]
+        secret = spec.target.name or vault_secret["metadata"]["name"]
+        for target in spec.rollout.targets:
+            [workload] = [doc for doc in examples if doc["kind"] == target.kind and doc["metadata"]["name"] ==
+                          target.name and doc["metadata"]["namespace"] == namespace]  # fmt: skip
+            kubernetes_validate.validate(workload, "1.37", strict=True)
+            kubernetes_validate.validate(workload, "1.27", strict=True)
+            uses = [use for use in secret_uses(pod_spec_of(workload), secret) if use.kind != "imagePullSecret"]
+            assert uses, f"{target.kind}/{target.name} does not use Secret {secret}"

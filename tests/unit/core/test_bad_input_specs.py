@@ -171,6 +171,9 @@ def assert_synced_or_named(outcome: Outcome, spec: dict[str, Any]) -> None:
     elif outcome.reason == conditions.INVALID_SOURCE_DATA:
         assert "spec.keys" in outcome.message or "is not a valid Secret key" in outcome.message, outcome.message
         assert VALUE_CANARY not in outcome.message
+    elif outcome.reason == conditions.TARGET_NOT_FOUND:  # creationPolicy Merge: only into an existing Secret
+        assert (spec.get("target") or {}).get("creationPolicy") == "Merge", outcome.message
+        assert outcome.secret is None
     else:  # stricter than the CRD (e.g. control characters in spec.path): must name the field, not quote it
         assert outcome.reason == conditions.INVALID_SPEC, (outcome.reason, outcome.message)
         assert any(field_named(outcome.message, name) for name in spec), outcome.message

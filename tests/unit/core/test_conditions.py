@@ -223,7 +223,7 @@ def test_classify_validation_error_lists_locations_not_values() -> None:
     assert "path: secret path has a '..' segment" in failure.message
     assert "version: Input should be a valid integer" in failure.message
     assert "keys.0.to: String should match pattern" in failure.message
-    assert "target.creationPolicy: Input should be 'Owner' or 'Adopt'" in failure.message
+    assert "target.creationPolicy: Input should be 'Owner', 'Adopt' or 'Merge'" in failure.message
 
 
 def test_classify_validation_error_of_connection() -> None:

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 
 from scaivault_operator._cogs.api import (
     ANNOTATION_KEYS_MESSAGE,
+    IMMUTABLE_NAME_MESSAGE,
+    IMMUTABLE_POLICY_MESSAGE,
     LABEL_KEYS_MESSAGE,
     SECRET_TYPE_MESSAGE,
     TOKEN_URL_HTTPS_MESSAGE,
@@ -29,6 +31,8 @@ from scaivault_operator._cogs.api import (
 )
 
 PATH = "environments/production/salesforce/api-credentials"
+DEPLOYMENT_A = {"kind": "Deployment", "name": "a"}
+DAEMONSET_X = {"kind": "DaemonSet", "name": "x"}
 TOKEN_REF = {"namespace": "scaivault-system", "name": "scaivault-token", "key": "token"}
 CLIENT_CREDENTIALS = {
     "tokenUrl": "https://scaikey.scailabs.ai/oauth/token",
@@ -291,6 +295,24 @@ RULE_CASES: dict[str, tuple[list[Any], list[Any]]] = {
             [{"from": "a", "to": "b"}, {"from": "b", "to": "a"}],
         ],
         [[{"from": "a"}, {"from": "a"}], [{"from": "a"}, {"from": "b", "to": "a"}], [{"from": "x", "to": "k"}] * 3],
+    ),
+    "a workload is listed twice in targets": (
+        [[], [DEPLOYMENT_A], [DEPLOYMENT_A, {"kind": "StatefulSet", "name": "a"}, {"kind": "Deployment", "name": "b"}]],
+        [[DEPLOYMENT_A] * 2, [DAEMONSET_X, {"kind": "Deployment", "name": "y"}, DAEMONSET_X]],
+    ),
+    IMMUTABLE_POLICY_MESSAGE: (
+        [
+            {},
+            {"immutable": False, "creationPolicy": "Merge"},
+            {"immutable": True},
+            {"creationPolicy": "Adopt"},
+            {"immutable": True, "creationPolicy": "Owner"},
+        ],
+        [{"immutable": True, "creationPolicy": "Adopt"}, {"immutable": True, "creationPolicy": "Merge"}],
+    ),
+    IMMUTABLE_NAME_MESSAGE: (
+        [{}, {"immutable": True}, {"immutable": True, "name": "a" * 232}, {"immutable": False, "name": "a" * 253}],
+        [{"immutable": True, "name": "a" * 233}, {"immutable": True, "name": "a" * 253}],
     ),
     "must be a URL": (["https://x", "http://127.0.0.1:8200"], ["ftp://x", "x", "HTTPS://x", "https:/x"]),
     LABEL_KEYS_MESSAGE: (

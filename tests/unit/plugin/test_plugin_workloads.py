@@ -1,4 +1,4 @@
-"""The workload matcher of ``kubectl scaivault why`` (``_plugin/workloads.py``): every way a pod template names a
+"""The workload matcher of ``kubectl scaivault why`` (``_logic/workloads.py``): every way a pod template names a
 Secret, what follows a new version by itself, and malformed input read as absent."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from scaivault_operator._plugin.workloads import (
+from scaivault_operator._logic.workloads import (
     Mount,
     SecretUse,
     pod_spec_of,

@@ -39,6 +39,10 @@ __all__ = [
     "KeyMapping",
     "LabelSelector",
     "LabelSelectorRequirement",
+    "RestartedWorkload",
+    "Rollout",
+    "RolloutStatus",
+    "RolloutTarget",
     "SecretKeyRef",
     "SecretRef",
     "SpecError",
@@ -224,6 +228,22 @@ def _metadata_keys_rule(message: str) -> dict[str, JsonValue]:
     return {"rule": f"self.all(k, k.size() <= 317 && k.matches('{_QUALIFIED_KEY_PATTERN}'))", "message": message}
 
 
+#: With ``target.immutable``: ``<name>-v<version>`` must stay a valid Secret name (253), for any int64 version.
+MAX_VERSIONED_BASE = 253 - len("-v") - 19
+IMMUTABLE_POLICY_RULE = (
+    "!has(self.immutable) || !self.immutable || !has(self.creationPolicy) || self.creationPolicy == 'Owner'"
+)
+IMMUTABLE_POLICY_MESSAGE = (
+    "immutable: true needs creationPolicy Owner (each version is a new Secret the operator creates)"
+)
+IMMUTABLE_NAME_RULE = (
+    f"!has(self.immutable) || !self.immutable || !has(self.name) || self.name.size() <= {MAX_VERSIONED_BASE}"
+)
+IMMUTABLE_NAME_MESSAGE = (
+    f"with immutable: true, name must be at most {MAX_VERSIONED_BASE} characters (<name>-v<version>)"
+)
+
+
 class Target(_Spec):
     """The Kubernetes Secret the operator writes."""
 
@@ -252,23 +272,66 @@ class Target(_Spec):
         description="Extra annotations put on the Secret (at most 128, 256 KiB in all).",
         json_schema_extra={"x-kubernetes-validations": [_metadata_keys_rule(ANNOTATION_KEYS_MESSAGE)]},
     )
-    creationPolicy: Literal["Owner", "Adopt"] = Field(
+    creationPolicy: Literal["Owner", "Adopt", "Merge"] = Field(
         default="Owner",
         description="Owner: create the Secret and own it; an existing Secret that is not ours is left alone "
         "(TargetConflict). Adopt: also take over an existing Secret of that name, but only one that consents — "
         "annotated scaivault.scailabs.ai/adopt=true (the adoption removes the annotation) — never one controlled "
         "by another controller (an ownerReference with controller: true) and never a "
-        "kubernetes.io/service-account-token Secret; otherwise TargetConflict says what is missing.",
+        "kubernetes.io/service-account-token Secret; otherwise TargetConflict says what is missing. Merge: write "
+        "only this VaultSecret's keys into an existing Secret that is not ours, and leave its other keys, type, "
+        "labels, annotations and ownerReferences alone: no ownerReference is added, a key written before and no "
+        "longer wanted is removed, a key that was there before is overwritten, type is not applied, labels and "
+        "annotations are added. The Secret is never created (absent: TargetNotFound) and never one of type "
+        "kubernetes.io/service-account-token or bootstrap.kubernetes.io/token, labelled "
+        "scaivault.scailabs.ai/credentials=true, immutable, owned by another VaultSecret or merged into by one "
+        "(TargetConflict). The operator records what it merged in scaivault.scailabs.ai/* annotations and the "
+        "label scaivault.scailabs.ai/merged=true, and puts its finalizer on the VaultSecret: deleting it removes "
+        "the keys (deletionPolicy Delete) or only the annotations (Retain); the Secret stays. Edits of merged keys "
+        "are repaired at the next version or spec change, not at once.",
     )
     deletionPolicy: Literal["Delete", "Retain"] = Field(
         default="Delete",
         description="What happens to the Secret when the VaultSecret is deleted. Delete: the Secret goes with it "
         "(garbage collection through its ownerReference). Retain: the Secret stays, unmanaged — the operator "
         "removes its ownerReference and its app.kubernetes.io/managed-by and scaivault.scailabs.ai/* labels and "
-        "annotations and keeps data, type and the other labels. Retain puts the finalizer "
-        "scaivault.scailabs.ai/retain-secret on the VaultSecret, so its deletion waits for the operator: while the "
-        "operator is down, a deleted VaultSecret stays Terminating until it is back.",
+        "annotations and keeps data, type and the other labels. Retain (and creationPolicy Merge) puts the "
+        "finalizer scaivault.scailabs.ai/retain-secret on the VaultSecret, so its deletion waits for the operator: "
+        "while the operator is down, a deleted VaultSecret stays Terminating until it is back. With creationPolicy "
+        "Merge the Secret always stays: Delete removes the merged keys from it, Retain keeps them.",
     )
+    immutable: bool = Field(
+        default=False,
+        strict=True,  # a real boolean, as the CRD demands: no "true" string turns it on
+        description="Write each version to its own immutable Secret named <name>-v<version> (Kubernetes stops "
+        "watching immutable Secrets: less load on kubelets and the API server) instead of updating one Secret. The "
+        "workloads of spec.rollout (targets, auto, or opted in with scaivault.scailabs.ai/reload) are patched to "
+        "reference the new name when a key they use changed; status.secretName names the current one. Versions "
+        "beyond keepVersions that no workload references any more are deleted. creationPolicy must be Owner; "
+        "spec.target.name (or the VaultSecret's name) at most 232 characters.",
+    )
+    keepVersions: int = Field(
+        default=2,
+        ge=1,
+        le=20,
+        strict=True,  # as the API server: no "3"
+        description="With immutable: how many of the newest versioned Secrets are kept (the current one included), "
+        "so that pods of the previous ReplicaSet still start during a rollout. Older ones are deleted once no "
+        "workload of the namespace references them.",
+    )
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": IMMUTABLE_POLICY_RULE, "message": IMMUTABLE_POLICY_MESSAGE},
+        {"rule": IMMUTABLE_NAME_RULE, "message": IMMUTABLE_NAME_MESSAGE},
+    ]})  # fmt: skip
+
+    @model_validator(mode="after")
+    def _immutable_rules(self) -> Self:
+        if self.immutable and self.creationPolicy != "Owner":
+            raise SpecError(IMMUTABLE_POLICY_MESSAGE)
+        if self.immutable and self.name is not None and len(self.name) > MAX_VERSIONED_BASE:
+            raise SpecError(IMMUTABLE_NAME_MESSAGE)
+        return self
 
     @field_validator("labels")
     @classmethod
@@ -306,6 +369,60 @@ def _check_qualified_name(key: str, what: str) -> None:
             f"{shown} is not a valid {what} key: an optional DNS-subdomain prefix and '/', then at most 63 "
             "characters (letters, digits, '-', '_', '.'), starting and ending with a letter or digit"
         )
+
+
+class RolloutTarget(_Spec):
+    """A workload of the VaultSecret's namespace to restart when the Secret's data changes."""
+
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = Field(
+        description="Deployment, StatefulSet or DaemonSet.",
+        json_schema_extra={"maxLength": 11},  # bounds the cost of the targets' uniqueness rule
+    )
+    name: DnsSubdomain = Field(description="Name of the workload, in the VaultSecret's namespace.")
+
+
+class Rollout(_Spec):
+    """Which workloads restart when a new version or spec changes the data of the Secret."""
+
+    targets: list[RolloutTarget] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Workloads to restart (same namespace). Restarted only when a key they use changed: the keys "
+        "their pod template references (env secretKeyRef, or every key for envFrom and volumes), every key when "
+        "the template does not reference the Secret.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(t, self.exists_one(o, o.kind == t.kind && o.name == t.name))",
+                    "message": "a workload is listed twice in targets",
+                }
+            ]
+        },
+    )
+    auto: bool = Field(
+        default=False,
+        strict=True,  # a real boolean, as the CRD demands
+        description="Also restart every Deployment, StatefulSet and DaemonSet of the namespace whose pod template "
+        "uses the Secret (env, envFrom, volumes, projected volumes) in a key that changed.",
+    )
+    debounce: str = Field(
+        default="10s",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        description="Changes within this window (from the first) cause one restart per workload, not one per "
+        "change: e.g. several VaultSecrets used by one Deployment that change together. 0s: at once.",
+    )
+
+    @field_validator("targets")
+    @classmethod
+    def _distinct(cls, value: list[RolloutTarget]) -> list[RolloutTarget]:
+        if len({(t.kind, t.name) for t in value}) != len(value):
+            raise SpecError("a workload is listed twice in targets")
+        return value
+
+    @property
+    def debounce_seconds(self) -> float:
+        return parse_duration(self.debounce).total_seconds()
 
 
 # Specs are frozen: the common sub-objects are shared between VaultSecrets instead of built once per object (the
@@ -364,6 +481,13 @@ class VaultSecretSpec(_Spec):
         },
     )
     target: Target = Field(default_factory=_default_target, description="The Kubernetes Secret to write.")
+    rollout: Rollout | None = Field(
+        default=None,
+        description="Restart workloads when a new version changes keys they use: a patch of the pod-template "
+        "annotation scaivault.scailabs.ai/rollout (a keyed digest of the keys each workload uses, never a value). "
+        'A workload may also opt in itself with the annotation scaivault.scailabs.ai/reload: "true". Absent: '
+        "only workloads that opt in are restarted.",
+    )
     onSourceDeleted: Literal["Retain", "Delete"] = Field(
         default="Retain",
         description="What happens to the Secret when the secret at an unpinned spec.path is deleted from ScaiVault "
@@ -413,7 +537,14 @@ class VaultSecretSpec(_Spec):
         return self.connectionRef or ConnectionRef(name="default")
 
     def target_name(self, vaultsecret_name: str) -> str:
+        """The Secret's name — with ``target.immutable``, the base of the versioned names (``secret_name``)."""
         return self.target.name or vaultsecret_name
+
+    def secret_name(self, vaultsecret_name: str, version: int | None) -> str:
+        """The Secret holding ``version``: ``<target name>-v<version>`` with ``target.immutable``, else the target
+        name (whatever the version)."""
+        base = self.target_name(vaultsecret_name)
+        return f"{base}-v{version}" if self.target.immutable and version is not None else base
 
 
 class Condition(BaseModel):
@@ -429,6 +560,26 @@ class Condition(BaseModel):
     observedGeneration: int | None = Field(default=None, description="Generation the condition was computed for.")
 
 
+class RestartedWorkload(BaseModel):
+    """A workload restarted because keys it uses changed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str = Field(description="Deployment, StatefulSet or DaemonSet.")
+    name: str = Field(description="Name of the workload.")
+    keys: list[str] = Field(default_factory=list, description="The changed keys it uses (names only).")
+
+
+class RolloutStatus(BaseModel):
+    """The last restart of workloads caused by this VaultSecret."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lastRolloutAt: str | None = Field(default=None, description="When workloads were last restarted (RFC 3339).")
+    version: int | None = Field(default=None, description="The ScaiVault version that caused it.")
+    workloads: list[RestartedWorkload] = Field(default_factory=list, description="The workloads restarted then.")
+
+
 class VaultSecretStatus(BaseModel):
     """Observed state of a VaultSecret."""
 
@@ -439,6 +590,7 @@ class VaultSecretStatus(BaseModel):
     syncedVersion: int | None = Field(default=None, description="ScaiVault version now in the Secret.")
     syncedAt: str | None = Field(default=None, description="When that version was written to the Secret (RFC 3339).")
     secretName: str | None = Field(default=None, description="Name of the Kubernetes Secret written.")
+    rollout: RolloutStatus | None = Field(default=None, description="The last restart of workloads.")
 
 
 # -- connections ---------------------------------------------------------------------------------------------

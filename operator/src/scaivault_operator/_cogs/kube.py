@@ -30,6 +30,7 @@ from lightkube.config.kubeconfig import SingleConfig
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import DaemonSet, Deployment, StatefulSet
 from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.resources.core_v1 import Event, Namespace, Secret
 from lightkube.types import PatchType
@@ -68,6 +69,9 @@ class Conflict(KubeError):
 
 
 ObjectRef = Mapping[str, str]  # apiVersion, kind, name, namespace, uid
+
+#: The workloads a rollout restarts (apps/v1).
+_WORKLOADS: dict[str, Any] = {"Deployment": Deployment, "StatefulSet": StatefulSet, "DaemonSet": DaemonSet}
 
 #: How long the reachability probe (GET /version) may take.
 _PROBE_TIMEOUT = 2.0
@@ -354,6 +358,43 @@ class Kube:
             if _status(exc) == 404:
                 return
             raise _translate(f"patch status of {kind} {where}", exc) from None
+
+    async def list_workloads(self, namespace: str) -> list[dict[str, Any]]:
+        """The Deployments, StatefulSets and DaemonSets of ``namespace``, each with its ``kind`` (in 500-item pages)."""
+        found: list[dict[str, Any]] = []
+        for kind, resource in _WORKLOADS.items():
+            try:
+                async for obj in self._client.list(resource, namespace=namespace, chunk_size=500):
+                    item = _as_dict(obj)
+                    item["kind"] = kind
+                    found.append(item)
+            except (ApiError, httpx.HTTPError) as exc:
+                raise _translate(f"list {kind}s in {namespace}", exc) from None
+        return found
+
+    async def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Deployment, StatefulSet or DaemonSet, with its ``kind``; None when it does not exist."""
+        try:
+            obj = await self._client.get(_WORKLOADS[kind], name, namespace=namespace)
+        except (ApiError, httpx.HTTPError) as exc:
+            if _status(exc) == 404:
+                return None
+            raise _translate(f"get {kind} {namespace}/{name}", exc) from None
+        item = _as_dict(obj)
+        item["kind"] = kind
+        return item
+
+    async def patch_workload(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> bool:
+        """Merge-patch a Deployment, StatefulSet or DaemonSet; False when it does not exist (any more). A
+        ``resourceVersion`` in the patch that is no longer current fails with ``Conflict``."""
+        try:
+            await self._client.patch(_WORKLOADS[kind], name, dict(patch), namespace=namespace,
+                                     patch_type=PatchType.MERGE)  # fmt: skip
+        except (ApiError, httpx.HTTPError) as exc:
+            if _status(exc) == 404:
+                return False
+            raise _translate(f"patch {kind} {namespace}/{name}", exc) from None
+        return True
 
     async def post_event(self, involved: ObjectRef, *, type_: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about ``involved``. Failures are logged, never raised (Events are best effort)."""

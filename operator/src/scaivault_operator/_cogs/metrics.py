@@ -50,6 +50,10 @@ _HELP = {
     "connection and call (read: a sync job held; retry: a retry inside a request refused).",
     "backend_errors_total": "Failed ScaiVault calls, by connection and condition reason.",
     "vaultsecrets": "Known VaultSecrets, by Ready reason.",
+    "workload_restarts_total": "Workloads restarted because keys they use changed (a patch of their pod template's "
+    "scaivault.scailabs.ai/rollout annotation), by kind.",
+    "rollout_errors_total": "Rollout windows or workload patches that failed, by reason (forbidden, conflict, "
+    "unavailable).",
     "queue_depth": "Sources waiting for a worker.",
     "breaker_open": "1 while a connection's breaker is open (401, 403 on every prefix, or an outage: 5xx, 429, "
     "timeouts, connection errors).",

@@ -25,6 +25,11 @@ class OperatorSettings(BaseSettings):
         default=(), description="Namespaces to serve; empty means every namespace (cluster-wide)."
     )
     workers: int = Field(default=8, ge=1, le=256, description="Sync jobs that run at once.")
+    rollout_enabled: bool = Field(
+        default=True,
+        description="Restart workloads whose keys changed (spec.rollout, the reload annotation). Needs get/list/"
+        "patch on Deployments, StatefulSets and DaemonSets (the chart's rollout.enabled grants them).",
+    )
     page_size: int = Field(default=500, ge=1, le=1000, description="Items per ScaiVault list page.")
     max_list_prefixes: int = Field(
         default=16, ge=1, description="Most list prefixes per poll and connection; siblings merge into a parent."

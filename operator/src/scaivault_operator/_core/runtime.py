@@ -26,10 +26,11 @@ from scaivault_operator._cogs.metrics import Metrics
 from scaivault_operator._cogs.settings import OperatorSettings
 from scaivault_operator._core.connections import Connection, Connections
 from scaivault_operator._core.connstatus import StatusWriter
+from scaivault_operator._core.rollout import Rollouts
 from scaivault_operator._core.sync import Syncer
 from scaivault_operator._core.watcher import VersionWatcher
 from scaivault_operator._logic import conditions
-from scaivault_operator._logic.manifests import MANAGED_BY, MANAGED_BY_LABEL
+from scaivault_operator._logic.manifests import MANAGED_BY, MANAGED_BY_LABEL, MERGE_LABEL, MERGE_LABEL_VALUE
 from scaivault_operator._logic.registry import (
     ConnKey,
     Priority,
@@ -39,6 +40,7 @@ from scaivault_operator._logic.registry import (
     deleting,
     reason_label,
 )
+from scaivault_operator._logic.rollout import RolloutWindow
 from scaivault_operator._logic.workqueue import WorkQueue
 
 __all__ = ["Runtime"]
@@ -58,7 +60,8 @@ class Runtime:
         self.registry = Registry()
         self.metrics = Metrics()
         self.connections = Connections(kube, settings, self.metrics, clock=clock)
-        self.queue: WorkQueue[SourceKey | Release] = WorkQueue(clock)
+        self.queue: WorkQueue[SourceKey | Release | RolloutWindow] = WorkQueue(clock)
+        self.rollouts = Rollouts(kube, self.registry, settings, self.metrics, self.schedule)
         self.syncer = Syncer(
             kube=kube,
             registry=self.registry,
@@ -68,6 +71,7 @@ class Runtime:
             on_breaker=self._breaker_changed,
             metrics=self.metrics,
             clock=clock,
+            on_data_changed=self.rollouts.note,
         )
         self.connection_status = StatusWriter(
             kube,
@@ -103,6 +107,9 @@ class Runtime:
         await self._log_identity()
         namespaces = list(self.settings.namespaces)
         secrets = await self.kube.list_secrets(namespaces, {MANAGED_BY_LABEL: MANAGED_BY})
+        # And the Secrets VaultSecrets merge their keys into (creationPolicy Merge): not ours, not watched, but a
+        # warm restart trusts them as it trusts ours (one more paged list; a label selector has no "or").
+        secrets += await self.kube.list_secrets(namespaces, {MERGE_LABEL: MERGE_LABEL_VALUE})
         self.registry.index_secrets(secrets)
         for kind, body in await self.kube.list_connections(namespaces):
             await self.connections.upsert(kind, body)
@@ -247,7 +254,7 @@ class Runtime:
 
     # -- scheduling ---------------------------------------------------------------------------------------
 
-    def schedule(self, source: SourceKey | Release, priority: int, delay: float = 0.0) -> None:
+    def schedule(self, source: SourceKey | Release | RolloutWindow, priority: int, delay: float = 0.0) -> None:
         self.queue.push(source, priority, delay)
 
     def _resync(self, conn: ConnKey, *, only_unready: bool) -> None:
@@ -306,6 +313,9 @@ class Runtime:
                 finally:
                     self.queue.done(source)
                 continue
+            if isinstance(source, RolloutWindow):
+                await self._roll_out(source)
+                continue
             delay: float | None = None
             outcome = "error"
             try:
@@ -329,6 +339,18 @@ class Runtime:
                 self.schedule(source, Priority.RETRY, delay)
             elif pending is not None:
                 self.schedule(source, pending)
+
+    async def _roll_out(self, window: RolloutWindow) -> None:
+        """Run a namespace's rollout window; a failed list runs it again later (its changes wait)."""
+        delay: float | None = None
+        try:
+            delay = await self.rollouts.run(window)
+        except Exception:
+            logger.exception("rollout in namespace %s failed unexpectedly", window.namespace)
+        finally:
+            self.queue.done(window)
+        if delay is not None:
+            self.schedule(window, Priority.RETRY, delay)
 
     async def _release(self, item: Release) -> None:
         """Release the Secret of a deleted VaultSecret with deletionPolicy Retain and remove its finalizer; a failure

@@ -57,26 +57,45 @@ from scaivault_operator._logic.manifests import (
     SourceDataError,
     data_intact,
     desired_secret,
+    merge_refusal,
+    merge_secret_patch,
+    merge_target_missing,
+    merged_by_uid,
     needs_recreate,
+    overwritten_keys,
     ownership,
     read_data_hash,
     release_patch,
     secret_data,
     secret_patch,
     target_refusal,
+    unmerge_patch,
     wants_finalizer,
     with_finalizer,
+    written_keys,
 )
 from scaivault_operator._logic.policy import check_access
-from scaivault_operator._logic.registry import Entry, Priority, Registry, SourceKey, ready_reason
+from scaivault_operator._logic.registry import Entry, Priority, Registry, SecretInfo, SourceKey, ready_reason
 
 __all__ = ["Syncer"]
+
+#: A Secret's name is a DNS subdomain (253 characters).
+MAX_SECRET_NAME = 253
 
 logger = logging.getLogger(__name__)
 
 
 class TargetConflictError(Exception):
-    """The target Secret exists and may not be written: its message is ``manifests.target_refusal``'s."""
+    """The target Secret exists and may not be written: its message is ``manifests.target_refusal``'s (or
+    ``merge_refusal``'s)."""
+
+    reason = conditions.TARGET_CONFLICT
+
+
+class TargetMissingError(TargetConflictError):
+    """creationPolicy Merge and the target Secret does not exist: ``manifests.merge_target_missing``."""
+
+    reason = conditions.TARGET_NOT_FOUND
 
 
 @dataclass
@@ -96,6 +115,12 @@ class Syncer:
     clock: Callable[[], float] = time.monotonic
     #: Unix seconds, for ``source_propagation_seconds`` (ScaiVault's ``updated_at``).
     wall_clock: Callable[[], float] = time.time
+    #: Told when a sync changed the data of an existing Secret — a new version or a new spec, not a drift repair —
+    #: with the data before (None: a new versioned Secret, ``target.immutable``) and after (base64, as in the
+    #: Secret): the workload rollouts (``_core/rollout``).
+    on_data_changed: (
+        Callable[[Entry, VaultSecretSpec, str, Mapping[str, Any] | None, Mapping[str, Any]], None] | None
+    ) = None
 
     async def sync_source(self, source: SourceKey) -> float | None:
         """Run the source; return seconds until it should run again (retries), or None. One
@@ -204,14 +229,14 @@ class Syncer:
         if spec is None or entry.synced_version is None or entry.synced_spec != spec:
             return False
         wanted = spec.version if spec.version is not None else self.registry.latest.get((conn.key, spec.path))
-        info = self.registry.secrets.get((entry.namespace, spec.target_name(entry.name)))
+        name = spec.secret_name(entry.name, wanted)
+        info = self.registry.secrets.get((entry.namespace, name))
         if wanted != entry.synced_version or info is None or not info.intact or info.version != wanted:
             return False
         if info.owner_uid != entry.uid:
             return False
         await self._report(entry, ok=True, reason=conditions.SYNCED, synced_version=wanted,
-                           message=_synced_message(wanted, spec.path, spec.target_name(entry.name)),
-                           secret_name=spec.target_name(entry.name))  # fmt: skip
+                           message=_synced_message(wanted, spec.path, name), secret_name=name)  # fmt: skip
         return True
 
     async def _still_drifted(self, entry: Entry) -> bool:
@@ -219,15 +244,17 @@ class Syncer:
         that is gone may have been garbage-collected with a VaultSecret whose deletion the watch missed (it
         expired meanwhile): it is re-created only while its VaultSecret still exists (one GET, on deletions only) —
         never a create/collect loop."""
-        name = entry.target_name
-        assert name is not None
+        assert entry.spec is not None
+        name = entry.spec.secret_name(entry.name, entry.synced_version)
         try:
             existing = await self.kube.get_secret(entry.namespace, name)
             if existing is None:
                 return await self._owner_exists(entry)
         except KubeError:
             return True
-        if ownership(existing, entry.uid) != "ours" or not data_intact(existing):
+        merging = entry.spec is not None and entry.spec.target.creationPolicy == "Merge"
+        mine = merged_by_uid(existing) == entry.uid if merging else ownership(existing, entry.uid) == "ours"
+        if not mine or not data_intact(existing):
             return True
         version = (existing.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_VERSION)
         return version != str(entry.synced_version) or read_data_hash(existing) is None
@@ -252,12 +279,18 @@ class Syncer:
                       namespace=entry.namespace, uid=entry.uid)  # fmt: skip
         kind, _, conn_name = conn.key
         previous = entry.synced_version, entry.synced_spec
+        if len(spec.secret_name(entry.name, secret.version)) > MAX_SECRET_NAME:  # immutable: <name>-v<version>
+            message = (f"the Secret of version {secret.version} would be named {spec.target_name(entry.name)}"
+                       f"-v{secret.version}, longer than {MAX_SECRET_NAME} characters (target.immutable): set "
+                       "spec.target.name to a shorter name")  # fmt: skip
+            await self.report_failure(entry, conditions.Failure(conditions.INVALID_SPEC, message, transient=False))
+            return None
         try:
             data = secret_data(secret.data, spec.keys)
             desired = desired_secret(owner=owner, spec=spec, data=data, version=secret.version,
                                      connection=f"{kind}/{conn_name}")  # fmt: skip
             entry.synced_version, entry.synced_spec = secret.version, spec  # before the write: its watch event
-            written = await self._write_target(entry, spec, desired)  # must not look like drift
+            written, before = await self._write_target(entry, spec, desired)  # must not look like drift
             await self._delete_old_target(entry, previous[1], spec)
         except SourceDataError as exc:
             entry.synced_version, entry.synced_spec = previous
@@ -265,7 +298,7 @@ class Syncer:
             return None
         except TargetConflictError as exc:
             entry.synced_version, entry.synced_spec = previous
-            failure = conditions.Failure(conditions.TARGET_CONFLICT, str(exc), transient=False)
+            failure = conditions.Failure(exc.reason, str(exc), transient=False)
             # The fix (e.g. the consent annotation) is on a Secret the operator does not watch: back off from
             # retry_base, so a fix made soon after the refusal is seen soon, and a lasting conflict costs little.
             return await self._fail([entry], failure, delay=self._growing_delay([entry]))
@@ -283,9 +316,27 @@ class Syncer:
                         secret.version, name)  # fmt: skip
             if previous[0] != secret.version:  # not a drift repair at the version it held
                 self._observe_propagation(entry, secret)
+            self._note_rollout(entry, spec, name, previous, secret.version, before, desired.get("data"))
         await self._report(entry, ok=True, reason=conditions.SYNCED, message=message,
                            synced_version=secret.version, secret_name=name, written=written)  # fmt: skip
         return None
+
+    def _note_rollout(self, entry: Entry, spec: VaultSecretSpec, name: str,
+                      previous: tuple[int | None, VaultSecretSpec | None], version: int,
+                      before: Mapping[str, Any] | None, after: Any) -> None:  # fmt: skip
+        """Tell the rollouts about a write that changed the data of the Secret its workloads use: a new version or
+        a new spec — not a drift repair at the version it held, not a new VaultSecret's first Secret. The version
+        held is the one in memory or, after a refresh cleared it, the status's. With ``target.immutable`` every new
+        versioned Secret counts, the first one too (workloads may wait for it under the unversioned name)."""
+        if self.on_data_changed is None or not isinstance(after, Mapping):
+            return
+        held = previous[0] if previous[0] is not None else entry.status.get("syncedVersion")
+        held = held if isinstance(held, int) and not isinstance(held, bool) else None
+        moved = held is not None and (held != version or previous[1] != spec)
+        if spec.target.immutable and (moved or held is None):
+            self.on_data_changed(entry, spec, name, before, after)  # before: the same version re-created
+        elif moved and before is not None and dict(before) != dict(after):
+            self.on_data_changed(entry, spec, name, before, after)
 
     def _observe_propagation(self, entry: Entry, secret: Secret) -> None:
         """A Secret now holds a version the version watcher saw move: ``propagation_seconds`` from that sighting, and
@@ -303,8 +354,13 @@ class Syncer:
         if age >= 0:
             self.metrics.observe("source_propagation_seconds", age)
 
-    async def _write_target(self, entry: Entry, spec: VaultSecretSpec, desired: dict[str, object]) -> bool:
-        """Create or patch the target Secret; True when something was written."""
+    async def _write_target(
+        self, entry: Entry, spec: VaultSecretSpec, desired: dict[str, object]
+    ) -> tuple[bool, Mapping[str, Any] | None]:
+        """Create or patch the target Secret: whether something was written, and the ``data`` the Secret had before
+        when it existed (None when it was created), so that a rollout can tell which keys changed."""
+        if spec.target.creationPolicy == "Merge":
+            return await self._merge_target(entry, desired)
         meta = desired["metadata"]
         assert isinstance(meta, dict)
         namespace, name = meta["namespace"], meta["name"]
@@ -317,53 +373,120 @@ class Syncer:
             try:
                 await self.kube.create_secret(desired)
                 self.metrics.inc("secret_writes_total", {"operation": "create"})
-                return True
+                return True, None
             except Conflict:
                 existing = await self.kube.get_secret(namespace, name)
                 if existing is None:
                     raise KubeError(f"Secret {namespace}/{name} appeared and vanished; retrying", None) from None
+        if merged_by_uid(existing) == entry.uid:  # creationPolicy was Merge: our keys leave before anything else
+            existing = await self._unmerge(entry, name, existing, keep_keys=False, why="no longer merges into it")
         refusal = target_refusal(existing, owner_uid=entry.uid, creation_policy=spec.target.creationPolicy)
         if refusal is not None:
             raise TargetConflictError(refusal)
         adopting = ownership(existing, entry.uid) == "foreign"  # and target_refusal let it be taken over
+        before = existing.get("data") or {}
         if needs_recreate(existing, desired):
             await self.kube.delete_secret(namespace, name)
             await self.kube.create_secret(desired)
             self.metrics.inc("secret_writes_total", {"operation": "recreate"})
-            return True
+            return True, before
         patch = secret_patch(existing, desired)
         if patch is None:
-            return False
+            return False, before
         if adopting:  # only the Secret that was checked: a concurrent change fails the patch (409), retried
             resource_version = (existing.get("metadata") or {}).get("resourceVersion")
             if isinstance(resource_version, str):
                 patch.setdefault("metadata", {})["resourceVersion"] = resource_version
         await self.kube.patch_secret(namespace, name, patch)
         self.metrics.inc("secret_writes_total", {"operation": "patch"})
-        return True
+        return True, before
+
+    async def _merge_target(self, entry: Entry, desired: dict[str, object]) -> tuple[bool, Mapping[str, Any] | None]:
+        """creationPolicy Merge: write only our keys into the existing Secret (``manifests.merge_secret_patch``);
+        absent → ``TargetMissingError``, refused → ``TargetConflictError``. Returns whether something was written and
+        the Secret's previous data — of the keys this VaultSecret writes or wrote, as ``desired`` holds only those:
+        the Secret's other keys are not ours and do not change."""
+        meta = desired["metadata"]
+        assert isinstance(meta, dict)
+        namespace, name = meta["namespace"], meta["name"]
+        existing = await self.kube.get_secret(namespace, name)
+        if existing is None:
+            raise TargetMissingError(merge_target_missing(namespace, name))
+        refusal = merge_refusal(existing, owner_uid=entry.uid)
+        if refusal is not None:
+            raise TargetConflictError(refusal)
+        have, want = existing.get("data") or {}, desired.get("data")
+        relevant = set(written_keys(existing, entry.uid)) | (set(want) if isinstance(want, Mapping) else set())
+        before = {key: value for key, value in have.items() if key in relevant}
+        patch = merge_secret_patch(existing, desired)
+        if patch is not None:
+            taken = overwritten_keys(existing, desired)
+            if taken:
+                logger.info("VaultSecret %s/%s overwrites %s of Secret %s, which it did not write before "
+                            "(creationPolicy: Merge): %s", entry.namespace, entry.name,
+                            "a key" if len(taken) == 1 else f"{len(taken)} keys", name,
+                            conditions.clip(", ".join(taken)))  # fmt: skip
+            await self.kube.patch_secret(namespace, name, patch)
+            self.metrics.inc("secret_writes_total", {"operation": "merge"})
+        # Not watched: what the index knows of it comes from here (and from the start-up list).
+        self.registry.secrets[(namespace, name)] = SecretInfo(owner_uid=entry.uid, version=entry.synced_version,
+                                                              intact=True)  # fmt: skip
+        return patch is not None, before
+
+    async def _unmerge(
+        self, entry: Entry, name: str, existing: dict[str, Any], *, keep_keys: bool, why: str
+    ) -> dict[str, Any]:
+        """Take the merge of ``entry`` out of the Secret ``name`` (``manifests.unmerge_patch``: our keys unless
+        ``keep_keys``, our label and annotations); return the Secret as it is now. ``KubeError`` when the patch fails
+        (409: it changed since it was read)."""
+        patch = unmerge_patch(existing, entry.uid, keep_keys=keep_keys)
+        if patch is None:
+            return existing
+        updated = await self.kube.patch_secret(entry.namespace, name, patch)
+        self.registry.secrets.pop((entry.namespace, name), None)
+        self.metrics.inc("secret_writes_total", {"operation": "unmerge"})
+        removed = "its annotations" if "data" not in patch else "its keys and annotations"
+        if not keep_keys and "data" not in patch and existing.get("immutable") is True:
+            removed += " (the Secret is immutable: its keys stay)"
+        logger.info("VaultSecret %s/%s %s: removed %s from Secret %s", entry.namespace, entry.name, why, removed, name)
+        return updated
 
     async def _delete_old_target(self, entry: Entry, old: VaultSecretSpec | None, new: VaultSecretSpec) -> None:
-        """After spec.target.name changed, remove the Secret we wrote under the old name."""
-        if old is None or old.target_name(entry.name) == new.target_name(entry.name):
+        """After spec.target.name changed, remove the Secret we wrote under the old name — or, from a Secret we merged
+        into (creationPolicy Merge), our keys. The old name is the previous spec's, or after a restart (no previous
+        spec in memory) the status's ``secretName``: for a merge only, which leaves no ownerReference behind."""
+        new_name = new.target_name(entry.name)
+        old_name = old.target_name(entry.name) if old is not None else entry.status.get("secretName")
+        if not isinstance(old_name, str) or not old_name or old_name == new_name:
             return
-        old_name = old.target_name(entry.name)
+        if old is None and old_name.startswith(f"{new_name}-v"):
+            return  # a versioned Secret of the same target (target.immutable), not an old target
         existing = await self.kube.get_secret(entry.namespace, old_name)
-        if existing is not None and ownership(existing, entry.uid) == "ours":
+        if existing is not None and merged_by_uid(existing) == entry.uid:
+            await self._unmerge(entry, old_name, existing, keep_keys=False, why="writes another Secret now")
+            return
+        if old is not None and existing is not None and ownership(existing, entry.uid) == "ours":
             await self.kube.delete_secret(entry.namespace, old_name)
             self.metrics.inc("secret_writes_total", {"operation": "delete"})
             logger.info("VaultSecret %s/%s: deleted its previous Secret %s", entry.namespace, entry.name, old_name)
 
     async def _delete_for_gone_source(self, entry: Entry, failure: conditions.Failure, delay: float) -> None:
         """``spec.onSourceDeleted: Delete`` and the unpinned path is gone from ScaiVault (listed gone and read 404):
-        delete the Secret, if it is ours, and report SourceNotFound saying so. The path's return re-creates it (the
-        version watcher sees it again: every member with no synced version is behind)."""
+        delete the Secret, if it is ours — or, creationPolicy Merge, remove our keys from it — and report SourceNotFound
+        saying so. The path's return writes it again (the version watcher sees it again: every member with no synced
+        version is behind)."""
         assert entry.spec is not None
-        name = entry.spec.target_name(entry.name)
+        name = entry.spec.secret_name(entry.name, entry.synced_version)
         entry.synced_version = None  # its DELETED event is no drift to repair
+        merging = entry.spec.target.creationPolicy == "Merge"
         try:
             existing = await self.kube.get_secret(entry.namespace, name)
-            mine = ownership(existing, entry.uid) == "ours"
-            if mine:
+            merged = existing is not None and merged_by_uid(existing) == entry.uid
+            mine = not merging and ownership(existing, entry.uid) == "ours"
+            if merged and existing is not None:
+                why = f"(onSourceDeleted: Delete): {entry.spec.path} is gone from ScaiVault"
+                await self._unmerge(entry, name, existing, keep_keys=False, why=why)
+            elif mine:
                 await self.kube.delete_secret(entry.namespace, name)
                 self.registry.secrets.pop((entry.namespace, name), None)
                 self.metrics.inc("secret_writes_total", {"operation": "delete"})
@@ -375,7 +498,12 @@ class Syncer:
                                        "retrying", transient=True, retry_after=exc.retry_after)  # fmt: skip
             await self._fail([entry], retry, delay=self._backoff([entry], exc, retry))
             return
-        if mine or existing is None:
+        if merged:
+            outcome = f"the keys of this VaultSecret were removed from Secret {name} (spec.onSourceDeleted: Delete); "
+            outcome += "they are written again when the path comes back"
+        elif merging and existing is None:
+            outcome = f"Secret {name} does not exist"
+        elif mine or existing is None:
             outcome = f"Secret {name} was deleted (spec.onSourceDeleted: Delete); it is written again when the path "
             outcome += "comes back"
         else:
@@ -428,7 +556,8 @@ class Syncer:
             if patched is None:
                 self._forget(entry)
                 return False
-            change = "added (deletionPolicy: Retain)" if present else "removed (deletionPolicy: Delete)"
+            change = ("added (deletionPolicy: Retain or creationPolicy: Merge)" if present
+                      else "removed (deletionPolicy: Delete, creationPolicy not Merge)")  # fmt: skip
             logger.info("VaultSecret %s/%s: finalizer %s %s", entry.namespace, entry.name, RETAIN_FINALIZER, change)
         entry.finalized = present
         return True
@@ -436,14 +565,19 @@ class Syncer:
     async def release(self, entry: Entry) -> None:
         """A VaultSecret with our finalizer is being deleted: with deletionPolicy Retain (or a spec that no longer
         validates: keeping is the safe side), leave its Secret unmanaged (``release_patch``: no ownerReference, no
-        labels or annotations of ours; data and type kept), then remove the finalizer so the deletion completes —
-        the garbage collector then has no reason to delete the Secret. A Secret that is gone or not ours is left
-        alone. ``KubeError`` when a call fails: the caller retries."""
+        labels or annotations of ours; data and type kept); from a Secret it merges into (creationPolicy Merge,
+        ``unmerge_patch``) remove our annotations, and with deletionPolicy Delete our keys — the Secret stays, it is
+        not ours. Then remove the finalizer so the deletion completes — the garbage collector then has no reason to
+        delete the Secret. A Secret that is gone or not ours is left alone. ``KubeError`` when a call fails: the
+        caller retries."""
         spec = entry.spec
-        name = spec.target_name(entry.name) if spec is not None else entry.status.get("secretName")
-        retain = spec is None or wants_finalizer(spec)
-        if retain and isinstance(name, str) and name:
-            existing = await self.kube.get_secret(entry.namespace, name)
+        name = (spec.target_name(entry.name) if spec is not None and not spec.target.immutable
+                else entry.status.get("secretName"))  # fmt: skip
+        retain = spec is None or spec.target.deletionPolicy == "Retain"
+        existing = await self.kube.get_secret(entry.namespace, name) if isinstance(name, str) and name else None
+        if existing is not None and isinstance(name, str) and merged_by_uid(existing) == entry.uid:
+            await self._unmerge(entry, name, existing, keep_keys=retain, why="is being deleted")
+        elif retain and isinstance(name, str) and name:
             ours = existing is not None and ownership(existing, entry.uid) == "ours"
             patch = release_patch(existing, entry.uid) if existing is not None and ours else None
             if patch is not None:

@@ -1,10 +1,10 @@
 """Condition reasons, the mapping from errors to them, and the VaultSecret status built from the outcome.
 
 Owns the vocabulary users see in ``kubectl describe vaultsecret``: one reason per cause (Synced, Unauthorized,
-Forbidden, SourceNotFound, BackendUnavailable, InvalidSpec, PolicyDenied, TargetConflict, InvalidSourceData),
-a message that says what to do, and when a change is a transition worth an Event. Beside Ready, the condition
-``Insecure`` (reason InsecureHTTP) is present while the VaultSecret's connection uses plain HTTP to a host that is
-not loopback (``insecureHTTP: true``), and absent otherwise. Pure: no I/O, no clock unless
+Forbidden, SourceNotFound, BackendUnavailable, InvalidSpec, PolicyDenied, TargetConflict, TargetNotFound,
+InvalidSourceData), a message that says what to do, and when a change is a transition worth an Event. Beside
+Ready, the condition ``Insecure`` (reason InsecureHTTP) is present while the VaultSecret's connection uses plain
+HTTP to a host that is not loopback (``insecureHTTP: true``), and absent otherwise. Pure: no I/O, no clock unless
 given. The operator's sync module (and the version watcher, for the failures it sees) calls ``classify`` on an
 error, ``desired_status`` on the outcome, then writes ``status_patch`` if it is not None and posts an Event only
 when ``is_transition``. ``backing_off`` rephrases a transient failure for the VaultSecrets whose sync their
@@ -47,6 +47,7 @@ __all__ = [
     "SOURCE_NOT_FOUND",
     "SYNCED",
     "TARGET_CONFLICT",
+    "TARGET_NOT_FOUND",
     "UNAUTHORIZED",
     "UNREACHABLE",
     "Failure",
@@ -84,8 +85,11 @@ INVALID_SPEC: Final = "InvalidSpec"
 #: The connection's access rules do not let this namespace read this path.
 POLICY_DENIED: Final = "PolicyDenied"
 #: The target Secret exists and is not ours, and may not be taken over: creationPolicy Owner, no consent annotation
-#: scaivault.scailabs.ai/adopt=true, another controller's ownerReference, or a service-account token.
+#: scaivault.scailabs.ai/adopt=true, another controller's ownerReference, or a service-account token; or, with
+#: creationPolicy Merge, may not be merged into (a token or credentials Secret, immutable, another VaultSecret's).
 TARGET_CONFLICT: Final = "TargetConflict"
+#: creationPolicy Merge and the target Secret does not exist: Merge writes only into an existing Secret.
+TARGET_NOT_FOUND: Final = "TargetNotFound"
 #: The secret's data cannot become a Kubernetes Secret (missing key, invalid key name, too large).
 INVALID_SOURCE_DATA: Final = "InvalidSourceData"
 
@@ -404,6 +408,7 @@ def desired_status(
         ("syncedVersion", synced_version if synced_version is not None else prev.get("syncedVersion")),
         ("syncedAt", synced_at if synced_at is not None else prev.get("syncedAt")),
         ("secretName", secret_name if secret_name is not None else prev.get("secretName")),
+        ("rollout", prev.get("rollout")),  # the last restart of workloads (``_core/rollout`` writes it)
     ):
         if value is not None:
             status[key] = value
@@ -411,7 +416,7 @@ def desired_status(
 
 
 #: The status fields this module manages; others (e.g. Kopf's ``status.kopf``) are never touched.
-_OWN_FIELDS = ("conditions", "observedGeneration", "syncedVersion", "syncedAt", "secretName")
+_OWN_FIELDS = ("conditions", "observedGeneration", "syncedVersion", "syncedAt", "secretName", "rollout")
 
 
 def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any] | None:

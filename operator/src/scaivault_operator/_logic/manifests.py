@@ -5,9 +5,17 @@ annotations and owner reference; who owns an existing Secret and whether a Vault
 (``target_refusal``); whether a Secret may serve as a connection's credentials (``credentials_refusal``); the JSON
 merge patch (RFC 7386) from an existing Secret to the desired one; and drift detection through the data-hash
 annotation. Pure: no I/O. The operator's sync module calls it after reading a secret from ScaiVault
-(``secret_data`` → ``desired_secret`` → ``target_refusal`` / ``needs_recreate`` / ``secret_patch``) and after a
-restart (``data_intact``); the connections module calls ``credentials_refusal`` on every read of a token or
-client-credentials Secret.
+(``secret_data`` → ``desired_secret`` → ``target_refusal`` / ``needs_recreate`` / ``secret_patch``; with
+``creationPolicy: Merge`` ``merge_refusal`` / ``merge_secret_patch``, and ``unmerge_patch`` when it stops merging)
+and after a restart (``data_intact``); the connections module calls ``credentials_refusal`` on every read of a
+token or client-credentials Secret.
+
+``creationPolicy: Merge`` writes only the VaultSecret's keys into an existing Secret the operator does not own. The
+Secret gets no ownerReference and no ``MANAGED_BY_LABEL``; it gets ``MERGE_LABEL`` (so the start-up list finds it)
+and a record of what was merged, under ``ANNOTATION_PREFIX``: the key names (``ANNOTATION_MERGED_KEYS``), the
+VaultSecret (``ANNOTATION_MERGED_BY``, ``ANNOTATION_MERGED_BY_UID``), path, version, connection and the data hash of
+those keys only. The record is how a later write removes a key it no longer writes, how a second VaultSecret is
+kept out, and how the keys are removed again (``unmerge_patch``).
 
 How data becomes a Secret: every top-level key of the ScaiVault secret's JSON data is a Secret key (or only the
 keys listed in ``spec.keys``, renamed by their ``to``). A string value is stored as its UTF-8 bytes, as-is. Any
@@ -40,14 +48,20 @@ __all__ = [
     "ADOPT_ANNOTATION",
     "ANNOTATION_CONNECTION",
     "ANNOTATION_DATA_HASH",
+    "ANNOTATION_MERGED_BY",
+    "ANNOTATION_MERGED_BY_UID",
+    "ANNOTATION_MERGED_KEYS",
     "ANNOTATION_PATH",
     "ANNOTATION_PREFIX",
     "ANNOTATION_REFRESH",
     "ANNOTATION_VERSION",
+    "BOOTSTRAP_TOKEN_TYPE",
     "CREDENTIALS_LABEL",
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
     "MAX_SECRET_BYTES",
+    "MERGE_LABEL",
+    "MERGE_LABEL_VALUE",
     "RETAIN_FINALIZER",
     "SERVICE_ACCOUNT_TOKEN_TYPE",
     "VAULTSECRET_LABEL",
@@ -58,16 +72,23 @@ __all__ = [
     "data_intact",
     "desired_secret",
     "merge_patch",
+    "merge_refusal",
+    "merge_secret_patch",
+    "merge_target_missing",
+    "merged_by_uid",
     "needs_recreate",
+    "overwritten_keys",
     "ownership",
     "read_data_hash",
     "release_patch",
     "secret_data",
     "secret_patch",
     "target_refusal",
+    "unmerge_patch",
     "vaultsecret_label_value",
     "wants_finalizer",
     "with_finalizer",
+    "written_keys",
 ]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -89,11 +110,36 @@ CREDENTIALS_LABEL = "scaivault.scailabs.ai/credentials"
 #: On an existing Secret: ``<this>: "true"`` consents to being taken over by a VaultSecret with
 #: ``creationPolicy: Adopt``. Under ``ANNOTATION_PREFIX``, so the adoption removes it: the consent is used up.
 ADOPT_ANNOTATION = ANNOTATION_PREFIX + "adopt"
-#: On a VaultSecret whose ``spec.target.deletionPolicy`` is ``Retain`` (and only there): its deletion waits until the
-#: operator has released the Secret (``release_patch``) and removed this finalizer. Not Kopf's finalizer (unused).
+#: On a VaultSecret whose ``spec.target.deletionPolicy`` is ``Retain`` or whose ``creationPolicy`` is ``Merge`` (and
+#: only there): its deletion waits until the operator has released the Secret (``release_patch``) or removed its keys
+#: from it (``unmerge_patch``) and removed this finalizer. Not Kopf's finalizer (unused).
 RETAIN_FINALIZER = "scaivault.scailabs.ai/retain-secret"
 #: Secrets of this type are never adopted (the token controller fills them; they are credentials of the cluster).
 SERVICE_ACCOUNT_TOKEN_TYPE = "kubernetes.io/service-account-token"
+#: Nor merged into: a bootstrap token Secret lets nodes join the cluster.
+BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
+#: On a Secret a VaultSecret merges its keys into (``creationPolicy: Merge``), value ``MERGE_LABEL_VALUE``: the
+#: operator's start-up list selects it beside the Secrets it owns (``MANAGED_BY_LABEL``), so a warm restart needs no
+#: ScaiVault GET for a Merge VaultSecret either. Not watched (the Secret watch selects ``MANAGED_BY_LABEL`` only).
+MERGE_LABEL = "scaivault.scailabs.ai/merged"
+MERGE_LABEL_VALUE = "true"
+#: On a Secret merged into: the names of the keys the VaultSecret wrote, comma-separated and sorted (Secret keys
+#: never contain a comma) — names only, never a value.
+ANNOTATION_MERGED_KEYS = ANNOTATION_PREFIX + "merged-keys"
+#: On a Secret merged into: the name of the VaultSecret that merges into it (for people; the uid decides).
+ANNOTATION_MERGED_BY = ANNOTATION_PREFIX + "merged-by"
+#: On a Secret merged into: the uid of the VaultSecret that merges into it. One VaultSecret per Secret.
+ANNOTATION_MERGED_BY_UID = ANNOTATION_PREFIX + "merged-by-uid"
+#: The annotations a merge puts on a Secret (beside ``spec.target.annotations``), all removed by ``unmerge_patch``.
+_MERGE_ANNOTATIONS = (
+    ANNOTATION_PATH,
+    ANNOTATION_VERSION,
+    ANNOTATION_CONNECTION,
+    ANNOTATION_DATA_HASH,
+    ANNOTATION_MERGED_KEYS,
+    ANNOTATION_MERGED_BY,
+    ANNOTATION_MERGED_BY_UID,
+)
 #: Kubernetes' limit on a Secret's data: the sum of key lengths and decoded value lengths.
 MAX_SECRET_BYTES = 1024 * 1024
 
@@ -241,13 +287,17 @@ def read_data_hash(existing: Mapping[str, Any]) -> str | None:
 
 
 def data_intact(existing: Mapping[str, Any]) -> bool:
-    """True when the Secret's current data still hashes to its data-hash annotation (no edit by hand since)."""
+    """True when the data the operator wrote into the Secret still hashes to its data-hash annotation (no edit by
+    hand since): all of its data, or on a Secret merged into (``ANNOTATION_MERGED_KEYS``) the merged keys only."""
     recorded = read_data_hash(existing)
     if recorded is None:
         return False
     data = existing.get("data") or {}
     if not isinstance(data, Mapping):
         return False
+    merged = _annotations(existing).get(ANNOTATION_MERGED_KEYS)
+    if isinstance(merged, str):
+        data = {key: data[key] for key in _split_keys(merged) if key in data}
     return hmac.compare_digest(data_hash(data).encode("ascii"), recorded.encode("ascii", "replace"))
 
 
@@ -284,7 +334,8 @@ def desired_secret(
     """The full v1 Secret manifest for ``owner``'s spec, holding ``data`` (from ``secret_data``).
 
     ``connection`` is ``<kind>/<name>`` of the connection read through. Our labels and annotations win over
-    ``spec.target.labels`` / ``spec.target.annotations`` on a collision.
+    ``spec.target.labels`` / ``spec.target.annotations`` on a collision. With ``target.immutable`` the Secret is
+    ``<name>-v<version>`` and ``immutable: true``.
     """
     target = spec.target
     labels = {
@@ -299,11 +350,11 @@ def desired_secret(
         ANNOTATION_CONNECTION: connection,
         ANNOTATION_DATA_HASH: data_hash(data),
     }
-    return {
+    manifest: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": spec.target_name(owner.name),
+            "name": spec.secret_name(owner.name, version),
             "namespace": owner.namespace,
             "labels": labels,
             "annotations": annotations,
@@ -321,6 +372,9 @@ def desired_secret(
         "type": target.type,
         "data": dict(data),
     }
+    if target.immutable:
+        manifest["immutable"] = True
+    return manifest
 
 
 # -- an existing Secret --------------------------------------------------------------------------------------
@@ -414,10 +468,201 @@ def release_patch(existing: Mapping[str, Any], owner_uid: str) -> dict[str, Any]
     return {"metadata": metadata}
 
 
+# -- creationPolicy: Merge --------------------------------------------------------------------------------------
+
+
+def merged_by_uid(existing: Mapping[str, Any]) -> str | None:
+    """The uid of the VaultSecret that merges its keys into the Secret ``existing`` (``ANNOTATION_MERGED_BY_UID``),
+    or None when none does."""
+    uid = _annotations(existing).get(ANNOTATION_MERGED_BY_UID)
+    return uid if isinstance(uid, str) and uid else None
+
+
+def merge_target_missing(namespace: str, name: str) -> str:
+    """The message of ``TargetNotFound``: creationPolicy Merge and the Secret ``namespace/name`` does not exist."""
+    return (
+        f"Secret {namespace}/{name} does not exist: creationPolicy Merge writes keys only into an existing Secret "
+        f"and never creates one; create it (e.g. kubectl create secret generic -n {namespace} {name}), or set "
+        "spec.target.creationPolicy: Owner to have the operator create and own the Secret"
+    )
+
+
+def merge_refusal(existing: Mapping[str, Any], *, owner_uid: str) -> str | None:
+    """Why the VaultSecret ``owner_uid`` (creationPolicy Merge) may not merge its keys into the existing Secret, or
+    None when it may.
+
+    Never into a token Secret (``SERVICE_ACCOUNT_TOKEN_TYPE``, ``BOOTSTRAP_TOKEN_TYPE``), nor a connection's
+    credentials (``CREDENTIALS_LABEL=true``: the operator's own ScaiVault token must not be replaced through a
+    VaultSecret), nor an ``immutable`` Secret (its data cannot change), nor a Secret a VaultSecret controls (its
+    owner rewrites all of its data; this VaultSecret's own Secret — creationPolicy Owner before — is given up and
+    merged into), nor one another VaultSecret merges into. A foreign controller (another operator) does not stand
+    in the way. The message names the Secret and what is wrong; it quotes no data, label or annotation value.
+    """
+    meta = _mapping(existing.get("metadata"))
+    namespace, name = _shown_name(meta.get("namespace")), _shown_name(meta.get("name"))
+    secret = f"Secret {namespace}/{name}"
+    elsewhere = "set spec.target.name to another Secret"
+    type_ = existing.get("type")
+    if type_ in (SERVICE_ACCOUNT_TOKEN_TYPE, BOOTSTRAP_TOKEN_TYPE):
+        return f"{secret} is of type {type_}: creationPolicy Merge never writes into a token Secret; {elsewhere}"
+    if _mapping(meta.get("labels")).get(CREDENTIALS_LABEL) == "true":
+        return (
+            f"{secret} is labelled {CREDENTIALS_LABEL}=true (a connection's credentials): creationPolicy Merge never "
+            f"writes into it; {elsewhere}"
+        )
+    if existing.get("immutable") is True:
+        return f"{secret} is immutable (immutable: true): creationPolicy Merge cannot change its keys; {elsewhere}"
+    controller = _controller_ref(existing)
+    if controller is not None and controller.get("kind") == "VaultSecret" and controller.get("uid") != owner_uid:
+        return (
+            f"{secret} is controlled by VaultSecret/{_shown_name(controller.get('name'))}, which writes all of its "
+            f"data: creationPolicy Merge writes only into a Secret no other VaultSecret owns; {elsewhere}"
+        )
+    other = merged_by_uid(existing)
+    if other is not None and other != owner_uid:
+        return (
+            f"{secret} already receives keys from another VaultSecret with creationPolicy Merge (its annotation "
+            f"{ANNOTATION_MERGED_BY} names it): two VaultSecrets never merge into one Secret; {elsewhere}, or let "
+            "one VaultSecret write every key. If that VaultSecret no longer exists, remove its claim: kubectl "
+            f"annotate secret -n {namespace} {name} {ANNOTATION_MERGED_BY_UID}- {ANNOTATION_MERGED_BY}-"
+        )
+    return None
+
+
+def merge_secret_patch(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The JSON merge patch that merges ``desired`` (``desired_secret``'s manifest) into the existing Secret, or None
+    when it already holds it. The caller has checked ``merge_refusal``.
+
+    * ``data``: the keys of ``desired`` that differ are set; a key the VaultSecret wrote before (``written_keys``)
+      and no longer writes is removed; every other key stays.
+    * labels and annotations of ``desired`` are set — except its ownership marks (``MANAGED_BY_LABEL``,
+      ``VAULTSECRET_LABEL``) —, plus ``MERGE_LABEL`` and the merge record (``ANNOTATION_MERGED_KEYS``,
+      ``ANNOTATION_MERGED_BY``, ``ANNOTATION_MERGED_BY_UID``; path, version, connection and data hash come from
+      ``desired``); other labels and annotations stay.
+    * ``type``, ``immutable`` and ownerReferences are left alone — unless the Secret is this VaultSecret's own
+      (creationPolicy Owner before): then our ownerReference and ownership labels are removed, so the garbage
+      collector no longer deletes it with the VaultSecret, and all of its data counts as written by us.
+
+    When the Secret is not yet merged into by this VaultSecret, the patch carries its ``resourceVersion``: a
+    Secret changed since it was checked (another VaultSecret's claim) fails the patch with 409 and is checked again.
+    """
+    owner = _controller_ref(desired) or {}
+    uid, owner_name = owner.get("uid"), owner.get("name")
+    if not isinstance(uid, str) or not isinstance(owner_name, str):
+        raise ValueError("desired names no VaultSecret (a controller ownerReference): not desired_secret's manifest")
+    meta = _mapping(existing.get("metadata"))
+    desired_meta = _mapping(desired.get("metadata"))
+    want = _mapping(desired.get("data"))
+    have = _mapping(existing.get("data"))
+    patch: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+
+    data: dict[str, Any] = {key: value for key, value in want.items() if have.get(key) != value}
+    data.update({key: None for key in written_keys(existing, uid) if key not in want and key in have})
+    if data:
+        patch["data"] = data
+
+    have_labels = _mapping(meta.get("labels"))
+    want_labels = {key: value for key, value in _mapping(desired_meta.get("labels")).items()
+                   if key not in (MANAGED_BY_LABEL, VAULTSECRET_LABEL)}  # fmt: skip
+    want_labels[MERGE_LABEL] = MERGE_LABEL_VALUE
+    labels = _map_patch(have_labels, want_labels, ours=None)
+    ours = ownership(existing, uid) == "ours"
+    if ours:  # given up: no longer ours, only merged into
+        labels.update({key: None for key in (VAULTSECRET_LABEL,) if key in have_labels})
+        if have_labels.get(MANAGED_BY_LABEL) == MANAGED_BY:
+            labels[MANAGED_BY_LABEL] = None
+        metadata["ownerReferences"] = [dict(ref) for ref in _refs(existing) if ref.get("uid") != uid] or None
+    if labels:
+        metadata["labels"] = labels
+
+    want_annotations = {
+        **_mapping(desired_meta.get("annotations")),
+        ANNOTATION_MERGED_KEYS: ",".join(sorted(want)),
+        ANNOTATION_MERGED_BY: owner_name,
+        ANNOTATION_MERGED_BY_UID: uid,
+    }
+    annotations = _map_patch(_mapping(meta.get("annotations")), want_annotations, ours=None)
+    if annotations:
+        metadata["annotations"] = annotations
+
+    if metadata:
+        patch["metadata"] = metadata
+    if not patch:
+        return None
+    resource_version = meta.get("resourceVersion")
+    if (ours or merged_by_uid(existing) != uid) and isinstance(resource_version, str) and resource_version:
+        patch.setdefault("metadata", {})["resourceVersion"] = resource_version
+    return patch
+
+
+def written_keys(existing: Mapping[str, Any], owner_uid: str) -> list[str]:
+    """The keys of the Secret that the VaultSecret ``owner_uid`` wrote: every key of a Secret it owns, the recorded
+    ``ANNOTATION_MERGED_KEYS`` of one it merges into, none otherwise."""
+    if ownership(existing, owner_uid) == "ours":
+        return sorted(_mapping(existing.get("data")))
+    if merged_by_uid(existing) != owner_uid:
+        return []
+    recorded = _annotations(existing).get(ANNOTATION_MERGED_KEYS)
+    return _split_keys(recorded) if isinstance(recorded, str) else []
+
+
+def overwritten_keys(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> list[str]:
+    """The keys of ``desired`` that the existing Secret already has and that its VaultSecret did not write: a merge
+    takes them over (their earlier value is not kept). Names only, sorted."""
+    uid = (_controller_ref(desired) or {}).get("uid")
+    if not isinstance(uid, str):
+        uid = ""
+    have = _mapping(existing.get("data"))
+    mine = set(written_keys(existing, uid))
+    return sorted(key for key in _mapping(desired.get("data")) if key in have and key not in mine)
+
+
+def unmerge_patch(existing: Mapping[str, Any], owner_uid: str, *, keep_keys: bool) -> dict[str, Any] | None:
+    """The JSON merge patch that takes the merge of VaultSecret ``owner_uid`` out of the Secret ``existing``, or None
+    when it does not merge into it (or nothing of it is left).
+
+    It removes ``MERGE_LABEL`` and the merge's annotations (``ANNOTATION_MERGED_KEYS`` and the others: path,
+    version, connection, data hash, merged-by) and — unless ``keep_keys`` (deletionPolicy Retain) — the recorded
+    keys still in the Secret. Everything else stays: other keys, type, ownerReferences, other labels and
+    annotations (``spec.target.labels`` and ``annotations`` included). An ``immutable`` Secret keeps its keys (its
+    data cannot change). The patch carries the Secret's ``resourceVersion``: a Secret changed since it was read
+    fails the patch with 409 and is read again.
+    """
+    if merged_by_uid(existing) != owner_uid:
+        return None
+    meta = _mapping(existing.get("metadata"))
+    patch: dict[str, Any] = {}
+    if not keep_keys and existing.get("immutable") is not True:
+        have = _mapping(existing.get("data"))
+        data = {key: None for key in written_keys(existing, owner_uid) if key in have}
+        if data:
+            patch["data"] = data
+    metadata: dict[str, Any] = {}
+    if MERGE_LABEL in _mapping(meta.get("labels")):
+        metadata["labels"] = {MERGE_LABEL: None}
+    annotations = {key: None for key in _MERGE_ANNOTATIONS if key in _annotations(existing)}
+    if annotations:
+        metadata["annotations"] = annotations
+    if metadata:
+        patch["metadata"] = metadata
+    if not patch:
+        return None
+    resource_version = meta.get("resourceVersion")
+    if isinstance(resource_version, str) and resource_version:
+        patch.setdefault("metadata", {})["resourceVersion"] = resource_version
+    return patch
+
+
+def _split_keys(recorded: str) -> list[str]:
+    return sorted({key for key in recorded.split(",") if key})
+
+
 def wants_finalizer(spec: VaultSecretSpec) -> bool:
-    """Whether a VaultSecret with ``spec`` should carry ``RETAIN_FINALIZER``: only with deletionPolicy ``Retain``, so
-    that the default (``Delete``) never waits for the operator to be deleted."""
-    return spec.target.deletionPolicy == "Retain"
+    """Whether a VaultSecret with ``spec`` should carry ``RETAIN_FINALIZER``: only with deletionPolicy ``Retain``, or
+    with creationPolicy ``Merge`` (no ownerReference: the garbage collector would never remove the merged keys), so
+    that the default (``Owner``, ``Delete``) never waits for the operator to be deleted."""
+    return spec.target.deletionPolicy == "Retain" or spec.target.creationPolicy == "Merge"
 
 
 def with_finalizer(finalizers: Any, *, present: bool) -> list[str] | None:
@@ -506,6 +751,8 @@ def secret_patch(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> dic
     if owner_refs is not None:
         metadata["ownerReferences"] = owner_refs
 
+    if desired.get("immutable") is True and existing.get("immutable") is not True:
+        patch["immutable"] = True  # (the reverse is refused by the API server: never asked)
     if metadata:
         patch["metadata"] = metadata
     return patch or None

@@ -27,6 +27,7 @@ from scaivault_operator._logic.manifests import (
     ANNOTATION_VERSION,
     RETAIN_FINALIZER,
     data_intact,
+    merged_by_uid,
     wants_finalizer,
 )
 
@@ -75,9 +76,10 @@ class Release:
 
 @dataclass
 class SecretInfo:
-    """What the index keeps of a managed Secret: no data, only whether its data is intact and its version."""
+    """What the index keeps of a managed Secret (or of one a VaultSecret merges into): no data, only whether the data
+    written is intact and its version."""
 
-    owner_uid: str  # uid of the controlling ownerReference, "" when none
+    owner_uid: str  # uid of the VaultSecret merging into it, else of the controlling ownerReference; "" when none
     version: int | None
     intact: bool
 
@@ -223,7 +225,7 @@ class Registry:
             return False
         if entry.finalized != wants_finalizer(spec):
             return False  # deletionPolicy changed (or the finalizer was removed) while the operator was down
-        info = self.secrets.get((entry.namespace, spec.target_name(entry.name)))
+        info = self.secrets.get((entry.namespace, spec.secret_name(entry.name, version)))
         return info is not None and info.intact and info.version == version and info.owner_uid == entry.uid
 
     def mark_deleting(self, body: Mapping[str, Any]) -> bool:
@@ -444,24 +446,37 @@ class Registry:
     # -- managed Secrets (drift) ------------------------------------------------------------------------
 
     def observe_secret(self, event_type: str, body: Mapping[str, Any]) -> SourceKey | None:
-        """Index a managed Secret from a watch event; return the owner's source when the Secret drifted."""
+        """Index a managed Secret from a watch event (or a Secret merged into, from the start-up list: those are not
+        watched); return the owner's source when the Secret drifted."""
         meta = _mapping(body.get("metadata"))
         skey: VSKey = (_text(meta.get("namespace")), _text(meta.get("name")))
         if event_type == "DELETED":
             self.secrets.pop(skey, None)
         else:
-            self.secrets[skey] = SecretInfo(owner_uid=_controller_uid(meta), version=_annotation_version(meta),
-                                            intact=data_intact(body))  # fmt: skip
-        owner_key = self.by_target.get(skey)
-        entry = self.entries.get(owner_key) if owner_key else None
-        if entry is None or entry.synced_version is None:
+            self.secrets[skey] = SecretInfo(owner_uid=merged_by_uid(body) or _controller_uid(meta),
+                                            version=_annotation_version(meta), intact=data_intact(body))  # fmt: skip
+        entry = self._target_owner(skey)
+        if entry is None or entry.synced_version is None or entry.spec is None:
             return None
+        if entry.spec.secret_name(entry.name, entry.synced_version) != skey[1]:
+            return None  # another version of an immutable VaultSecret: only the current one is repaired
         info = self.secrets.get(skey)
         if info is not None and info.intact and info.version == entry.synced_version:
             return None
         logger.info("Secret %s/%s drifted from VaultSecret %s (%s); restoring", skey[0], skey[1], entry.name,
                     "deleted" if info is None else "edited")  # fmt: skip
         return self.mark_dirty(entry.key, Priority.DRIFT)
+
+    def _target_owner(self, skey: VSKey) -> Entry | None:
+        """The VaultSecret writing the Secret ``skey``: by its target name, or — ``<name>-v<version>`` — by the
+        target name of an immutable VaultSecret."""
+        owner_key = self.by_target.get(skey)
+        if owner_key is None:
+            base, sep, version = skey[1].rpartition("-v")
+            owner_key = self.by_target.get((skey[0], base)) if sep and version.isdigit() else None
+            entry = self.entries.get(owner_key) if owner_key else None
+            return entry if entry is not None and entry.spec is not None and entry.spec.target.immutable else None
+        return self.entries.get(owner_key)
 
     def index_secrets(self, bodies: Iterable[Mapping[str, Any]]) -> None:
         """Fill the Secret index from a list at start-up, before the VaultSecret watch delivers anything."""

@@ -17,16 +17,28 @@ Workloads are Deployments, StatefulSets, DaemonSets, ReplicaSets and Jobs (``spe
 (``spec.jobTemplate.spec.template.spec``) and Pods (``spec``), as plain dicts. Malformed input (a field of the
 wrong type) is read as absent, never raised.
 
-Used by ``kubectl scaivault why``; meant for more (e.g. restarting the workloads of a Secret on a new version).
+Used by ``kubectl scaivault why`` and by ``rollout`` (which workloads a changed Secret restarts).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Mount", "SecretUse", "UseKind", "WorkloadUse", "pod_spec_of", "secret_uses", "summarize", "workloads_using"]
+__all__ = [
+    "Mount",
+    "SecretUse",
+    "UseKind",
+    "WorkloadUse",
+    "pod_spec_of",
+    "referenced_secrets",
+    "renamed_references",
+    "secret_uses",
+    "summarize",
+    "workloads_using",
+]
 
 UseKind = Literal["env", "envFrom", "volume", "projected", "imagePullSecret"]
 
@@ -176,6 +188,66 @@ def secret_uses(pod_spec: Mapping[str, Any], secret: str) -> list[SecretUse]:
     if any(ref.get("name") == secret for ref in _list(pod_spec.get("imagePullSecrets"))):
         uses.append(SecretUse("imagePullSecret"))
     return uses
+
+
+def referenced_secrets(pod_spec: Mapping[str, Any]) -> set[str]:
+    """The names of every Secret the pod spec reads data from (env, envFrom, volumes, projected volumes; not
+    ``imagePullSecrets``)."""
+    names: set[str] = set()
+    for container, _ in _containers(pod_spec):
+        for env in _list(container.get("env")):
+            names.add(_str(_mapping(_mapping(env.get("valueFrom")).get("secretKeyRef")).get("name")) or "")
+        for source in _list(container.get("envFrom")):
+            names.add(_str(_mapping(source.get("secretRef")).get("name")) or "")
+    for volume in _list(pod_spec.get("volumes")):
+        names.add(_str(_mapping(volume.get("secret")).get("secretName")) or "")
+        for source in _list(_mapping(volume.get("projected")).get("sources")):
+            names.add(_str(_mapping(source.get("secret")).get("name")) or "")
+    names.discard("")
+    return names
+
+
+def renamed_references(pod_spec: Mapping[str, Any], renames: Mapping[str, str]) -> dict[str, list[Any]]:
+    """The lists of a pod template's spec (``containers``, ``initContainers``, ``volumes``) in which a reference to a
+    Secret named in ``renames`` (old name → new name) now names the new one: only the lists that changed, whole (a
+    merge patch replaces a list), copies — ``pod_spec`` is not modified."""
+    changed: dict[str, list[Any]] = {}
+
+    def rename(holder: Any, key: str) -> bool:
+        name = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(name, str) and name in renames:
+            holder[key] = renames[name]
+            return True
+        return False
+
+    def field_of(holder: Any, key: str) -> Any:
+        return holder.get(key) if isinstance(holder, dict) else None
+
+    def items_of(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else []  # malformed: read as absent, never raised
+
+    for field in ("containers", "initContainers"):
+        items = copy.deepcopy(pod_spec.get(field))
+        if not isinstance(items, list):
+            continue
+        touched = False
+        for container in items:
+            for env in items_of(field_of(container, "env")):
+                touched |= rename(field_of(field_of(env, "valueFrom"), "secretKeyRef"), "name")
+            for source in items_of(field_of(container, "envFrom")):
+                touched |= rename(field_of(source, "secretRef"), "name")
+        if touched:
+            changed[field] = items
+    volumes = copy.deepcopy(pod_spec.get("volumes"))
+    if isinstance(volumes, list):
+        touched = False
+        for volume in volumes:
+            touched |= rename(field_of(volume, "secret"), "secretName")
+            for source in items_of(field_of(field_of(volume, "projected"), "sources")):
+                touched |= rename(field_of(source, "secret"), "name")
+        if touched:
+            changed["volumes"] = volumes
+    return changed
 
 
 def workloads_using(workloads: Iterable[Mapping[str, Any]], secret: str, *, namespace: str) -> list[WorkloadUse]:

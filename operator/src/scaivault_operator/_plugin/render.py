@@ -36,6 +36,8 @@ from scaivault_operator._logic.manifests import (
     SourceDataError,
     data_intact,
     desired_secret,
+    merge_refusal,
+    merge_target_missing,
     read_data_hash,
     secret_data,
     target_refusal,
@@ -85,10 +87,19 @@ def key_rows(data: Mapping[str, str], *, show_values: bool) -> list[dict[str, An
 def live_comparison(live: Mapping[str, Any] | None, desired: Mapping[str, Any], *, owner_uid: str,
                     creation_policy: str) -> tuple[bool | None, str]:  # fmt: skip
     """Whether the live Secret already holds ``desired``'s data (None: it does not exist), and a sentence on it.
-    Compares the data-hash annotations and checks the live data against its own (no value is read out)."""
+    Compares the data-hash annotations and checks the live data against its own (no value is read out); with
+    creationPolicy Merge, of the merged keys only."""
+    merging = creation_policy == "Merge"
     if live is None:
+        if merging:
+            meta = mapping(desired.get("metadata"))
+            missing = merge_target_missing(text(meta.get("namespace")) or "?", text(meta.get("name")) or "?")
+            return None, f"the operator would not write it (TargetNotFound): {missing}"
         return None, "the Secret does not exist yet: the operator creates it"
-    refusal = target_refusal(live, owner_uid=owner_uid, creation_policy=creation_policy)
+    if merging:
+        refusal = merge_refusal(live, owner_uid=owner_uid)
+    else:
+        refusal = target_refusal(live, owner_uid=owner_uid, creation_policy=creation_policy)
     if refusal is not None:
         return False, f"the operator would not write it (TargetConflict): {refusal}"
     version = text(mapping(mapping(live.get("metadata")).get("annotations")).get(ANNOTATION_VERSION)) or "?"
@@ -153,7 +164,9 @@ async def render(cluster: Cluster, namespace: str, name: str, *, show_values: bo
         spec = VaultSecretSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
         raise PluginError(f"InvalidSpec: {conditions.classify(exc).message}", ExitCode.NOT_READY) from None
-    target = spec.target_name(name)
+    status = mapping(body.get("status"))
+    secret_name = status.get("secretName")
+    target = secret_name if spec.target.immutable and isinstance(secret_name, str) else spec.target_name(name)
     if show_values and not await cluster.can_i("get", "secrets", namespace, target):
         raise PluginError(
             f"--show-values: the API server does not confirm that you may read Secret {namespace}/{target} "

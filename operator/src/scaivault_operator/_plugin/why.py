@@ -33,15 +33,18 @@ from scaivault_operator._cogs.api import VaultSecretSpec
 from scaivault_operator._logic import conditions
 from scaivault_operator._logic.manifests import (
     ANNOTATION_DATA_HASH,
+    ANNOTATION_MERGED_KEYS,
     ANNOTATION_PATH,
     ANNOTATION_REFRESH,
     ANNOTATION_VERSION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     data_intact,
+    merged_by_uid,
     ownership,
 )
 from scaivault_operator._logic.policy import check_access
+from scaivault_operator._logic.workloads import WorkloadUse, summarize, workloads_using
 from scaivault_operator._plugin.cluster import WORKLOAD_KINDS, Cluster
 from scaivault_operator._plugin.output import (
     ExitCode,
@@ -56,7 +59,6 @@ from scaivault_operator._plugin.output import (
 )
 from scaivault_operator._plugin.source import Connection, connection_key, get_connection
 from scaivault_operator._plugin.status import connection_health
-from scaivault_operator._plugin.workloads import WorkloadUse, summarize, workloads_using
 
 __all__ = [
     "Step",
@@ -249,7 +251,7 @@ def scaivault_step(status: Mapping[str, Any], conn: Connection | None) -> Step:
         if breaker.get("state") != "Open":
             details.append(("info", f"next request: {_SCAIVAULT_REASONS[reason]}"))
         return Step("ScaiVault", "fail", f"last answer: {reason} — {message}", details)
-    if reason in (conditions.INVALID_SOURCE_DATA, conditions.TARGET_CONFLICT):
+    if reason in (conditions.INVALID_SOURCE_DATA, conditions.TARGET_CONFLICT, conditions.TARGET_NOT_FOUND):
         return Step("ScaiVault", "ok", f"answered; the sync stopped after it ({reason})", details)
     return Step("ScaiVault", "unknown", f"not asked: the sync stops before ScaiVault ({reason})", details)
 
@@ -277,16 +279,21 @@ def target_step(
     data = mapping(secret.get("data"))
     details: list[tuple[State, str]] = []
     managed = labels.get(MANAGED_BY_LABEL) == MANAGED_BY
-    details.append(
-        (
-            "ok" if managed else "fail",
-            f"label {MANAGED_BY_LABEL}={MANAGED_BY}" + ("" if managed else " missing: not managed by the operator"),
-        )
-    )
     owner = ownership(secret, vaultsecret_uid or "") if vaultsecret_uid else "foreign"
-    details.append(("ok" if owner == "ours" else "fail",
-                    "controlled by this VaultSecret" if owner == "ours"
-                    else "not controlled by this VaultSecret (TargetConflict unless it is adopted)"))  # fmt: skip
+    if vaultsecret_uid and merged_by_uid(secret) == vaultsecret_uid:  # creationPolicy Merge: not ours, merged into
+        managed, owner = True, "ours"
+        keys = text(annotations.get(ANNOTATION_MERGED_KEYS)) or "no keys"
+        details.append(("ok", f"merged into by this VaultSecret (creationPolicy Merge; not watched): {keys}"))
+    else:
+        details.append(
+            (
+                "ok" if managed else "fail",
+                f"label {MANAGED_BY_LABEL}={MANAGED_BY}" + ("" if managed else " missing: not managed by the operator"),
+            )
+        )
+        details.append(("ok" if owner == "ours" else "fail",
+                        "controlled by this VaultSecret" if owner == "ours"
+                        else "not controlled by this VaultSecret (TargetConflict unless it is adopted)"))  # fmt: skip
     version = text(annotations.get(ANNOTATION_VERSION))
     same = version is not None and synced_version is not None and version == str(synced_version)
     details.append(("ok" if same else "fail",
@@ -383,7 +390,11 @@ async def why(cluster: Cluster, namespace: str, name: str, marks: Marks) -> Repo
     steps.insert(0, vaultsecret_step(body, spec, spec_error, access_shown=access_shown))
     steps.append(scaivault_step(status, conn))
 
-    target = spec.target_name(name) if spec is not None else text(status.get("secretName")) or name
+    if spec is not None and spec.target.immutable:  # <name>-v<version>: the one status names, else the synced one
+        synced = integer(status.get("syncedVersion"))
+        target = text(status.get("secretName")) or spec.secret_name(name, synced)
+    else:
+        target = spec.target_name(name) if spec is not None else text(status.get("secretName")) or name
     secret, secret_error = await _readable(cluster.get("Secret", target, namespace))
     steps.append(target_step(secret, namespace=namespace, name=target, vaultsecret_uid=text(meta.get("uid")),
                              synced_version=integer(status.get("syncedVersion")),

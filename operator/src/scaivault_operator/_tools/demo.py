@@ -3,7 +3,8 @@
 Owned here: the demo script. It starts a local ScaiVault (dev-vault) and writes the quickstart's secret, picks
 a Kubernetes API — the kubeconfig's cluster when one answers, otherwise kmock's in-process emulator, and says
 which — applies ``crds/examples/`` (the connection pointed at the local ScaiVault), runs the real operator
-in-process, shows the Secret appear, writes version 2 and shows it follow while the pinned VaultSecret stays.
+in-process, shows the Secret appear, writes version 2 and shows it follow while the pinned VaultSecret stays, and a
+Deployment restarted once for the key it uses and not for a version that changes only another key.
 
 Values are shown masked (length and a short fingerprint), as the operator itself never logs them. On a real
 cluster the demo removes the objects it created when it ends.
@@ -27,6 +28,7 @@ import yaml
 
 from scaivault_operator._cogs.settings import OperatorSettings
 from scaivault_operator._logic import conditions
+from scaivault_operator._logic.rollout import ROLLOUT_ANNOTATION
 from scaivault_operator.testing import Cluster, emulated_cluster, real_cluster, running_operator
 
 __all__ = ["main", "run_demo"]
@@ -35,6 +37,9 @@ PATH = "environments/production/salesforce/api-credentials"
 TOKEN = "dev-token"
 V1 = {"client_id": "3MVG9...", "client_secret": "REDACTED"}
 V2 = {"client_id": "3MVG9...", "client_secret": "NEW_REDACTED"}
+V3 = {"client_id": "3MVG9-rotated...", "client_secret": "NEW_REDACTED"}  # only the key the Deployment does not use
+APP = "billing"  # the demo's Deployment: SALESFORCE_CLIENT_SECRET from Secret billing-salesforce-env
+WORKER = "billing-worker"  # crds/examples/30-deployment-billing-worker.yaml: every key of it (envFrom)
 EXAMPLES = Path(__file__).resolve().parents[4] / "crds" / "examples"
 CRDS = EXAMPLES.parent
 
@@ -176,7 +181,12 @@ async def run_demo(*, out: TextIO = sys.stdout, force_emulated: bool = False) ->
                 demo.say(
                     f"Applied crds/examples/: {', '.join(d['kind'] + ' ' + d['metadata']['name'] for d in created)}"
                 )
-                return await _story(demo, vault, server=None if real else cluster.url)
+                return await _story(
+                    demo,
+                    vault,
+                    server=None if real else cluster.url,
+                    before_stop=(lambda: _remove_vaultsecrets(cluster, created)) if real else None,
+                )
             finally:
                 if real:
                     for doc in reversed(created):
@@ -186,7 +196,61 @@ async def run_demo(*, out: TextIO = sys.stdout, force_emulated: bool = False) ->
                     demo.say("Removed the demo's objects from the cluster.")
 
 
-async def _story(demo: Demo, vault: Any, *, server: str | None) -> int:
+async def _remove_vaultsecrets(cluster: Cluster, created: list[dict[str, Any]]) -> None:
+    """On a real cluster, before the operator stops: delete the demo's VaultSecrets and wait until they are gone, so
+    that the operator releases those that carry its finalizer (creationPolicy Merge, deletionPolicy Retain)."""
+    mine = [d["metadata"] for d in created if d["kind"] == "VaultSecret"]
+    for meta in mine:
+        with contextlib.suppress(Exception):
+            await cluster.delete("VaultSecret", meta.get("namespace"), meta["name"])
+
+    async def gone() -> bool:
+        return all([await cluster.get("VaultSecret", m.get("namespace"), m["name"]) is None for m in mine])
+
+    with contextlib.suppress(TimeoutError):
+        await _wait("the demo's VaultSecrets to be deleted", gone, limit=30.0)
+
+
+def _deployment() -> dict[str, Any]:
+    secret_ref = {"name": "billing-salesforce-env", "key": "SALESFORCE_CLIENT_SECRET"}
+    container = {"name": "app", "image": "registry.k8s.io/pause:3.10",
+                 "env": [{"name": "SALESFORCE_CLIENT_SECRET", "valueFrom": {"secretKeyRef": secret_ref}}]}  # fmt: skip
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": APP, "namespace": "default"},
+        "spec": {
+            "replicas": 0,  # the demo shows the restart (a new pod template), not pods
+            "selector": {"matchLabels": {"app": APP}},
+            "template": {"metadata": {"labels": {"app": APP}}, "spec": {"containers": [container]}},
+        },
+    }
+
+
+async def _stamp(demo: Demo, name: str = APP) -> str | None:
+    body = await demo.cluster.get("Deployment", "default", name) or {}
+    template = (body.get("spec") or {}).get("template") or {}
+    value = ((template.get("metadata") or {}).get("annotations") or {}).get(ROLLOUT_ANNOTATION)
+    return value if isinstance(value, str) else None
+
+
+async def _story(
+    demo: Demo, vault: Any, *, server: str | None, before_stop: Callable[[], Awaitable[None]] | None = None
+) -> int:
+    if await demo.cluster.get("Deployment", "default", APP) is not None:
+        demo.say(f"Deployment default/{APP} already exists; the demo will not change it.")
+        return 1
+    await demo.cluster.create(_deployment())
+    try:
+        return await _run_operator(demo, vault, server=server, before_stop=before_stop)
+    finally:
+        with contextlib.suppress(Exception):
+            await demo.cluster.delete("Deployment", "default", APP)
+
+
+async def _run_operator(
+    demo: Demo, vault: Any, *, server: str | None, before_stop: Callable[[], Awaitable[None]] | None
+) -> int:
     names = [("default", "salesforce-api"), ("default", "salesforce-env"), ("default", "salesforce-api-v1")]
     settings = OperatorSettings(liveness_endpoint=None, workers=4)
     demo.say("\nStarting the operator (in this process) ...")
@@ -198,7 +262,14 @@ async def _story(demo: Demo, vault: Any, *, server: str | None) -> int:
         await demo.show_secret("default", "billing-salesforce-env")
         await demo.show_vaultsecrets(names)
 
-        demo.say(f"\n2) Writing version 2 of {PATH} to ScaiVault ...")
+        demo.say(f"\n2) Two Deployments read Secret billing-salesforce-env as environment variables: {WORKER} every "
+                 f"key (envFrom),\n   {APP} only SALESFORCE_CLIENT_SECRET. VaultSecret salesforce-env names both in "
+                 "spec.rollout.targets (debounce 1s).")  # fmt: skip
+        targets = [{"kind": "Deployment", "name": WORKER}, {"kind": "Deployment", "name": APP}]
+        rollout = {"targets": targets, "debounce": "1s"}
+        await demo.cluster.patch("VaultSecret", "default", "salesforce-env", {"spec": {"rollout": rollout}})
+
+        demo.say(f"\n3) Writing version 2 of {PATH} to ScaiVault (client_secret changes) ...")
         started = time.monotonic()
         vault.write(PATH, V2)
         await _wait("version 2 in the Secret", lambda: _has_version(demo, "salesforce-api", "2"))
@@ -208,12 +279,45 @@ async def _story(demo: Demo, vault: Any, *, server: str | None) -> int:
         await asyncio.sleep(0.5)
         await demo.show_vaultsecrets(names)
         demo.say("   The pinned VaultSecret (salesforce-api-v1) stayed on version 1.")
+        await _wait("both Deployments to be restarted", lambda: _has_stamps(demo))
+        stamp, worker_stamp = await _stamp(demo), await _stamp(demo, WORKER)
+        vs = await demo.cluster.get("VaultSecret", "default", "salesforce-env") or {}
+        restarted = ((vs.get("status") or {}).get("rollout") or {}).get("workloads") or []
+        demo.say(f"   Both restarted: pod-template annotation {ROLLOUT_ANNOTATION}={stamp} on {APP}")
+        demo.say("   (a keyed digest of the keys a Deployment uses, never a value). status.rollout.workloads:")
+        for workload in restarted:
+            demo.say(
+                f"     {workload.get('kind')}/{workload.get('name')}: keys {', '.join(workload.get('keys') or [])}"
+            )
+
+        demo.say(f"\n4) Writing version 3 of {PATH}: only client_id changes ...")
+        vault.write(PATH, V3)
+        await _wait("version 3 in the Secret", lambda: _has_version(demo, "billing-salesforce-env", "3"))
+        await _wait(f"Deployment {WORKER} to be restarted", lambda: _moved(demo, WORKER, worker_stamp))
+        await asyncio.sleep(2.0)  # past the 1 s debounce: a restart of billing would have happened by now
+        unchanged = await _stamp(demo) == stamp
+        demo.say(f"   {WORKER} restarted again: SALESFORCE_CLIENT_ID changed, and envFrom uses every key.")
+        outcome = "not restarted: the key it uses did not change" if unchanged else "RESTARTED (unexpected)"
+        demo.say(f"   {APP} {outcome}.")
+        if not unchanged:
+            return 1
 
         stats = vault.stats.snapshot()
         demo.say(f"\nScaiVault requests: {stats.calls.get('read', 0)} secret reads, {stats.calls.get('list', 0)} list "
-                 f"pages; {rt.syncs} sync jobs ran for 3 VaultSecrets.")  # fmt: skip
+                 f"pages; {rt.syncs} sync jobs ran for {len(rt.registry.entries)} VaultSecrets.")  # fmt: skip
+        demo.say("How a new version reaches pods (env vars, volumes, rollout): docs/rollout.md.")
+        if before_stop is not None:
+            await before_stop()
     demo.say("Done. Next: `helm install` the chart, or see README.md for `kubectl apply -f crds/`.")
     return 0
+
+
+async def _has_stamps(demo: Demo) -> bool:
+    return bool(await _stamp(demo)) and bool(await _stamp(demo, WORKER))
+
+
+async def _moved(demo: Demo, name: str, stamp: str | None) -> bool:
+    return await _stamp(demo, name) != stamp
 
 
 async def _has_version(demo: Demo, name: str, version: str) -> bool:
