@@ -345,6 +345,24 @@ def namespace_manifest(name: str, labels: Mapping[str, str] | None = None) -> Js
     }
 
 
+def deployment_manifest(name: str, namespace: str, secret: str, key: str) -> JsonDict:
+    """A Deployment whose container reads one key of ``secret`` as an environment variable. Its pods never run in a
+    private control plane (no scheduler, no kubelet): the Deployment controller and its ReplicaSets are what the
+    rollout tests look at."""
+    env = [{"name": "VALUE", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}]
+    container = {"name": "app", "image": "registry.k8s.io/pause:3.10", "env": env}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
+        },
+    }
+
+
 def secret_manifest(
     name: str, namespace: str, data: Mapping[str, str], *, labels: Mapping[str, str] | None = None
 ) -> JsonDict:
@@ -597,6 +615,13 @@ class E2E:
         """A VaultSecret in this namespace reading ``path`` through this test's VaultConnection by default."""
         body = {"path": path, "connectionRef": self.connection_ref, **spec}
         return await self.api.create(vaultsecret_manifest(name, self.namespace, body))
+
+    async def replica_sets(self, owner: str) -> list[JsonDict]:
+        """The ReplicaSets of Deployment ``owner`` in this namespace (one per pod template it has had)."""
+        found = await self.api.list("ReplicaSet", self.namespace)
+        return [
+            rs for rs in found if any(ref.get("name") == owner for ref in rs["metadata"].get("ownerReferences") or [])
+        ]
 
     async def vaultsecret(self, name: str) -> JsonDict | None:
         return await self.api.get("VaultSecret", name, self.namespace)

@@ -10,7 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from e2e_support import CLUSTER_TIMEOUT, E2E, ApiFailure, decoded_data, vaultsecret_manifest, wait_for
+from e2e_support import (
+    CLUSTER_TIMEOUT,
+    E2E,
+    ApiFailure,
+    decoded_data,
+    deployment_manifest,
+    vaultsecret_manifest,
+    wait_for,
+)
 
 from scaivault_operator._cogs.api import IMMUTABLE_NAME_MESSAGE, IMMUTABLE_POLICY_MESSAGE, MAX_VERSIONED_BASE
 from scaivault_operator._core.runtime import Runtime
@@ -22,28 +30,6 @@ pytestmark = pytest.mark.e2e
 TOO_LONG = "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 41
 #: A VaultSecret name (a valid one) that leaves no room for ``-v1``: 251 + 3 > 253.
 NO_ROOM = "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 59
-
-
-def deployment(name: str, namespace: str, secret: str, key: str) -> dict[str, Any]:
-    """A Deployment whose container reads one key of ``secret`` as an environment variable (it never runs: no
-    scheduler, no kubelet — the Deployment controller and its ReplicaSets are what this test needs)."""
-    env = [{"name": "VALUE", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}]
-    container = {"name": "app", "image": "registry.k8s.io/pause:3.10", "env": env}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
-        },
-    }
-
-
-async def replica_sets(env: E2E, owner: str) -> list[dict[str, Any]]:
-    found = await env.api.list("ReplicaSet", env.namespace)
-    return [rs for rs in found if any(ref.get("name") == owner for ref in rs["metadata"].get("ownerReferences") or [])]
 
 
 async def versions(env: E2E, base: str) -> list[str]:
@@ -101,8 +87,8 @@ async def test_a_new_version_of_a_used_key_moves_the_deployment_to_a_new_replica
     await env.create_vaultsecret("db", "e2e/immutable/web", target={"immutable": True},
                                  rollout={"auto": True, "debounce": "0s"})  # fmt: skip
     await synced(env, "db", 1, {"password": "one", "other": "x"})
-    await env.api.create(deployment("web", env.namespace, "db-v1", "password"))
-    await wait_for(lambda: replica_sets(env, "web"), lambda found: len(found) == 1, within=CLUSTER_TIMEOUT,
+    await env.api.create(deployment_manifest("web", env.namespace, "db-v1", "password"))
+    await wait_for(lambda: env.replica_sets("web"), lambda found: len(found) == 1, within=CLUSTER_TIMEOUT,
                    what="the Deployment's first ReplicaSet")  # fmt: skip
 
     env.write("e2e/immutable/web", {"password": "two", "other": "x"})
@@ -111,7 +97,7 @@ async def test_a_new_version_of_a_used_key_moves_the_deployment_to_a_new_replica
                          lambda body: referenced_secrets(pod_spec_of(body or {}, "Deployment")) == {"db-v2"},
                          what="web moved to db-v2")  # fmt: skip
     assert web is not None
-    found = await wait_for(lambda: replica_sets(env, "web"), lambda found: len(found) == 2, within=CLUSTER_TIMEOUT,
+    found = await wait_for(lambda: env.replica_sets("web"), lambda found: len(found) == 2, within=CLUSTER_TIMEOUT,
                            what="a second ReplicaSet after the move")  # fmt: skip
     newest = max(found, key=lambda rs: int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]))
     assert referenced_secrets(pod_spec_of(newest, "ReplicaSet")) == {"db-v2"}
@@ -131,7 +117,7 @@ async def test_a_new_version_of_a_used_key_moves_the_deployment_to_a_new_replica
     assert web is not None
     assert web["metadata"]["generation"] == generation
     assert referenced_secrets(pod_spec_of(web, "Deployment")) == {"db-v2"}
-    assert len(await replica_sets(env, "web")) == 2
+    assert len(await env.replica_sets("web")) == 2
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from e2e_support import CLUSTER_TIMEOUT, E2E, wait_for
+from e2e_support import CLUSTER_TIMEOUT, E2E, deployment_manifest, wait_for
 
 from scaivault_operator._core.runtime import Runtime
 from scaivault_operator._logic.rollout import ROLLOUT_ANNOTATION
@@ -17,40 +17,18 @@ from scaivault_operator._logic.rollout import ROLLOUT_ANNOTATION
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("deployment_controller")]
 
 
-def deployment(name: str, namespace: str, secret: str, key: str) -> dict[str, Any]:
-    """A Deployment whose container reads one key of ``secret`` as an environment variable (it never runs: no
-    scheduler, no kubelet — the Deployment controller and its ReplicaSets are what this test needs)."""
-    env = [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}]
-    container = {"name": "app", "image": "registry.k8s.io/pause:3.10", "env": env}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
-        },
-    }
-
-
-async def replica_sets(env: E2E, owner: str) -> list[dict[str, Any]]:
-    found = await env.api.list("ReplicaSet", env.namespace)
-    return [rs for rs in found if any(ref.get("name") == owner for ref in rs["metadata"].get("ownerReferences") or [])]
-
-
 async def test_a_changed_used_key_rolls_the_deployment_once_and_an_unused_key_not_at_all(
     env: E2E, operator: Runtime | None
 ) -> None:
-    await env.api.create(deployment("web", env.namespace, "db", "password"))
-    await wait_for(lambda: replica_sets(env, "web"), lambda found: len(found) == 1, within=CLUSTER_TIMEOUT,
+    await env.api.create(deployment_manifest("web", env.namespace, "db", "password"))
+    await wait_for(lambda: env.replica_sets("web"), lambda found: len(found) == 1, within=CLUSTER_TIMEOUT,
                    what="the Deployment's first ReplicaSet")  # fmt: skip
     await env.create_synced("db", "e2e/rollout/db", {"password": "one", "other": "x"},
                             rollout={"auto": True, "debounce": "0s"})  # fmt: skip
 
     env.write("e2e/rollout/db", {"password": "two", "other": "x"})
     await env.wait_ready("db", version=2)
-    await wait_for(lambda: replica_sets(env, "web"), lambda found: len(found) == 2, within=CLUSTER_TIMEOUT,
+    await wait_for(lambda: env.replica_sets("web"), lambda found: len(found) == 2, within=CLUSTER_TIMEOUT,
                    what="a second ReplicaSet after the restart")  # fmt: skip
     web = await env.api.get("Deployment", "web", env.namespace)
     assert web is not None
@@ -71,7 +49,7 @@ async def test_a_changed_used_key_rolls_the_deployment_once_and_an_unused_key_no
     web = await env.api.get("Deployment", "web", env.namespace)
     assert web is not None
     assert web["metadata"]["generation"] == generation
-    assert len(await replica_sets(env, "web")) == 2
+    assert len(await env.replica_sets("web")) == 2
 
 
 async def _rollout_status(env: E2E) -> dict[str, Any] | None:
