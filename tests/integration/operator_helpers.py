@@ -116,6 +116,32 @@ def vaultsecret(
             "metadata": {"name": name, "namespace": namespace}, "spec": spec}  # fmt: skip
 
 
+def workload(kind: str, name: str, *, namespace: str = "team-a", env: dict[str, tuple[str, str]] | None = None,
+             env_from: str | None = None, volumes: list[dict[str, Any]] | None = None, pull: str | None = None,
+             annotations: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """A Deployment, StatefulSet or DaemonSet with one container; ``env``: variable -> (secret, key); the container
+    mounts every volume."""
+    container: dict[str, Any] = {"name": "app", "image": "busybox"}
+    if env:
+        container["env"] = [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+                            for var, (secret, key) in env.items()]  # fmt: skip
+    if env_from:
+        container["envFrom"] = [{"secretRef": {"name": env_from}}]
+    pod: dict[str, Any] = {"containers": [container]}
+    if volumes:
+        pod["volumes"] = volumes
+        container["volumeMounts"] = [{"name": v["name"], "mountPath": f"/etc/{v['name']}"} for v in volumes]
+    if pull:
+        pod["imagePullSecrets"] = [{"name": pull}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": pod}},
+    }  # fmt: skip
+
+
 def access_rule(prefixes: list[str] | tuple[str, ...], namespaces: list[str] | None = None) -> dict[str, Any]:
     """A rule for the listed ``namespaces``, or for every namespace (``namespaceSelector: {}``) when None."""
     rule: dict[str, Any] = {"pathPrefixes": list(prefixes)}

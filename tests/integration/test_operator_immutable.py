@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 import pytest
-from operator_helpers import OperatorEnv, b64, decoded, vaultsecret, wait_until
+from operator_helpers import OperatorEnv, b64, decoded, vaultsecret, wait_until, workload
 from test_operator_rollout import INFRASTRUCTURE_LOGGERS, canary_forms, events_with, settled
 
 from scaivault_operator._core import rollout as core_rollout
@@ -21,24 +21,6 @@ from scaivault_operator._logic.workloads import pod_spec_of, referenced_secrets
 NS = "team-a"
 SECRETS = f"/api/v1/namespaces/{NS}/secrets"
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
-
-
-def deployment(name: str, *, env: dict[str, tuple[str, str]] | None = None,
-               env_from: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """``env``: variable -> (secret, key)."""
-    container: dict[str, Any] = {"name": "app", "image": "busybox"}
-    if env:
-        container["env"] = [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-                            for var, (secret, key) in env.items()]  # fmt: skip
-    if env_from:
-        container["envFrom"] = [{"secretRef": {"name": env_from}}]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}}},
-    }  # fmt: skip
 
 
 def immutable(name: str, path: str, *, keep: int | None = None, **spec: Any) -> dict[str, Any]:
@@ -104,8 +86,8 @@ async def test_versions_move_the_workloads_that_use_a_changed_key_and_old_ones_g
     nothing at all."""
     env = cluster
     env.vault.write("apps/i/db", {"password": "one", "other": "x"})
-    await env.create(deployment("web", env={"DB_PASSWORD": ("db", "password")}))
-    await env.create(deployment("all", env_from="db"))
+    await env.create(workload("Deployment", "web", env={"DB_PASSWORD": ("db", "password")}))
+    await env.create(workload("Deployment", "all", env_from="db"))
     mark = env.mark()
     await env.create(immutable("db", "apps/i/db", keep=1))
     secret = await synced_version(env, "db", 1)
@@ -172,7 +154,7 @@ async def test_versions_move_the_workloads_that_use_a_changed_key_and_old_ones_g
 async def test_only_the_current_version_is_repaired(cluster: OperatorEnv) -> None:
     env = cluster
     env.vault.write("apps/d/db", {"password": "one", "other": "x"})
-    await env.create(deployment("web", env={"P": ("db", "password")}))
+    await env.create(workload("Deployment", "web", env={"P": ("db", "password")}))
     await env.create(immutable("db", "apps/d/db", keep=1))
     await synced_version(env, "db", 1)
     await on(env, "web", "db-v1")
@@ -212,11 +194,12 @@ async def test_a_spec_change_of_the_data_recreates_the_current_version(cluster: 
     so: deleted and created again. A workload that still references an older version moves to it."""
     env = cluster
     env.vault.write("apps/k/db", {"password": "one", "user": "app"})
-    await env.create(deployment("web", env={"P": ("db", "password")}))
+    await env.create(workload("Deployment", "web", env={"P": ("db", "password")}))
     await env.create(immutable("db", "apps/k/db", keep=2))
     await synced_version(env, "db", 1)
     await on(env, "web", "db-v1")
-    await env.create(deployment("late", env={"P": ("db", "password")}))  # came after: still on the unversioned name
+    # Came after: still on the unversioned name.
+    await env.create(workload("Deployment", "late", env={"P": ("db", "password")}))
     await settled(env)
 
     mark = env.mark()
@@ -245,7 +228,7 @@ async def test_a_spec_change_of_the_data_restarts_the_workloads_on_the_current_v
     the old value, and only a restart brings the new one (as for a mutable Secret, docs/rollout.md)."""
     env = cluster
     env.vault.write("apps/s/db", {"password": "one", "user": "app"})
-    await env.create(deployment("web", env={"P": ("db", "password")}))
+    await env.create(workload("Deployment", "web", env={"P": ("db", "password")}))
     await env.create(immutable("db", "apps/s/db"))
     await synced_version(env, "db", 1)
     await on(env, "web", "db-v1")
@@ -271,8 +254,8 @@ async def test_a_mutable_vaultsecret_made_immutable(cluster: OperatorEnv) -> Non
     (beyond keepVersions 1, referenced by nothing)."""
     env = cluster
     env.vault.write("apps/m/db", {"password": "one", "other": "x"})
-    await env.create(deployment("web", env={"P": ("db", "password")}))
-    await env.create(deployment("all", env_from="db"))
+    await env.create(workload("Deployment", "web", env={"P": ("db", "password")}))
+    await env.create(workload("Deployment", "all", env_from="db"))
     body = vaultsecret("db", "apps/m/db")
     body["spec"]["rollout"] = {"auto": True, "debounce": "0s"}
     await env.create(body)
@@ -319,8 +302,8 @@ async def test_no_canary_in_workloads_events_status_or_logs(cluster: OperatorEnv
     env = cluster
     caplog.set_level(logging.DEBUG)
     env.vault.write("apps/c/canary", {"password": "before", "user": "app"})
-    await env.create(deployment("web", env={"P": ("canary", "password")}))
-    await env.create(deployment("all", env_from="canary"))
+    await env.create(workload("Deployment", "web", env={"P": ("canary", "password")}))
+    await env.create(workload("Deployment", "all", env_from="canary"))
     await env.create(immutable("canary", "apps/c/canary", keep=1))
     await synced_version(env, "canary", 1)
     env.vault.write("apps/c/canary", {"password": CANARY, "user": "app"})

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 import pytest
-from operator_helpers import OperatorEnv, b64, cluster_connection, ready_condition, vaultsecret, wait_until
+from operator_helpers import OperatorEnv, b64, cluster_connection, ready_condition, vaultsecret, wait_until, workload
 
 from scaivault_operator._core import rollout as core_rollout
 from scaivault_operator._logic.manifests import ANNOTATION_REFRESH
@@ -20,25 +20,6 @@ from scaivault_operator._logic.rollout import RELOAD_ANNOTATION, ROLLOUT_ANNOTAT
 
 NS = "team-a"
 PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
-
-
-def deployment(name: str, *, env_keys: dict[str, str] | None = None, env_from: str | None = None,
-               annotations: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
-    container: dict[str, Any] = {"name": "app", "image": "busybox"}
-    if env_keys:
-        container["env"] = [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-                            for var, (secret, key) in ((v, s.split("/", 1)) for v, s in env_keys.items())]  # fmt: skip
-    if env_from:
-        container["envFrom"] = [{"secretRef": {"name": env_from}}]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS, "annotations": annotations or {}},
-        "spec": {
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
-        },
-    }
 
 
 def stamps(body: dict[str, Any] | None) -> dict[str, str]:
@@ -52,7 +33,7 @@ def workload_patches(env: OperatorEnv, since: int) -> list[str]:
 
 async def test_a_changed_used_key_restarts_once_and_an_unused_key_does_not(cluster: OperatorEnv) -> None:
     cluster.vault.write("apps/r/db", {"password": "one", "other": "x"})
-    await cluster.create(deployment("web", env_keys={"DB_PASSWORD": "db/password"}))
+    await cluster.create(workload("Deployment", "web", env={"DB_PASSWORD": ("db", "password")}))
     await cluster.create(vaultsecret("db", "apps/r/db") | {})
     body = await cluster.vs(NS, "db")
     assert body is not None
@@ -78,32 +59,6 @@ async def _stamped(env: OperatorEnv) -> dict[str, Any] | None:
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
-
-
-def workload(kind: str, name: str, *, env: dict[str, tuple[str, str]] | None = None, env_from: str | None = None,
-             volumes: list[dict[str, Any]] | None = None, pull: str | None = None,
-             annotations: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """A Deployment, StatefulSet or DaemonSet; ``env``: variable -> (secret, key); its container mounts every
-    volume."""
-    container: dict[str, Any] = {"name": "app", "image": "busybox"}
-    if env:
-        container["env"] = [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-                            for var, (secret, key) in env.items()]  # fmt: skip
-    if env_from:
-        container["envFrom"] = [{"secretRef": {"name": env_from}}]
-    pod: dict[str, Any] = {"containers": [container]}
-    if volumes:
-        pod["volumes"] = volumes
-        container["volumeMounts"] = [{"name": v["name"], "mountPath": f"/etc/{v['name']}"} for v in volumes]
-    if pull:
-        pod["imagePullSecrets"] = [{"name": pull}]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": kind,
-        "metadata": {"name": name, "namespace": NS, "annotations": annotations or {}},
-        "spec": {"selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}}, "spec": pod}},
-    }  # fmt: skip
 
 
 def rolling(name: str, path: str, **rollout: Any) -> dict[str, Any]:

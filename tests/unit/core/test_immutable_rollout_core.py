@@ -7,8 +7,6 @@ in calls."""
 
 from __future__ import annotations
 
-import base64
-import copy
 import hashlib
 import json
 import logging
@@ -16,25 +14,17 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from rollout_fakes import NS, WINDOW, FakeKube, RolloutHarness, b64, workload
 from test_registry import vs
 
-from scaivault_operator._cogs.kube import Conflict, KubeError
-from scaivault_operator._cogs.metrics import Metrics
-from scaivault_operator._cogs.settings import OperatorSettings
-from scaivault_operator._core.rollout import RESTARTED, WORKLOADS_RESTARTED, Rollouts
+from scaivault_operator._cogs.kube import KubeError
+from scaivault_operator._core.rollout import RESTARTED, WORKLOADS_RESTARTED
 from scaivault_operator._logic.manifests import ANNOTATION_VERSION, MANAGED_BY, MANAGED_BY_LABEL, data_hash
-from scaivault_operator._logic.registry import Entry, Registry
-from scaivault_operator._logic.rollout import ROLLOUT_ANNOTATION, RolloutWindow
-from scaivault_operator._logic.workloads import pod_spec_of, referenced_secrets
+from scaivault_operator._logic.registry import Entry
+from scaivault_operator._logic.rollout import ROLLOUT_ANNOTATION
 
-NS = "team-a"
-WINDOW = RolloutWindow(NS)
 UID = "uid-vs-db"
 CANARY = "CANARY-IMMUTABLE-3f1a"
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 def data(**values: str) -> dict[str, str]:
@@ -44,35 +34,6 @@ def data(**values: str) -> dict[str, str]:
 V1 = data(password="pw-1", other="x")
 V2 = data(password="pw-1", other="y")  # only "other" changed
 V3 = data(password=CANARY, other="y")  # the password changed
-
-
-def merge(target: Any, patch: Any) -> Any:
-    """RFC 7386, as the API server applies a merge patch: lists are replaced whole."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge(result.get(key), value)
-    return result
-
-
-def workload(name: str, *, env: dict[str, tuple[str, str]] | None = None, env_from: str | None = None,
-             volume: str | None = None, kind: str = "Deployment") -> dict[str, Any]:  # fmt: skip
-    """``env``: variable -> (secret, key)."""
-    container: dict[str, Any] = {"name": "app", "image": "busybox"}
-    if env:
-        container["env"] = [{"name": var, "valueFrom": {"secretKeyRef": {"name": s, "key": k}}}
-                            for var, (s, k) in env.items()]  # fmt: skip
-    if env_from:
-        container["envFrom"] = [{"secretRef": {"name": env_from}}]
-    pod: dict[str, Any] = {"containers": [container]}
-    if volume:
-        pod["volumes"] = [{"name": "v", "secret": {"secretName": volume}}]
-    return {"kind": kind, "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "resourceVersion": "1"},
-            "spec": {"template": {"metadata": {"labels": {"app": name}}, "spec": pod}}}  # fmt: skip
 
 
 def versioned(name: str, version: int | None, values: dict[str, str], *, owner: str = UID) -> dict[str, Any]:
@@ -85,81 +46,7 @@ def versioned(name: str, version: int | None, values: dict[str, str], *, owner: 
     return {"apiVersion": "v1", "kind": "Secret", "immutable": True, "data": dict(values), "metadata": meta}
 
 
-class FakeKube:
-    """What ``Rollouts`` uses of ``Kube``: workloads and Secrets stored; a patch is applied as a merge patch."""
-
-    def __init__(self, *workloads: dict[str, Any]) -> None:
-        self.workloads = {(w["kind"], w["metadata"]["name"]): w for w in workloads}
-        self.secrets: dict[str, dict[str, Any]] = {}
-        self.secret_gets: Counter[str] = Counter()
-        self.deletes: list[str] = []
-        self.get_errors: dict[str, KubeError] = {}
-        self.delete_errors: dict[str, KubeError] = {}
-        self.patch_errors: list[KubeError] = []
-        self.patches: list[tuple[str, str, dict[str, Any]]] = []
-        self.workload_gets: list[str] = []
-        self.events: list[dict[str, Any]] = []
-        self.statuses: list[tuple[str, dict[str, Any]]] = []
-
-    def add_secret(self, body: dict[str, Any]) -> None:
-        self.secrets[body["metadata"]["name"]] = copy.deepcopy(body)
-
-    async def list_workloads(self, namespace: str) -> list[dict[str, Any]]:
-        return [copy.deepcopy(w) for w in self.workloads.values()]
-
-    async def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        self.workload_gets.append(name)
-        found = self.workloads.get((kind, name))
-        return copy.deepcopy(found) if found is not None else None
-
-    async def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> bool:
-        self.patches.append((kind, name, copy.deepcopy(patch)))
-        if self.patch_errors:
-            raise self.patch_errors.pop(0)
-        found = self.workloads.get((kind, name))
-        if found is None:
-            return False
-        wanted = (patch.get("metadata") or {}).get("resourceVersion")
-        if wanted is not None and wanted != found["metadata"]["resourceVersion"]:
-            raise Conflict("the object has been modified", 409)
-        body = {key: value for key, value in patch.items() if key != "metadata"}
-        merged = merge(found, body)
-        merged["metadata"]["resourceVersion"] = str(int(found["metadata"]["resourceVersion"]) + 1)
-        self.workloads[(kind, name)] = merged
-        return True
-
-    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.secret_gets[name] += 1
-        if name in self.get_errors:
-            raise self.get_errors[name]
-        found = self.secrets.get(name)
-        return copy.deepcopy(found) if found is not None else None
-
-    async def delete_secret(self, namespace: str, name: str) -> None:
-        self.deletes.append(name)
-        if name in self.delete_errors:
-            raise self.delete_errors[name]
-        self.secrets.pop(name, None)
-
-    async def post_event(self, involved: dict[str, str], *, type_: str, reason: str, message: str) -> None:
-        self.events.append({"involved": dict(involved), "type": type_, "reason": reason, "message": message})
-
-    async def patch_vaultsecret_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
-        self.statuses.append((name, copy.deepcopy(status)))
-        return True
-
-    def references(self, kind: str, name: str) -> set[str]:
-        return referenced_secrets(pod_spec_of(self.workloads[(kind, name)]))
-
-
-class Harness:
-    def __init__(self, kube: FakeKube) -> None:
-        self.kube = kube
-        self.registry = Registry()
-        self.metrics = Metrics()
-        settings = OperatorSettings(retry_base=1.0, retry_max=8.0)
-        self.rollouts = Rollouts(kube, self.registry, settings, self.metrics, lambda *_: None)  # type: ignore[arg-type]
-
+class Harness(RolloutHarness):
     def vaultsecret(self, name: str = "db", *, uid: str = UID, version: int = 3, keep: int = 2,
                     immutable: bool = True, **target: Any) -> Entry:  # fmt: skip
         body = vs(name, f"apps/web/{name}", uid=uid, rollout={"auto": True, "debounce": "0s"},
@@ -246,7 +133,7 @@ async def test_an_old_version_that_cannot_be_read_moves_its_users(failure: KubeE
     h.versions(V1, V2)
     del kube.secrets["db-v1"]  # gone from the API server (the index has not seen it yet)
     if failure is not None:
-        kube.get_errors["db-v1"] = failure
+        kube.secret_get_errors["db-v1"] = failure
     h.note(entry, "db-v2", V2)
     with caplog.at_level(logging.WARNING, "scaivault_operator._core.rollout"):
         await h.rollouts.run(WINDOW)
@@ -329,16 +216,11 @@ async def test_a_conflict_on_a_move_is_read_again_and_moved() -> None:
     entry = h.vaultsecret(version=2, keep=1)
     h.versions(V1, V3)
     h.note(entry, "db-v2", V3)
-
-    async def list_then_change(namespace: str) -> list[dict[str, Any]]:
-        listed = await FakeKube.list_workloads(kube, namespace)
-        kube.workloads[("Deployment", "web")]["metadata"]["resourceVersion"] = "2"  # someone else wrote it
-        return listed
-
-    kube.list_workloads = list_then_change  # type: ignore[method-assign]
+    # Someone else writes it after the list.
+    kube.after_list.append(lambda: kube.workloads[("Deployment", "web")]["metadata"].update(resourceVersion="2"))
     await h.rollouts.run(WINDOW)
     assert [p["metadata"]["resourceVersion"] for _, _, p in kube.patches] == ["1", "2"]
-    assert kube.workload_gets == ["web"]
+    assert kube.workload_gets == ["Deployment/web"]
     assert kube.references("Deployment", "web") == {"db-v2"}
     assert kube.deletes == ["db-v1"]
 

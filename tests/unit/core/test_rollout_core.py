@@ -4,7 +4,6 @@ waits (5xx) or is reported and dropped (403), a workload deleted meanwhile is sk
 
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
 import json
@@ -12,41 +11,28 @@ import logging
 from typing import Any
 
 import pytest
+from rollout_fakes import NS, WINDOW, FakeKube, RolloutHarness, b64, workload
 from test_registry import vs
 
 from scaivault_operator._cogs.kube import Conflict, KubeError
-from scaivault_operator._cogs.metrics import Metrics
-from scaivault_operator._cogs.settings import OperatorSettings
 from scaivault_operator._core.rollout import (
     DEFAULT_DEBOUNCE,
     RESTARTED,
     ROLLOUT_FAILED,
     ROLLOUT_TARGET_NOT_FOUND,
     WORKLOADS_RESTARTED,
-    Rollouts,
 )
-from scaivault_operator._logic.registry import Entry, Priority, Registry
-from scaivault_operator._logic.rollout import ROLLOUT_ANNOTATION, RolloutWindow, parse_stamps
+from scaivault_operator._logic.registry import Entry, Priority
+from scaivault_operator._logic.rollout import ROLLOUT_ANNOTATION, parse_stamps
 
-NS = "team-a"
 CANARY = "CANARY-ROLLOUT-5b7e"
-WINDOW = RolloutWindow(NS)
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
 V1 = {"password": b64("pw-1"), "user": b64("app")}
 V2 = {"password": b64(CANARY), "user": b64("app")}
 
 
 def deployment(name: str = "web", *, secrets: tuple[str, ...] = ("db",), kind: str = "Deployment",
                rv: str = "1") -> dict[str, Any]:  # fmt: skip
-    env = [{"name": f"V{i}", "valueFrom": {"secretKeyRef": {"name": s, "key": "password"}}} for i, s in
-           enumerate(secrets)]  # fmt: skip
-    return {"kind": kind, "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "resourceVersion": rv},
-            "spec": {"template": {"metadata": {}, "spec": {"containers": [{"name": "app", "env": env}]}}}}  # fmt: skip
+    return workload(name, env={f"V{i}": (s, "password") for i, s in enumerate(secrets)}, kind=kind, rv=rv)
 
 
 def stamps_of(body: dict[str, Any]) -> dict[str, str]:
@@ -54,68 +40,7 @@ def stamps_of(body: dict[str, Any]) -> dict[str, str]:
     return parse_stamps(annotations.get(ROLLOUT_ANNOTATION))
 
 
-class FakeKube:
-    """What ``Rollouts`` uses of ``Kube``. Workloads are stored; ``list_errors`` / ``patch_errors`` are raised by the
-    next calls, in order; a patch applies the merge of the pod-template annotation and bumps the resourceVersion."""
-
-    def __init__(self, *workloads: dict[str, Any]) -> None:
-        self.workloads = {(w["kind"], w["metadata"]["name"]): w for w in workloads}
-        self.list_errors: list[KubeError] = []
-        self.patch_errors: list[KubeError] = []
-        self.before_get: list[dict[str, Any]] = []  # applied to the workload before a get: another writer
-        self.lists = 0
-        self.gets: list[str] = []
-        self.patches: list[tuple[str, str, dict[str, Any]]] = []
-        self.events: list[dict[str, Any]] = []
-        self.statuses: list[tuple[str, dict[str, Any]]] = []
-
-    async def list_workloads(self, namespace: str) -> list[dict[str, Any]]:
-        self.lists += 1
-        if self.list_errors:
-            raise self.list_errors.pop(0)
-        return [copy.deepcopy(w) for w in self.workloads.values() if w["metadata"]["namespace"] == namespace]
-
-    async def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        self.gets.append(f"{kind}/{name}")
-        found = self.workloads.get((kind, name))
-        return copy.deepcopy(found) if found is not None else None
-
-    async def patch_workload(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> bool:
-        self.patches.append((kind, name, copy.deepcopy(patch)))
-        if self.patch_errors:
-            raise self.patch_errors.pop(0)
-        found = self.workloads.get((kind, name))
-        if found is None:
-            return False
-        template = found["spec"]["template"].setdefault("metadata", {})
-        template.setdefault("annotations", {}).update(patch["spec"]["template"]["metadata"]["annotations"])
-        found["metadata"]["resourceVersion"] = str(int(found["metadata"]["resourceVersion"]) + 1)
-        return True
-
-    async def post_event(self, involved: dict[str, str], *, type_: str, reason: str, message: str) -> None:
-        self.events.append({"involved": dict(involved), "type": type_, "reason": reason, "message": message})
-
-    async def patch_vaultsecret_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
-        self.statuses.append((name, copy.deepcopy(status)))
-        return True
-
-    def reasons(self) -> list[tuple[str, str, str]]:
-        return [(e["involved"]["kind"], e["involved"]["name"], e["reason"]) for e in self.events]
-
-
-class Harness:
-    def __init__(self, kube: FakeKube, **settings: Any) -> None:
-        self.kube = kube
-        self.registry = Registry()
-        self.metrics = Metrics()
-        self.scheduled: list[tuple[RolloutWindow, int, float]] = []
-        values = {"retry_base": 1.0, "retry_max": 8.0, **settings}
-
-        def schedule(key: RolloutWindow, priority: int, delay: float) -> None:
-            self.scheduled.append((key, priority, delay))
-
-        self.rollouts = Rollouts(kube, self.registry, OperatorSettings(**values), self.metrics, schedule)  # type: ignore[arg-type]
-
+class Harness(RolloutHarness):
     def vaultsecret(self, name: str, *, version: int = 2, **rollout: Any) -> Entry:
         spec: dict[str, Any] = {"rollout": rollout} if rollout else {}
         self.registry.upsert(vs(name, f"apps/web/{name}", uid=f"uid-vs-{name}", **spec))
@@ -127,12 +52,6 @@ class Harness:
              after: dict[str, str] = V2) -> None:  # fmt: skip
         assert entry.spec is not None
         self.rollouts.note(entry, entry.spec, secret or entry.name, before, after)
-
-    def restarts(self, kind: str = "Deployment") -> float:
-        return self.metrics.value("workload_restarts_total", {"kind": kind})
-
-    def errors(self, reason: str) -> float:
-        return self.metrics.value("rollout_errors_total", {"reason": reason})
 
 
 AUTO: dict[str, Any] = {"auto": True, "debounce": "3s"}
@@ -213,16 +132,11 @@ async def test_a_conflict_is_read_again_planned_anew_and_patched_once() -> None:
     kube.workloads[("Deployment", "web")]["metadata"]["resourceVersion"] = "5"
     h = Harness(kube)
     h.note(h.vaultsecret("db", **AUTO))
-
-    async def list_then_change(namespace: str) -> list[dict[str, Any]]:
-        listed = await FakeKube.list_workloads(kube, namespace)
-        kube.workloads[("Deployment", "web")]["metadata"]["resourceVersion"] = "6"  # someone else wrote it
-        return listed
-
-    kube.list_workloads = list_then_change  # type: ignore[method-assign]
+    # Someone else writes it after the list.
+    kube.after_list.append(lambda: kube.workloads[("Deployment", "web")]["metadata"].update(resourceVersion="6"))
     await h.rollouts.run(WINDOW)
     assert [p["metadata"]["resourceVersion"] for _, _, p in kube.patches] == ["5", "6"]
-    assert kube.gets == ["Deployment/web"]
+    assert kube.workload_gets == ["Deployment/web"]
     assert h.restarts() == 1
     assert h.errors("conflict") == 0
     assert [r for r in kube.reasons() if r[2] == RESTARTED] == [("Deployment", "web", RESTARTED)]
@@ -244,7 +158,7 @@ async def test_a_conflict_after_which_the_workload_needs_no_restart_is_not_patch
     h.note(entry)
 
     async def fresh_is_done(kind: str, namespace: str, name: str) -> dict[str, Any]:
-        kube.gets.append(f"{kind}/{name}")
+        kube.workload_gets.append(f"{kind}/{name}")
         return copy.deepcopy(done)
 
     kube.get_workload = fresh_is_done  # type: ignore[method-assign]
@@ -262,7 +176,7 @@ async def test_three_conflicts_give_up_counted(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.WARNING, "scaivault_operator._core.rollout"):
         assert await h.rollouts.run(WINDOW) is None
     assert len(kube.patches) == 3
-    assert kube.gets == ["Deployment/web", "Deployment/web"]
+    assert kube.workload_gets == ["Deployment/web", "Deployment/web"]
     assert h.errors("conflict") == 1
     assert h.restarts() == 0
     assert kube.events == []
@@ -274,13 +188,7 @@ async def test_a_workload_deleted_meanwhile_is_skipped() -> None:
     kube = FakeKube(deployment("web"), deployment("api"))
     h = Harness(kube)
     h.note(h.vaultsecret("db", **AUTO))
-
-    async def list_then_delete(namespace: str) -> list[dict[str, Any]]:
-        listed = await FakeKube.list_workloads(kube, namespace)
-        del kube.workloads[("Deployment", "web")]
-        return listed
-
-    kube.list_workloads = list_then_delete  # type: ignore[method-assign]
+    kube.after_list.append(lambda: kube.workloads.pop(("Deployment", "web")))  # deleted after the list
     await h.rollouts.run(WINDOW)
     assert [n for _, n, _ in kube.patches] == ["web", "api"]
     assert h.restarts() == 1
@@ -295,12 +203,12 @@ async def test_a_workload_deleted_during_a_conflict_is_skipped() -> None:
     h.note(h.vaultsecret("db", **AUTO))
 
     async def gone(kind: str, namespace: str, name: str) -> None:
-        kube.gets.append(f"{kind}/{name}")
+        kube.workload_gets.append(f"{kind}/{name}")
 
     kube.get_workload = gone  # type: ignore[method-assign]
     await h.rollouts.run(WINDOW)
     assert len(kube.patches) == 1
-    assert kube.gets == ["Deployment/web"]
+    assert kube.workload_gets == ["Deployment/web"]
     assert h.restarts() == 0
     assert kube.events == []
 
