@@ -617,6 +617,7 @@ REASONS = frozenset(
         conditions.TARGET_CONFLICT,
         conditions.TARGET_NOT_FOUND,
         conditions.INVALID_SOURCE_DATA,
+        conditions.TEMPLATE_ERROR,
     }
 )
 

@@ -189,6 +189,24 @@ secret_types = st.sampled_from(
 )
 
 
+#: ``spec.template.data`` values: templates that render, and ones that fail (undefined name, syntax, filter error).
+templates = st.sampled_from(
+    [
+        "{{ data.password }}",
+        "{{ data.user ~ ':' ~ data.password }}",
+        "{{ data.password | b64enc }}",
+        "{{ data | tojson }}",
+        "{% for k in data | sort %}{{ k }},{% endfor %}",
+        "{{ sources.main.data.user | sha256 }}",
+        "plain text",
+        "{{ data.no_such_key }}",
+        "{{ data.password",
+        "{{ data.password | b64enc | b64dec }}",
+        "{{ 'not base64!' | b64dec }}",
+    ]
+)
+
+
 @st.composite
 def _key_mappings(draw: st.DrawFn) -> list[JsonDict]:
     """``spec.keys``: Secret keys (``to``, else ``from``) all different (the CRD's CEL rule)."""
@@ -246,6 +264,11 @@ def _hints(kind: str) -> dict[Path_, st.SearchStrategy[Any]]:
             # The API server checks a Secret's labels and annotations, not the CRD: valid ones (see the xfail tests).
             ("target", "labels"): st.dictionaries(label_key, label_value, max_size=2),
             ("target", "annotations"): st.dictionaries(label_key, st.text(max_size=12), max_size=2),
+            ("template", "data"): st.dictionaries(secret_key, templates, max_size=3),
+            ("template", "literals"): st.dictionaries(secret_key, st.text(max_size=12), max_size=2),
+            ("template", "type"): secret_types,
+            ("template", "labels"): st.dictionaries(label_key, label_value, max_size=2),
+            ("template", "annotations"): st.dictionaries(label_key, st.text(max_size=12), max_size=2),
         }
     return {
         ("url",): st.one_of(https_url, loopback_http),
@@ -333,12 +356,22 @@ def valid_specs(kind: str) -> st.SearchStrategy[JsonDict]:
 
 def _finish_vaultsecret(spec: JsonDict) -> JsonDict:
     """The rules across fields that the schema alone does not give: ``target.immutable`` only with creationPolicy
-    Owner and a name of at most 232 characters (CEL on Target); distinct ``rollout.targets`` (CEL)."""
+    Owner and a name of at most 232 characters (CEL on Target); distinct ``rollout.targets`` (CEL); a template's keys
+    in data or literals, not both, at least one with mergePolicy Replace, and one Secret type (CEL)."""
     target = spec.get("target")
     if isinstance(target, dict) and target.get("immutable") is True:
         target["creationPolicy"] = "Owner"
         if isinstance(target.get("name"), str):
             target["name"] = target["name"][:232].rstrip(".-") or "a"
+    template = spec.get("template")
+    if isinstance(template, dict):  # CEL on Template and on the spec: the keys rules and one type
+        data, literals = template.get("data") or {}, template.get("literals") or {}
+        if isinstance(literals, dict) and literals:
+            template["literals"] = {key: value for key, value in literals.items() if key not in data}
+        if template.get("mergePolicy", "Replace") == "Replace" and not (data or template.get("literals")):
+            template["mergePolicy"] = "Merge"
+        if isinstance(target, dict) and "type" in template and target.get("type") not in (None, "Opaque"):
+            target["type"] = template["type"]
     rollout = spec.get("rollout")
     if isinstance(rollout, dict) and isinstance(rollout.get("targets"), list):
         distinct = {(t.get("kind"), t.get("name")): t for t in rollout["targets"] if isinstance(t, dict)}

@@ -37,8 +37,14 @@ from e2e_support import (
 
 from scaivault_operator._cogs.api import (
     ANNOTATION_KEYS_MESSAGE,
+    IMMUTABLE_NAME_MESSAGE,
+    IMMUTABLE_POLICY_MESSAGE,
     LABEL_KEYS_MESSAGE,
     SECRET_TYPE_MESSAGE,
+    TEMPLATE_EMPTY_MESSAGE,
+    TEMPLATE_KEYS_MESSAGE,
+    TEMPLATE_OVERLAP_MESSAGE,
+    TEMPLATE_TYPE_MESSAGE,
     TOKEN_URL_HTTPS_MESSAGE,
     URL_HTTPS_MESSAGE,
 )
@@ -141,6 +147,37 @@ RULE_CASES = (
         valid=(vsec(target={"annotations": {"example.com/note": "any text at all"}}),),
     ),
     RuleCases(
+        "rollout-unique-targets",
+        ("VaultSecret",),
+        "spec.rollout.targets",
+        "a workload is listed twice in targets",
+        invalid=(
+            vsec(rollout={"targets": [{"kind": "Deployment", "name": "web"}, {"kind": "Deployment", "name": "web"}]}),
+        ),
+        valid=(
+            vsec(rollout={"targets": [{"kind": "Deployment", "name": "web"}, {"kind": "StatefulSet", "name": "web"}]}),
+        ),
+    ),
+    RuleCases(
+        "immutable-owner",
+        ("VaultSecret",),
+        "spec.target",
+        IMMUTABLE_POLICY_MESSAGE,
+        invalid=(
+            vsec(target={"immutable": True, "creationPolicy": "Merge"}),
+            vsec(target={"immutable": True, "creationPolicy": "Adopt"}),
+        ),
+        valid=(vsec(target={"immutable": True}), vsec(target={"immutable": False, "creationPolicy": "Merge"})),
+    ),
+    RuleCases(
+        "immutable-name",
+        ("VaultSecret",),
+        "spec.target",
+        IMMUTABLE_NAME_MESSAGE,
+        invalid=(vsec(target={"immutable": True, "name": "a" * 233}),),
+        valid=(vsec(target={"immutable": True, "name": "a" * 232}), vsec(target={"name": "a" * 253})),
+    ),
+    RuleCases(
         "keys-unique-targets",
         ("VaultSecret",),
         "spec.keys",
@@ -153,6 +190,85 @@ RULE_CASES = (
         valid=(
             vsec(keys=[{"from": "user"}, {"from": "login", "to": "username"}]),
             vsec(keys=[{"from": "a", "to": "b"}, {"from": "b", "to": "a"}]),
+        ),
+    ),
+    RuleCases(
+        "template-data-keys",
+        ("VaultSecret",),
+        "spec.template.data",
+        TEMPLATE_KEYS_MESSAGE,
+        invalid=(
+            vsec(template={"data": {"a b": "x"}}),
+            vsec(template={"data": {"..a": "x"}}),
+            vsec(template={"data": {".": "x"}}),
+        ),
+        valid=(vsec(template={"data": {"DATABASE_URL": "{{ data.url }}", ".dockerconfigjson": "x", "tls.crt": ""}}),),
+    ),
+    RuleCases(
+        "template-literals-keys",
+        ("VaultSecret",),
+        "spec.template.literals",
+        TEMPLATE_KEYS_MESSAGE,
+        invalid=(vsec(template={"literals": {"a/b": "x"}}), vsec(template={"literals": {"k" * 254: "x"}})),
+        valid=(vsec(template={"literals": {"MODE": "{{ not rendered }}", "k" * 253: "x"}}),),
+    ),
+    RuleCases(
+        "template-key-in-data-and-literals",
+        ("VaultSecret",),
+        "spec.template",
+        TEMPLATE_OVERLAP_MESSAGE,
+        invalid=(vsec(template={"data": {"a": "x"}, "literals": {"a": "y"}}),),
+        valid=(vsec(template={"data": {"a": "x"}, "literals": {"b": "y"}}),),
+    ),
+    RuleCases(
+        "template-replace-needs-keys",
+        ("VaultSecret",),
+        "spec.template",
+        TEMPLATE_EMPTY_MESSAGE,
+        invalid=(vsec(template={}), vsec(template={"mergePolicy": "Replace", "type": "kubernetes.io/tls"})),
+        valid=(
+            vsec(template={"mergePolicy": "Merge", "type": "kubernetes.io/tls"}),
+            vsec(template={"literals": {"a": ""}}),
+        ),
+    ),
+    RuleCases(
+        "template-secret-type",
+        ("VaultSecret",),
+        "spec.template.type",
+        SECRET_TYPE_MESSAGE,
+        invalid=(vsec(template={"mergePolicy": "Merge", "type": "kubernetes.io/service-account-token"}),),
+        valid=(vsec(template={"mergePolicy": "Merge", "type": "kubernetes.io/dockerconfigjson"}),),
+    ),
+    RuleCases(
+        "template-label-keys",
+        ("VaultSecret",),
+        "spec.template.labels",
+        LABEL_KEYS_MESSAGE,
+        invalid=(vsec(template={"mergePolicy": "Merge", "labels": {"a/b/c": "x"}}),),
+        valid=(vsec(template={"mergePolicy": "Merge", "labels": {"example.com/app": "x"}}),),
+    ),
+    RuleCases(
+        "template-annotation-keys",
+        ("VaultSecret",),
+        "spec.template.annotations",
+        ANNOTATION_KEYS_MESSAGE,
+        invalid=(vsec(template={"mergePolicy": "Merge", "annotations": {"note!": "x"}}),),
+        valid=(vsec(template={"mergePolicy": "Merge", "annotations": {"note": "any text"}}),),
+    ),
+    RuleCases(
+        "one-secret-type",
+        ("VaultSecret",),
+        "spec",
+        TEMPLATE_TYPE_MESSAGE,
+        invalid=(
+            vsec(
+                target={"type": "kubernetes.io/basic-auth"}, template={"type": "kubernetes.io/tls", "data": {"a": ""}}
+            ),
+        ),
+        valid=(
+            vsec(target={"type": "Opaque"}, template={"type": "kubernetes.io/tls", "data": {"a": ""}}),
+            vsec(target={"type": "kubernetes.io/tls"}, template={"type": "kubernetes.io/tls", "data": {"a": ""}}),
+            vsec(target={"type": "kubernetes.io/tls"}, template={"data": {"a": ""}}),
         ),
     ),
     RuleCases(
@@ -350,6 +466,24 @@ INVALID = [
     pytest.param("VaultSecret", vsec(target={"name": "Bad_Name"}), "should match", id="target-name-pattern"),
     pytest.param(
         "VaultSecret",
+        vsec(template={"data": {"a": "x" * (32 * 1024 + 1)}}),
+        "spec.template.data.a: Too long",
+        id="template-too-long",
+    ),
+    pytest.param(
+        "VaultSecret",
+        vsec(template={"data": {f"k{i}": "" for i in range(65)}}),
+        "spec.template.data: Too many",
+        id="template-too-many-keys",
+    ),
+    pytest.param(
+        "VaultSecret",
+        vsec(template={"data": {"a": "x"}, "mergePolicy": "Union"}),
+        'spec.template.mergePolicy: Unsupported value: "Union"',
+        id="template-merge-policy-enum",
+    ),
+    pytest.param(
+        "VaultSecret",
         vsec(connectionRef={"kind": "Connection", "name": "x"}),
         'spec.connectionRef.kind: Unsupported value: "Connection"',
         id="connection-kind-enum",
@@ -382,7 +516,7 @@ async def test_invalid_objects_are_rejected(
 # -- the CRDs and the examples: real creates --------------------------------------------------------------------
 
 CRDS = load_manifests(CRD_DIR)
-EXAMPLES = load_manifests(EXAMPLES_DIR)
+EXAMPLES = load_manifests(EXAMPLES_DIR) + load_manifests(EXAMPLES_DIR / "templates")
 
 
 @pytest.mark.parametrize("crd", CRDS, ids=lambda crd: crd["metadata"]["name"])
@@ -454,7 +588,8 @@ async def test_schema_defaults_are_applied(api: KubeApi, namespace: str) -> None
     )
     spec = (await api.create(vaultsecret))["spec"]
     assert spec["connectionRef"] == {"kind": "ClusterVaultConnection", "name": "shared"}, spec
-    assert spec["target"] == {"creationPolicy": "Owner", "deletionPolicy": "Delete", "type": "Opaque"}, spec
+    assert spec["target"] == {"creationPolicy": "Owner", "deletionPolicy": "Delete", "type": "Opaque",
+                              "immutable": False, "keepVersions": 2}, spec  # fmt: skip
     assert spec["onSourceDeleted"] == "Retain", spec
 
     connection = custom_resource_manifest(
@@ -498,6 +633,7 @@ async def test_unknown_fields_are_refused_or_pruned(api: KubeApi, namespace: str
         assert stored is not None
         assert "bogus" not in stored["spec"], stored["spec"]
         assert stored["spec"]["target"] == {"name": "db", "creationPolicy": "Owner", "deletionPolicy": "Delete",
+                                            "immutable": False, "keepVersions": 2,
                                             "type": "Opaque"}, stored["spec"]  # fmt: skip
         assert stored["spec"]["path"] == "e2e/db", stored["spec"]
 

@@ -154,3 +154,41 @@ async def test_keys_mapping_and_target_shape(env: E2E, operator: Runtime | None)
     secret = await env.wait_secret_data("billing-env", {"client_secret": "s3cr3t-1"})
     assert sorted(decoded_data(secret)) == ["client_secret"]
     await env.wait_ready("billing", version=1)
+
+
+async def test_a_templated_secret_syncs_and_a_failing_template_keeps_it(env: E2E, operator: Runtime | None) -> None:
+    """spec.template on a real API server: a kubernetes.io/basic-auth Secret whose DATABASE_URL is rendered from four
+    keys and whose labels come from the template; a new version re-renders; a template that breaks is TemplateError
+    and the Secret keeps its data."""
+    path = "e2e/billing/db"
+    url = "postgres://{{ data.user }}:{{ data.password | urlquote }}@{{ data.host }}/{{ data.dbname }}"
+    template = {
+        "type": "kubernetes.io/basic-auth",
+        "labels": {"app.kubernetes.io/name": "billing"},
+        "data": {"username": "{{ data.user }}", "password": "{{ data.password }}", "DATABASE_URL": url},
+    }
+    env.write(path, {"user": "app", "password": "p@ss/1", "host": "db.internal", "dbname": "main"})
+    await env.create_vaultsecret("db", path, template=template)
+    await env.wait_ready("db", version=1)
+    secret = await env.wait_secret_data(
+        "db", {"username": "app", "password": "p@ss/1", "DATABASE_URL": "postgres://app:p%40ss%2F1@db.internal/main"}
+    )
+    assert secret.get("type") == "kubernetes.io/basic-auth"
+    assert labels_of(secret).get("app.kubernetes.io/name") == "billing"
+
+    env.write(path, {"user": "app", "password": "pw-2", "host": "db.internal", "dbname": "main"})
+    await env.wait_ready("db", version=2)
+    good = await env.wait_secret_data(
+        "db", {"username": "app", "password": "pw-2", "DATABASE_URL": "postgres://app:pw-2@db.internal/main"}
+    )
+
+    env.write(path, {"user": "app", "password": "pw-3", "dbname": "main"})  # no host: the template fails
+    vs = await env.wait_ready("db", reason="TemplateError")
+    ready = ready_condition(vs) or {}
+    assert ready["message"].startswith("spec.template.data['DATABASE_URL'], line 1: data has no key 'host'"), ready
+    assert "pw-3" not in ready["message"]
+    assert vs["status"]["syncedVersion"] == 2
+    kept = await env.secret("db")
+    assert kept is not None
+    assert kept["data"] == good["data"]
+    assert annotations_of(kept).get(ANNOTATION_VERSION) == "2"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
 import json
 import os
@@ -544,6 +545,48 @@ async def test_render_prints_keys_sizes_and_hashes_without_values(cluster, plugi
     table = await plugin("render", "shaped")
     assert "pw-123" not in table.out
     assert "Live: the Secret already holds this data" in table.out
+
+
+async def test_render_shows_a_templates_keys_masked_and_where_each_comes_from(cluster, plugin, access_reviews):
+    url = "postgres://{{ data.user }}:{{ data.password }}@db/main"
+    template = {"mergePolicy": "Merge", "data": {"DATABASE_URL": url}, "literals": {"MODE": "ro"},
+                "type": "example.com/db", "labels": {"app": "web"}}  # fmt: skip
+    cluster.vault.write("apps/rt/db", {"user": "app", "password": "pw-tpl-123"})
+    body = vaultsecret("templated", "apps/rt/db")
+    body["spec"]["template"] = template
+    await cluster.create(body)
+    await cluster.wait_synced(NS, "templated", 1)
+
+    result = await plugin("render", f"{NS}/templated", "-o", "json")
+
+    assert result.code == 0, result.err
+    data = result.json()
+    rendered = "postgres://app:pw-tpl-123@db/main"
+    assert data["secret"]["type"] == "example.com/db"
+    assert data["secret"]["labels"]["app"] == "web"
+    assert data["template"] == {
+        "mergePolicy": "Merge",
+        "keys": {"DATABASE_URL": "template", "MODE": "literal", "password": "source", "user": "source"},
+    }
+    rows = {k["key"]: k for k in data["keys"]}
+    assert rows["DATABASE_URL"]["size"] == len(rendered)
+    assert rows["DATABASE_URL"]["sha256"] == hashlib.sha256(rendered.encode()).hexdigest()[:12]
+    assert all("value" not in k for k in data["keys"])
+    assert data["live"]["same"] is True  # the operator rendered the same
+    table = await plugin("render", f"{NS}/templated")
+    assert "pw-tpl-123" not in table.out
+    assert "Template: mergePolicy Merge" in table.out
+    assert "DATABASE_URL" in table.out
+    assert "template" in table.out
+
+    await cluster.cluster.patch("VaultSecret", NS, "templated", {"spec": {"template": {"data": {
+        "DATABASE_URL": "{{ data.password ~ data.nope }}"}}}})  # fmt: skip
+    failed = await plugin("render", f"{NS}/templated")
+    assert failed.code == 1
+    assert failed.err.startswith(
+        "error: TemplateError: spec.template.data['DATABASE_URL'], line 1: data has no key 'nope' (its keys: "
+    )
+    assert "pw-tpl-123" not in failed.err + failed.out
 
 
 async def test_render_shows_values_only_to_who_may_read_the_secret(cluster, plugin, access_reviews):

@@ -59,8 +59,15 @@ from bad_input_strategies import (
     mutated_specs,
     valid_specs,
 )
-from scaivault_operator._cogs.api import DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, is_plain_http, parse_duration
+from scaivault_operator._cogs.api import (
+    DNS_SUBDOMAIN_PATTERN,
+    DURATION_PATTERN,
+    VaultSecretSpec,
+    is_plain_http,
+    parse_duration,
+)
 from scaivault_operator._logic import conditions
+from scaivault_operator._logic.templating import apply_template
 
 #: Examples per property (``settings(max_examples=...)``); the connection properties run once per kind.
 VALID_VAULTSECRETS, MUTATED_VAULTSECRETS = 150, 900
@@ -158,8 +165,15 @@ def assert_invalid_spec(outcome: Outcome, mutation: Mutation) -> None:
 def expected_data(spec: dict[str, Any], data: dict[str, Any]) -> dict[str, str]:
     mappings = _mappings(spec)
     if mappings is None:
-        return {key: value for key, value in data.items()}
-    return {m.get("to") or m["from"]: data[m["from"]] for m in mappings}
+        selected = {key: value for key, value in data.items()}
+    else:
+        selected = {m.get("to") or m["from"]: data[m["from"]] for m in mappings}
+    if not isinstance(spec.get("template"), dict):
+        return selected
+    # The template's own behaviour is tests/unit/core/test_templating.py's: here the same function's result.
+    encoded = {key: base64.b64encode(value.encode()).decode() for key, value in selected.items()}
+    shaped = apply_template(VaultSecretSpec.model_validate(spec), encoded, version=spec.get("version") or 1)
+    return {key: base64.b64decode(value).decode() for key, value in shaped.items()}
 
 
 def assert_synced_or_named(outcome: Outcome, spec: dict[str, Any]) -> None:
@@ -171,6 +185,10 @@ def assert_synced_or_named(outcome: Outcome, spec: dict[str, Any]) -> None:
     elif outcome.reason == conditions.INVALID_SOURCE_DATA:
         assert "spec.keys" in outcome.message or "is not a valid Secret key" in outcome.message, outcome.message
         assert VALUE_CANARY not in outcome.message
+    elif outcome.reason == conditions.TEMPLATE_ERROR:  # a template that fails: named, no value, no Secret
+        assert outcome.message.startswith("spec.template"), outcome.message
+        assert VALUE_CANARY not in outcome.message
+        assert outcome.secret is None
     elif outcome.reason == conditions.TARGET_NOT_FOUND:  # creationPolicy Merge: only into an existing Secret
         assert (spec.get("target") or {}).get("creationPolicy") == "Merge", outcome.message
         assert outcome.secret is None
@@ -197,9 +215,14 @@ def _gap_lax_version(spec: Any) -> bool:
 def _gap_secret_metadata(spec: Any) -> bool:
     """A string label or annotation the CRD takes but the API server refuses on the Secret."""
     target = spec.get("target") if isinstance(spec, dict) else None
-    if not isinstance(target, dict):
+    template = spec.get("template") if isinstance(spec, dict) else None
+    if not isinstance(target, dict) and not isinstance(template, dict):
         return False
-    meta = {"name": "x", **{k: target[k] for k in ("labels", "annotations") if isinstance(target.get(k), dict)}}
+    meta: dict[str, Any] = {"name": "x"}
+    for part in (target, template):  # spec.template's labels and annotations go onto the Secret as target's
+        for k in ("labels", "annotations"):
+            if isinstance(part, dict) and isinstance(part.get(k), dict):
+                meta[k] = {**meta.get(k, {}), **part[k]}
     if not all(isinstance(v, str) for m in meta.values() if isinstance(m, dict) for v in m.values()):
         return False  # a value of another type: the model refuses it (InvalidSpec)
     return bool(secret_metadata_problems(meta))

@@ -43,10 +43,11 @@ def openapi_schema(crd: JsonDict) -> JsonDict:
 
 
 def load_examples() -> list[tuple[str, JsonDict]]:
-    """(file name, document) for every YAML document in ``crds/examples``."""
+    """(file name relative to ``crds/examples``, document) for every YAML document in ``crds/examples`` and
+    ``crds/examples/templates`` (which ``make demo`` applies too)."""
     return [
-        (path.name, document)
-        for path in sorted(EXAMPLES_DIR.glob("*.yaml"))
+        (str(path.relative_to(EXAMPLES_DIR)), document)
+        for path in [*sorted(EXAMPLES_DIR.glob("*.yaml")), *sorted((EXAMPLES_DIR / "templates").glob("*.yaml"))]
         for document in yaml.safe_load_all(path.read_text(encoding="utf-8"))
         if document is not None
     ]

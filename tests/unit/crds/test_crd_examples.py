@@ -3,7 +3,11 @@ with its pydantic spec model, and together they make a working demo against the 
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
+import yaml
 from crd_support import EXAMPLES_DIR, JsonDict, api_server_errors, is_custom_resource, load_examples
 from pydantic import BaseModel
 
@@ -66,6 +70,40 @@ def test_the_documented_examples_are_there() -> None:
     assert mapped.target.labels
     pinned = VaultSecretSpec.model_validate(_find("VaultSecret", "salesforce-api-v1")["spec"])
     assert pinned.version == 1
+
+
+#: crds/examples/templates/: the four shapes issue 12 names, each rendered over the demo's ScaiVault data.
+TEMPLATE_EXAMPLES = ["billing-database", "ghcr-pull", "api-gateway-tls", "billing-config"]
+
+
+@pytest.mark.parametrize("name", TEMPLATE_EXAMPLES)
+def test_template_examples_render_over_the_demo_data(name: str) -> None:
+    from scaivault_operator._logic.manifests import secret_data
+    from scaivault_operator._logic.templating import apply_template
+    from scaivault_operator._tools.demo import TEMPLATE_SECRETS, TEMPLATED
+
+    assert name in TEMPLATED  # the demo shows it
+    spec = VaultSecretSpec.model_validate(_find("VaultSecret", name)["spec"])
+    assert spec.template is not None
+    data = apply_template(spec, secret_data(TEMPLATE_SECRETS[spec.path], spec.keys), version=1)
+    text = {key: base64.b64decode(value).decode() for key, value in data.items()}
+    source = TEMPLATE_SECRETS[spec.path]
+    if name == "billing-database":
+        assert text == {"DATABASE_URL": "postgres://billing:demo-p%40ss%2Fword@postgres.default.svc:5432/billing",
+                        "PGSSLMODE": "require"}  # fmt: skip
+    elif name == "ghcr-pull":
+        assert spec.secret_type == "kubernetes.io/dockerconfigjson"
+        auth = json.loads(text[".dockerconfigjson"])["auths"]["ghcr.io"]
+        assert base64.b64decode(auth["auth"]).decode() == "demo-bot:demo-token"
+    elif name == "api-gateway-tls":
+        assert spec.secret_type == "kubernetes.io/tls"
+        assert text["tls.crt"] + text["tls.key"] == source["bundle"]  # leaf, chain, key: the bundle's order
+        assert text["ca.crt"].count("BEGIN CERTIFICATE") == 1
+    else:
+        config = yaml.safe_load(text["config.yaml"])
+        assert config["database"]["password"] == source["password"]
+        assert text["config.yaml"].endswith("\n")
+        assert {"user", "password", "host", "dbname", "config.yaml"} == set(text)  # mergePolicy Merge
 
 
 def test_the_token_secret_is_the_one_the_connection_reads() -> None:

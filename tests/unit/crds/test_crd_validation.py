@@ -22,6 +22,10 @@ from scaivault_operator._cogs.api import (
     IMMUTABLE_POLICY_MESSAGE,
     LABEL_KEYS_MESSAGE,
     SECRET_TYPE_MESSAGE,
+    TEMPLATE_EMPTY_MESSAGE,
+    TEMPLATE_KEYS_MESSAGE,
+    TEMPLATE_OVERLAP_MESSAGE,
+    TEMPLATE_TYPE_MESSAGE,
     TOKEN_URL_HTTPS_MESSAGE,
     URL_HTTPS_MESSAGE,
     ClusterConnectionSpec,
@@ -136,6 +140,57 @@ INVALID = [
         error="two keys map to the same Secret key",
     ),
     Invalid("too many keys", "VaultSecret", vsec(keys=[{"from": f"k{i}"} for i in range(257)]), error="too long"),
+    Invalid("template: empty", "VaultSecret", vsec(template={}), error=TEMPLATE_EMPTY_MESSAGE),
+    Invalid("template: bad key", "VaultSecret", vsec(template={"data": {"a b": "x"}}), error=TEMPLATE_KEYS_MESSAGE),
+    Invalid("template: '..' key", "VaultSecret", vsec(template={"literals": {"..": "x"}}), error="valid Secret keys"),
+    Invalid(
+        "template: key twice",
+        "VaultSecret",
+        vsec(template={"data": {"a": "{{ data.a }}"}, "literals": {"a": "x"}}),
+        error=TEMPLATE_OVERLAP_MESSAGE,
+    ),
+    Invalid(
+        "template: too long",
+        "VaultSecret",
+        vsec(template={"data": {"a": "x" * (32 * 1024 + 1)}}),
+        error="is too long",
+    ),
+    Invalid(
+        "template: too many keys",
+        "VaultSecret",
+        vsec(template={"data": {f"k{i}": "x" for i in range(65)}}),
+        error="has too many properties",
+    ),
+    Invalid(
+        "template: unknown mergePolicy",
+        "VaultSecret",
+        vsec(template={"data": {"a": "x"}, "mergePolicy": "Union"}),
+        error="is not one of",
+    ),
+    Invalid(
+        "template: token type",
+        "VaultSecret",
+        vsec(template={"data": {"a": "x"}, "type": "kubernetes.io/service-account-token"}),
+        error=SECRET_TYPE_MESSAGE,
+    ),
+    Invalid(
+        "template: two types",
+        "VaultSecret",
+        vsec(target={"type": "kubernetes.io/basic-auth"}, template={"data": {"a": "x"}, "type": "kubernetes.io/tls"}),
+        error=TEMPLATE_TYPE_MESSAGE,
+    ),
+    Invalid(
+        "template: bad label key",
+        "VaultSecret",
+        vsec(template={"mergePolicy": "Merge", "labels": {"a b": "x"}}),
+        error=LABEL_KEYS_MESSAGE,
+    ),
+    Invalid(
+        "template: unknown field",
+        "VaultSecret",
+        vsec(template={"data": {"a": "x"}, "stringData": {"b": "y"}}),
+        error="Additional properties",
+    ),
     # connections
     Invalid("missing url", "VaultConnection", {"auth": {"tokenSecretRef": TOKEN_REF}}),
     Invalid("missing auth", "VaultConnection", {"url": "https://scaivault.scailabs.ai"}),
@@ -222,6 +277,21 @@ VALID = [
     ("VaultSecret", vsec(version=2**40, connectionRef={"kind": "VaultConnection", "name": "team-a"})),
     ("VaultSecret", vsec(keys=[{"from": "user"}, {"from": "user", "to": "USERNAME"}])),
     ("VaultSecret", vsec(target={"name": "x", "type": "kubernetes.io/dockerconfigjson", "creationPolicy": "Adopt"})),
+    (
+        "VaultSecret",
+        vsec(
+            template={
+                "data": {"DATABASE_URL": "postgres://{{ data.user }}:{{ data.password | urlquote }}@{{ data.host }}"},
+                "literals": {"SSLMODE": "require"},
+                "mergePolicy": "Merge",
+                "type": "example.com/database",
+                "labels": {"app": "db"},
+                "annotations": {"example.com/note": "rendered"},
+            }
+        ),
+    ),
+    ("VaultSecret", vsec(template={"mergePolicy": "Merge", "type": "kubernetes.io/tls"})),
+    ("VaultSecret", vsec(target={"type": "kubernetes.io/tls"}, template={"data": {"tls.crt": "x"}})),
     ("VaultConnection", conn()),
     ("VaultConnection", conn(auth={"tokenSecretRef": {"name": "scaivault-token"}})),
     ("VaultConnection", conn(auth={"clientCredentials": {**CLIENT_CREDENTIALS, "secretRef": {"name": "c"}}})),
@@ -348,6 +418,38 @@ RULE_CASES: dict[str, tuple[list[Any], list[Any]]] = {
         ],
     ),
     "must be at least 1s": (["1s", "30s", "1000ms", "1m", "1.5h", "1h30m"], ["0s", "999ms", "0.5s"]),
+    TEMPLATE_KEYS_MESSAGE: (
+        [{}, {"DATABASE_URL": "x"}, {".dockerconfigjson": "x", "tls.crt": "", "a-b_c.d": "y"}, {"k" * 253: "x"}],
+        [{"a b": "x"}, {".": "x"}, {"..": "x"}, {"..a": "x"}, {"a/b": "x"}, {"é": "x"}, {"k" * 254: "x"}, {"": "x"}],
+    ),
+    TEMPLATE_OVERLAP_MESSAGE: (
+        [{"data": {"a": "x"}}, {"data": {"a": "x"}, "literals": {"b": "y"}}, {"literals": {"a": "y"}}],
+        [{"data": {"a": "x"}, "literals": {"a": "y"}}, {"data": {"a": "x", "b": "x"}, "literals": {"c": "", "b": ""}}],
+    ),
+    TEMPLATE_EMPTY_MESSAGE: (
+        [
+            {"data": {"a": "x"}},
+            {"literals": {"a": "x"}},
+            {"mergePolicy": "Merge"},
+            {"mergePolicy": "Merge", "type": "kubernetes.io/tls"},
+            {"mergePolicy": "Replace", "data": {"a": "x"}},
+        ],
+        [{}, {"mergePolicy": "Replace"}, {"data": {}, "literals": {}}, {"type": "kubernetes.io/tls"}],
+    ),
+    TEMPLATE_TYPE_MESSAGE: (
+        [
+            vsec(),
+            vsec(template={"data": {"a": "x"}}),
+            vsec(target={"type": "kubernetes.io/tls"}, template={"data": {"a": "x"}}),
+            vsec(template={"type": "kubernetes.io/tls", "data": {"a": "x"}}),
+            vsec(target={"type": "Opaque"}, template={"type": "kubernetes.io/tls", "data": {"a": "x"}}),
+            vsec(target={"type": "kubernetes.io/tls"}, template={"type": "kubernetes.io/tls", "data": {"a": "x"}}),
+        ],
+        [
+            vsec(target={"type": "kubernetes.io/basic-auth"}, template={"type": "kubernetes.io/tls", "data": {}}),
+            vsec(target={"type": "example.com/x"}, template={"type": "Opaque", "mergePolicy": "Merge"}),
+        ],
+    ),
     URL_HTTPS_MESSAGE: (
         [conn(url=url) for url in HTTPS_OR_LOOPBACK]
         + [conn(url=url, insecureHTTP=True) for url in PLAIN_HTTP]

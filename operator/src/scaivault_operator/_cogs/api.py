@@ -24,6 +24,10 @@ __all__ = [
     "CONNECTION_SPECS",
     "GROUP",
     "LABEL_KEYS_MESSAGE",
+    "TEMPLATE_EMPTY_MESSAGE",
+    "TEMPLATE_KEYS_MESSAGE",
+    "TEMPLATE_OVERLAP_MESSAGE",
+    "TEMPLATE_TYPE_MESSAGE",
     "TOKEN_SECRET_NAMESPACE_MESSAGE",
     "VERSION",
     "AccessRule",
@@ -47,6 +51,7 @@ __all__ = [
     "SecretRef",
     "SpecError",
     "Target",
+    "Template",
     "VaultSecretSpec",
     "VaultSecretStatus",
     "is_plain_http",
@@ -425,6 +430,134 @@ class Rollout(_Spec):
         return parse_duration(self.debounce).total_seconds()
 
 
+#: ``spec.template``: at most this many keys in ``data`` and in ``literals``, each value at most this long.
+MAX_TEMPLATE_KEYS = 64
+MAX_TEMPLATE_LENGTH = 32 * 1024
+#: Kubernetes' rule for Secret keys (``IsConfigMapKey``), as CEL: the pattern, at most 253 characters, not ``.`` or
+#: ``..`` and not starting with ``..``.
+TEMPLATE_KEYS_RULE = (
+    f"self.all(k, k.size() <= 253 && k.matches('{SECRET_KEY_PATTERN}') && k != '.' && !k.startsWith('..'))"
+)
+TEMPLATE_KEYS_MESSAGE = (
+    "keys must be valid Secret keys: 1-253 letters, digits, '-', '_' or '.', not '.' and not starting with '..'"
+)
+_TEMPLATE_KEYS_VALIDATION: dict[str, JsonValue] = {"rule": TEMPLATE_KEYS_RULE, "message": TEMPLATE_KEYS_MESSAGE}
+TEMPLATE_OVERLAP_MESSAGE = "a key is in both template.data and template.literals"
+TEMPLATE_EMPTY_MESSAGE = (
+    "mergePolicy Replace needs at least one key in template.data or template.literals (use mergePolicy Merge to keep "
+    "the synced keys and only set type, labels or annotations)"
+)
+TEMPLATE_TYPE_MESSAGE = (
+    "target.type and template.type differ: set the Secret's type in template.type only (target.type may stay "
+    "Opaque, its default)"
+)
+TEMPLATE_TYPE_RULE = (
+    "!has(self.template) || !has(self.template.type) || !has(self.target) || !has(self.target.type) || "
+    "self.target.type == 'Opaque' || self.target.type == self.template.type"
+)
+TemplateText = Annotated[str, Field(max_length=MAX_TEMPLATE_LENGTH)]
+
+
+def _secret_key_problem(key: str) -> str | None:
+    """Why ``key`` is no valid Secret key (``TEMPLATE_KEYS_RULE``), or None."""
+    if not 0 < len(key) <= 253 or re.fullmatch(SECRET_KEY_PATTERN, key) is None:
+        return "1-253 letters, digits, '-', '_' or '.'"
+    if key == "." or key.startswith(".."):
+        return "not '.' and not starting with '..'"
+    return None
+
+
+class Template(_Spec):
+    """Shapes the Secret: keys rendered from Jinja2 templates over the synced keys, plain values, and the Secret's
+    type, labels and annotations (docs/templates.md)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "!has(self.data) || !has(self.literals) || !self.data.exists(k, k in self.literals)",
+         "message": TEMPLATE_OVERLAP_MESSAGE},
+        {"rule": "(has(self.mergePolicy) && self.mergePolicy == 'Merge') || (has(self.data) && self.data.size() > 0) "
+                 "|| (has(self.literals) && self.literals.size() > 0)",
+         "message": TEMPLATE_EMPTY_MESSAGE},
+    ]})  # fmt: skip
+
+    data: dict[str, TemplateText] = Field(
+        default_factory=dict,
+        max_length=MAX_TEMPLATE_KEYS,
+        description="Secret key -> Jinja2 template, rendered in a sandbox with the synced keys as `data` (text "
+        "values after spec.keys, e.g. {{ data.password }}) and `sources.main.data` (the same keys, with "
+        "sources.main.path and sources.main.version). Filters: b64enc, b64dec, tojson, fromjson, toyaml, fromyaml, "
+        "pem_certificates, pem_first_certificate, pem_chain, pem_private_key, htpasswd, dockerconfigjson, sha256, "
+        "urlquote, and a safe subset of Jinja2's. An undefined name, a filter error or a template over its limits "
+        "(1 MiB of output, 100000 steps, 0.5s) is a TemplateError: the Secret keeps its last data. At most 64 keys, "
+        "each template at most 32 KiB.",
+        json_schema_extra={"x-kubernetes-validations": [_TEMPLATE_KEYS_VALIDATION]},
+    )
+    literals: dict[str, TemplateText] = Field(
+        default_factory=dict,
+        max_length=MAX_TEMPLATE_KEYS,
+        description="Secret key -> plain text, written as it is (never rendered). At most 64 keys, each value at "
+        "most 32 KiB; no key may also be in data.",
+        json_schema_extra={"x-kubernetes-validations": [_TEMPLATE_KEYS_VALIDATION]},
+    )
+    mergePolicy: Literal["Replace", "Merge"] = Field(
+        default="Replace",
+        description="Replace: the Secret holds only the keys of data and literals. Merge: the synced keys, with the "
+        "keys of data and literals on top (they win on a collision).",
+    )
+    type: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="Secret type, as target.type (which must then stay Opaque, its default, or say the same); wins "
+        "over target.type. Not applied with creationPolicy Merge.",
+        json_schema_extra={"x-kubernetes-validations": [{"rule": SECRET_TYPE_RULE, "message": SECRET_TYPE_MESSAGE}]},
+    )
+    labels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Labels put on the Secret, over target.labels (the operator's own labels win over both).",
+        json_schema_extra={"x-kubernetes-validations": [_metadata_keys_rule(LABEL_KEYS_MESSAGE)]},
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=128,
+        description="Annotations put on the Secret, over target.annotations (the operator's own win over both; "
+        "256 KiB in all).",
+        json_schema_extra={"x-kubernetes-validations": [_metadata_keys_rule(ANNOTATION_KEYS_MESSAGE)]},
+    )
+
+    @field_validator("data", "literals")
+    @classmethod
+    def _valid_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if _secret_key_problem(key) is not None:
+                shown = repr(key) if len(key) <= 80 and key.isprintable() else "a key"
+                raise SpecError(f"{shown}: {TEMPLATE_KEYS_MESSAGE}")
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _valid_type(cls, value: str | None) -> str | None:
+        return None if value is None else Target._data_secret_type(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return Target._valid_labels(value)
+
+    @field_validator("annotations")
+    @classmethod
+    def _valid_annotations(cls, value: dict[str, str]) -> dict[str, str]:
+        return Target._valid_annotations(value)
+
+    @model_validator(mode="after")
+    def _keys_rules(self) -> Self:
+        if set(self.data) & set(self.literals):
+            raise SpecError(TEMPLATE_OVERLAP_MESSAGE)
+        if self.mergePolicy == "Replace" and not self.data and not self.literals:
+            raise SpecError(TEMPLATE_EMPTY_MESSAGE)
+        return self
+
+
 # Specs are frozen: the common sub-objects are shared between VaultSecrets instead of built once per object (the
 # registry holds a spec per VaultSecret; docs/performance.md). Nothing mutates a spec's dicts.
 _DEFAULT_TARGET = Target()
@@ -437,6 +570,10 @@ def _default_target() -> Target:
 
 class VaultSecretSpec(_Spec):
     """Desired state of a VaultSecret: which ScaiVault secret to materialize, and as what."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [{"rule": TEMPLATE_TYPE_RULE, "message": TEMPLATE_TYPE_MESSAGE}]}
+    )
 
     path: str = Field(
         min_length=1,
@@ -488,6 +625,12 @@ class VaultSecretSpec(_Spec):
         'A workload may also opt in itself with the annotation scaivault.scailabs.ai/reload: "true". Absent: '
         "only workloads that opt in are restarted.",
     )
+    template: Template | None = Field(
+        default=None,
+        description="Shape the Secret: keys rendered from Jinja2 templates over the synced keys (e.g. a "
+        "DATABASE_URL, a .dockerconfigjson, a TLS pair split from a PEM bundle), plain values, and the Secret's "
+        "type, labels and annotations. Absent: the synced keys as they are.",
+    )
     onSourceDeleted: Literal["Retain", "Delete"] = Field(
         default="Retain",
         description="What happens to the Secret when the secret at an unpinned spec.path is deleted from ScaiVault "
@@ -531,6 +674,19 @@ class VaultSecretSpec(_Spec):
         from scaivault_operator._cogs.scaivault import validate_path
 
         return validate_path(value)
+
+    @model_validator(mode="after")
+    def _one_type(self) -> Self:
+        template_type = self.template.type if self.template is not None else None
+        if template_type is not None and self.target.type not in ("Opaque", template_type):
+            raise SpecError(TEMPLATE_TYPE_MESSAGE)
+        return self
+
+    @property
+    def secret_type(self) -> str:
+        """The Secret's type: ``template.type`` when set, else ``target.type``."""
+        template_type = self.template.type if self.template is not None else None
+        return template_type or self.target.type
 
     @property
     def connection(self) -> ConnectionRef:

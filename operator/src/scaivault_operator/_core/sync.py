@@ -76,6 +76,7 @@ from scaivault_operator._logic.manifests import (
 )
 from scaivault_operator._logic.policy import check_access
 from scaivault_operator._logic.registry import Entry, Priority, Registry, SecretInfo, SourceKey, ready_reason
+from scaivault_operator._logic.templating import apply_template
 
 __all__ = ["Syncer"]
 
@@ -287,6 +288,7 @@ class Syncer:
             return None
         try:
             data = secret_data(secret.data, spec.keys)
+            data = apply_template(spec, data, version=secret.version)  # spec.template (TemplateError: no write)
             desired = desired_secret(owner=owner, spec=spec, data=data, version=secret.version,
                                      connection=f"{kind}/{conn_name}")  # fmt: skip
             entry.synced_version, entry.synced_spec = secret.version, spec  # before the write: its watch event

@@ -2,8 +2,8 @@
 
 Owns the vocabulary users see in ``kubectl describe vaultsecret``: one reason per cause (Synced, Unauthorized,
 Forbidden, SourceNotFound, BackendUnavailable, InvalidSpec, PolicyDenied, TargetConflict, TargetNotFound,
-InvalidSourceData), a message that says what to do, and when a change is a transition worth an Event. Beside
-Ready, the condition ``Insecure`` (reason InsecureHTTP) is present while the VaultSecret's connection uses plain
+InvalidSourceData, TemplateError), a message that says what to do, and when a change is a transition worth an Event.
+Beside Ready, the condition ``Insecure`` (reason InsecureHTTP) is present while the VaultSecret's connection uses plain
 HTTP to a host that is not loopback (``insecureHTTP: true``), and absent otherwise. Pure: no I/O, no clock unless
 given. The operator's sync module (and the version watcher, for the failures it sees) calls ``classify`` on an
 error, ``desired_status`` on the outcome, then writes ``status_patch`` if it is not None and posts an Event only
@@ -32,6 +32,7 @@ import pydantic
 from scaivault_operator._cogs import scaivault
 from scaivault_operator._cogs.api import SpecError
 from scaivault_operator._logic.manifests import SourceDataError
+from scaivault_operator._logic.templating import TemplateError
 
 __all__ = [
     "AUTHENTICATED",
@@ -48,6 +49,7 @@ __all__ = [
     "SYNCED",
     "TARGET_CONFLICT",
     "TARGET_NOT_FOUND",
+    "TEMPLATE_ERROR",
     "UNAUTHORIZED",
     "UNREACHABLE",
     "Failure",
@@ -92,6 +94,10 @@ TARGET_CONFLICT: Final = "TargetConflict"
 TARGET_NOT_FOUND: Final = "TargetNotFound"
 #: The secret's data cannot become a Kubernetes Secret (missing key, invalid key name, too large).
 INVALID_SOURCE_DATA: Final = "InvalidSourceData"
+#: A template of spec.template failed (an undefined name, a filter error, a type error, a value too large, too many
+#: steps or too slow): the message names the template key and the name or kind of error, never a value. The Secret
+#: keeps its last data.
+TEMPLATE_ERROR: Final = "TemplateError"
 
 #: A condition type beside Ready: present (status True) while the VaultSecret's connection sends credentials and
 #: data over plain HTTP to a host that is not loopback, which only ``insecureHTTP: true`` allows.
@@ -161,6 +167,8 @@ def classify(error: BaseException) -> Failure:
     """Map an error raised while syncing onto a reason and an actionable message (see the module docstring)."""
     if isinstance(error, scaivault.ScaiVaultError):
         return _classify_scaivault(error)
+    if isinstance(error, TemplateError):
+        return Failure(TEMPLATE_ERROR, clip(error.message), transient=False)
     if isinstance(error, SourceDataError):
         return Failure(INVALID_SOURCE_DATA, clip(error.message), transient=False)
     if isinstance(error, pydantic.ValidationError):

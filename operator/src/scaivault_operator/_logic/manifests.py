@@ -334,17 +334,20 @@ def desired_secret(
     """The full v1 Secret manifest for ``owner``'s spec, holding ``data`` (from ``secret_data``).
 
     ``connection`` is ``<kind>/<name>`` of the connection read through. Our labels and annotations win over
-    ``spec.target.labels`` / ``spec.target.annotations`` on a collision. With ``target.immutable`` the Secret is
-    ``<name>-v<version>`` and ``immutable: true``.
+    ``spec.template.labels`` / ``annotations``, which win over ``spec.target.labels`` / ``annotations`` on a
+    collision; the type is ``spec.template.type`` when set, else ``spec.target.type``. With ``target.immutable`` the
+    Secret is ``<name>-v<version>`` and ``immutable: true``.
     """
-    target = spec.target
+    target, template = spec.target, spec.template
     labels = {
         **target.labels,
+        **(template.labels if template is not None else {}),
         MANAGED_BY_LABEL: MANAGED_BY,
         VAULTSECRET_LABEL: vaultsecret_label_value(owner.name),
     }
     annotations = {
         **target.annotations,
+        **(template.annotations if template is not None else {}),
         ANNOTATION_PATH: spec.path,
         ANNOTATION_VERSION: str(version),
         ANNOTATION_CONNECTION: connection,
@@ -369,7 +372,7 @@ def desired_secret(
                 }
             ],
         },
-        "type": target.type,
+        "type": spec.secret_type,
         "data": dict(data),
     }
     if target.immutable:

@@ -3,12 +3,15 @@ operator's own pure functions; and ``kubectl scaivault refresh NS/NAME``: ask th
 
 ``render`` reads the VaultSecret, judges its connection's access rules as the operator does
 (``policy.check_access``: a path the operator would not read is not read here either), fetches the source with the
-connection's credentials read as the user (``source.open_client``), and builds the Secret with ``manifests.secret_data``
-and ``manifests.desired_secret``. It prints the type, labels and annotations, and per key its size and the first 12
-hex digits of the SHA-256 of its value — never the value, unless ``--show-values`` is given *and* a
-SelfSubjectAccessReview says the user may ``get`` the target Secret (whoever may read the Secret may read its values
-anyway); otherwise exit 4, before anything is fetched. It also says whether the live Secret already holds that data
-(comparing the data-hash annotation, no values) and whether the operator may write it (``manifests.target_refusal``).
+connection's credentials read as the user (``source.open_client``), and builds the Secret with
+``manifests.secret_data``, ``templating.apply_template`` (``spec.template``: rendered keys are shown as the others,
+masked, with where each key comes from — template, literal or source; a failing template exits 1 with its
+``TemplateError``, naming no value) and ``manifests.desired_secret``. It prints the type, labels and annotations,
+and per key its size and the first 12 hex digits of the SHA-256 of its value — never the value, unless
+``--show-values`` is given *and* a SelfSubjectAccessReview says the user may ``get`` the target Secret (whoever may
+read the Secret may read its values anyway); otherwise exit 4, before anything is fetched. It also says whether the
+live Secret already holds that data (comparing the data-hash annotation, no values) and whether the operator may
+write it (``manifests.target_refusal``).
 
 ``refresh`` sets the annotation ``scaivault.scailabs.ai/refresh`` to the current time (RFC 3339, microseconds, so
 two refreshes never carry the same value) with a JSON merge patch; the operator re-reads the source once when that
@@ -43,6 +46,7 @@ from scaivault_operator._logic.manifests import (
     target_refusal,
 )
 from scaivault_operator._logic.policy import check_access
+from scaivault_operator._logic.templating import apply_template, key_origins
 from scaivault_operator._plugin.cluster import Cluster
 from scaivault_operator._plugin.output import (
     ExitCode,
@@ -118,17 +122,31 @@ def render_report(
     live: tuple[bool | None, str] | None,
     show_values: bool,
     notes: Sequence[str] = (),
+    origins: Mapping[str, str] | None = None,
+    merge_policy: str | None = None,
 ) -> Report:
     """The report of ``render`` for the desired Secret ``manifest``. Pure. Values appear only with
-    ``show_values``."""
+    ``show_values``. With a template, ``origins`` (``templating.key_origins``) says per key where it comes from
+    (``template``, ``literal`` or ``source``) and ``merge_policy`` is the template's."""
     meta = mapping(manifest.get("metadata"))
     labels, annotations = dict(mapping(meta.get("labels"))), dict(mapping(meta.get("annotations")))
     keys = key_rows(mapping(manifest.get("data")), show_values=show_values)
     where = f"{meta.get('namespace')}/{meta.get('name')}"
+    if origins is not None:
+        for row in keys:
+            row["from"] = origins.get(row["key"], "source")
+        rows = table(["key", "size", "sha256", "from"], [(k["key"], k["size"], k["sha256"], k["from"]) for k in keys])
+    else:
+        rows = table(["key", "size", "sha256"], [(k["key"], k["size"], k["sha256"]) for k in keys])
     lines = [
         f"Secret {where} (type {manifest.get('type')}): {path} version {version} through {connection}",
+        *(
+            [f"Template: mergePolicy {merge_policy}; the values of rendered keys are masked as the others"]
+            if origins is not None
+            else []
+        ),
         "",
-        table(["key", "size", "sha256"], [(k["key"], k["size"], k["sha256"]) for k in keys]) if keys else "no keys",
+        rows if keys else "no keys",
         "",
         "Labels:",
         *(f"  {k}={v}" for k, v in sorted(labels.items())),
@@ -145,13 +163,15 @@ def render_report(
                 lines += [f"  {k['key']}: |", *(f"    {line}" for line in value.splitlines())]
             else:
                 lines.append(f"  {k['key']}: {value}")
-    data = {
+    data: dict[str, Any] = {
         "secret": {"namespace": meta.get("namespace"), "name": meta.get("name"), "type": manifest.get("type"),
                    "labels": labels, "annotations": annotations},
         "source": {"path": path, "version": version, "connection": connection},
         "keys": keys,
         "live": None if live is None else {"same": live[0], "message": live[1]},
     }  # fmt: skip
+    if origins is not None:
+        data["template"] = {"mergePolicy": merge_policy, "keys": {k["key"]: k["from"] for k in keys}}
     return Report(data=data, text="\n".join(lines), notes=list(notes))
 
 
@@ -203,8 +223,9 @@ async def render(cluster: Cluster, namespace: str, name: str, *, show_values: bo
         raise vault_failure(exc, via=conn.display) from None
     try:
         data = secret_data(source.data, spec.keys)
-    except SourceDataError as exc:
-        raise PluginError(f"InvalidSourceData: {exc.message}", ExitCode.NOT_READY) from None
+        data = apply_template(spec, data, version=source.version)
+    except SourceDataError as exc:  # (and TemplateError)
+        raise PluginError(f"{conditions.classify(exc).reason}: {exc.message}", ExitCode.NOT_READY) from None
     uid = str(meta.get("uid") or "")
     owner = Owner(api_version=API_VERSION, kind="VaultSecret", name=name, namespace=namespace, uid=uid)
     manifest = desired_secret(owner=owner, spec=spec, data=data, version=source.version, connection=conn.label)
@@ -218,8 +239,10 @@ async def render(cluster: Cluster, namespace: str, name: str, *, show_values: bo
     except PluginError as exc:
         live = None
         notes.append(f"{exc.message}: not compared with the live Secret")
+    origins = key_origins(spec, mapping(manifest.get("data"))) if spec.template is not None else None
     return render_report(manifest, path=spec.path, version=version, connection=conn.label, live=live,
-                         show_values=show_values, notes=notes)  # fmt: skip
+                         show_values=show_values, notes=notes, origins=origins,
+                         merge_policy=spec.template.mergePolicy if spec.template is not None else None)  # fmt: skip
 
 
 def refresh_value(clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> str:

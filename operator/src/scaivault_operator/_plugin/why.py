@@ -251,7 +251,9 @@ def scaivault_step(status: Mapping[str, Any], conn: Connection | None) -> Step:
         if breaker.get("state") != "Open":
             details.append(("info", f"next request: {_SCAIVAULT_REASONS[reason]}"))
         return Step("ScaiVault", "fail", f"last answer: {reason} — {message}", details)
-    if reason in (conditions.INVALID_SOURCE_DATA, conditions.TARGET_CONFLICT, conditions.TARGET_NOT_FOUND):
+    stopped_after = (conditions.INVALID_SOURCE_DATA, conditions.TEMPLATE_ERROR, conditions.TARGET_CONFLICT,
+                     conditions.TARGET_NOT_FOUND)  # fmt: skip
+    if reason in stopped_after:
         return Step("ScaiVault", "ok", f"answered; the sync stopped after it ({reason})", details)
     return Step("ScaiVault", "unknown", f"not asked: the sync stops before ScaiVault ({reason})", details)
 

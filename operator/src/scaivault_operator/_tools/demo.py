@@ -1,9 +1,10 @@
 """``make demo``: the whole product in one command, on a machine with nothing but Python.
 
-Owned here: the demo script. It starts a local ScaiVault (dev-vault) and writes the quickstart's secret, picks
-a Kubernetes API — the kubeconfig's cluster when one answers, otherwise kmock's in-process emulator, and says
-which — applies ``crds/examples/`` (the connection pointed at the local ScaiVault), runs the real operator
-in-process, shows the Secret appear, writes version 2 and shows it follow while the pinned VaultSecret stays, and a
+Owned here: the demo script. It starts a local ScaiVault (dev-vault) and writes the quickstart's secret (and the
+three secrets of ``crds/examples/templates/``), picks a Kubernetes API — the kubeconfig's cluster when one answers,
+otherwise kmock's in-process emulator, and says which — applies ``crds/examples/`` and ``crds/examples/templates/``
+(the connection pointed at the local ScaiVault), runs the real operator in-process, shows the Secrets appear (the
+templated ones too), writes version 2 and shows it follow while the pinned VaultSecret stays, and a
 Deployment restarted once for the key it uses and not for a version that changes only another key.
 
 Values are shown masked (length and a short fingerprint), as the operator itself never logs them. On a real
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import logging
 import socket
@@ -44,6 +46,29 @@ EXAMPLES = Path(__file__).resolve().parents[4] / "crds" / "examples"
 CRDS = EXAMPLES.parent
 
 
+def _pem(label: str, text: str) -> str:
+    return f"-----BEGIN {label}-----\n{base64.b64encode(text.encode()).decode()}\n-----END {label}-----\n"
+
+
+#: The ScaiVault secrets of crds/examples/templates/ (demo values; the PEM blocks hold no real certificate or key).
+TEMPLATE_SECRETS: dict[str, dict[str, Any]] = {
+    "environments/production/postgres/billing": {
+        "user": "billing",
+        "password": "demo-p@ss/word",
+        "host": "postgres.default.svc",
+        "dbname": "billing",
+    },
+    "environments/production/registry/ghcr": {"registry": "ghcr.io", "username": "demo-bot", "password": "demo-token"},
+    "environments/production/tls/api-gateway": {
+        "bundle": _pem("CERTIFICATE", "demo leaf certificate")
+        + _pem("CERTIFICATE", "demo intermediate CA")
+        + _pem("PRIVATE KEY", "demo private key"),
+    },
+}
+#: The templated Secrets of crds/examples/templates/ the demo shows.
+TEMPLATED = ("billing-database", "ghcr-pull", "api-gateway-tls", "billing-config")
+
+
 def _free_port(preferred: int) -> int:
     with socket.socket() as sock:
         try:
@@ -60,9 +85,10 @@ def _mask(encoded: str) -> str:
 
 
 def load_examples(vault_url: str) -> list[dict[str, Any]]:
-    """The example manifests in apply order, with the connection's URL pointed at the local ScaiVault."""
+    """The example manifests in apply order (``templates/`` last), with the connection's URL pointed at the local
+    ScaiVault."""
     docs: list[dict[str, Any]] = []
-    for path in sorted(EXAMPLES.glob("*.yaml")):
+    for path in [*sorted(EXAMPLES.glob("*.yaml")), *sorted((EXAMPLES / "templates").glob("*.yaml"))]:
         docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
     for doc in docs:
         if doc["kind"] in ("ClusterVaultConnection", "VaultConnection"):
@@ -94,7 +120,8 @@ class Demo:
     async def show_secret(self, namespace: str, name: str) -> None:
         secret = await self.cluster.get("Secret", namespace, name) or {}
         annotations = (secret.get("metadata") or {}).get("annotations") or {}
-        self.say(f"  Secret {namespace}/{name}  (version {annotations.get('scaivault.scailabs.ai/version')})")
+        kind = "" if secret.get("type", "Opaque") == "Opaque" else f", type {secret.get('type')}"
+        self.say(f"  Secret {namespace}/{name}  (version {annotations.get('scaivault.scailabs.ai/version')}{kind})")
         for key, value in sorted((secret.get("data") or {}).items()):
             self.say(f"    {key:<26} {_mask(value)}")
 
@@ -160,6 +187,9 @@ async def run_demo(*, out: TextIO = sys.stdout, force_emulated: bool = False) ->
         print(f"ScaiVault: a local dev-vault at {running.url} (token {TOKEN!r}).", file=out)
         result = vault.write(PATH, V1, metadata={"description": "Salesforce OAuth credentials"})
         print(f"  wrote {PATH} -> version {getattr(result, 'version', 1)}", file=out)
+        for path, data in TEMPLATE_SECRETS.items():
+            vault.write(path, data)
+        print(f"  wrote {len(TEMPLATE_SECRETS)} more for crds/examples/templates/ (database, registry, TLS)", file=out)
         async with _pick_cluster(out, force_emulated) as (cluster, real):
             demo = Demo(cluster, vault, out)
             created: list[dict[str, Any]] = []
@@ -257,10 +287,16 @@ async def _run_operator(
     async with running_operator(settings, server=server) as rt:
         await _wait("the Secret default/salesforce-api", lambda: _has_version(demo, "salesforce-api", "1"))
         await _wait("the pinned Secret", lambda: _has_version(demo, "salesforce-api-v1", "1"))
+        await _wait("the renamed Secret", lambda: _has_version(demo, "billing-salesforce-env", "1"))
         demo.say("\n1) The Secrets appeared:")
         await demo.show_secret("default", "salesforce-api")
         await demo.show_secret("default", "billing-salesforce-env")
         await demo.show_vaultsecrets(names)
+        for name in TEMPLATED:
+            await _wait(f"the templated Secret default/{name}", functools.partial(_has_version, demo, name, "1"))
+        demo.say("   And the Secrets shaped by spec.template (crds/examples/templates/, docs/templates.md):")
+        for name in TEMPLATED:
+            await demo.show_secret("default", name)
 
         demo.say(f"\n2) Two Deployments read Secret billing-salesforce-env as environment variables: {WORKER} every "
                  f"key (envFrom),\n   {APP} only SALESFORCE_CLIENT_SECRET. VaultSecret salesforce-env names both in "
