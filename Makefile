@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml scripts/install-kube-tools.py
 
 install: $(STAMP) ## Create .venv, install the package editable with its dev extras, and helm + kubectl into .venv/bin
 
-demo: $(STAMP) ## Local ScaiVault + the operator + crds/examples: watch a Secret appear and follow version 2
+demo: $(STAMP) ## Local ScaiVault + the operator + crds/examples: a Secret appears, follows v2, Deployments restart
 	$(BIN)/scaivault-operator demo
 
 run: $(STAMP) ## Run the operator against the cluster in your kubeconfig (all namespaces)
