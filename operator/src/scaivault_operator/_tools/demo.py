@@ -4,8 +4,9 @@ Owned here: the demo script. It starts a local ScaiVault (dev-vault) and writes 
 three secrets of ``crds/examples/templates/``), picks a Kubernetes API — the kubeconfig's cluster when one answers,
 otherwise kmock's in-process emulator, and says which — applies ``crds/examples/`` and ``crds/examples/templates/``
 (the connection pointed at the local ScaiVault), runs the real operator in-process, shows the Secrets appear (the
-templated ones too), writes version 2 and shows it follow while the pinned VaultSecret stays, and a
-Deployment restarted once for the key it uses and not for a version that changes only another key.
+templated ones too), writes version 2 and shows it follow while the pinned VaultSecret stays, then shows two
+Deployments restarted for the key they use (spec.rollout), and only the one reading every key (envFrom) restarted
+again for version 3, which changes a key the other does not read.
 
 Values are shown masked (length and a short fingerprint), as the operator itself never logs them. On a real
 cluster the demo removes the objects it created when it ends.
