@@ -138,24 +138,25 @@ def _environment(name: str, value: str) -> Iterator[None]:
             os.environ[name] = previous
 
 
-@pytest.fixture
-def garbage_collector(cluster: ClusterAccess) -> None:
-    """Skips the test when nothing collects garbage: a private control plane without kube-controller-manager."""
+def _needs_controller_manager(cluster: ClusterAccess, what: str) -> None:
+    """Skips the test when no kube-controller-manager runs (a private control plane from binaries without one)."""
     if not cluster.garbage_collector:
         pytest.skip(
-            f"needs the garbage collector: {ASSETS_ENV} has no {KUBE_CONTROLLER_MANAGER} (setup-envtest ships none), "
-            "so the private control plane runs without one; add the binary there or use a real cluster"
+            f"needs {what}: {ASSETS_ENV} has no {KUBE_CONTROLLER_MANAGER} (setup-envtest ships none), so the private "
+            "control plane runs without one; add the binary there or use a real cluster"
         )
+
+
+@pytest.fixture
+def garbage_collector(cluster: ClusterAccess) -> None:
+    """Skips the test when nothing collects garbage."""
+    _needs_controller_manager(cluster, "the garbage collector")
 
 
 @pytest.fixture
 def deployment_controller(cluster: ClusterAccess) -> None:
-    """Skips the test when no Deployment controller runs (a private control plane without kube-controller-manager)."""
-    if not cluster.garbage_collector:
-        pytest.skip(
-            f"needs the Deployment controller: {ASSETS_ENV} has no {KUBE_CONTROLLER_MANAGER} (setup-envtest ships "
-            "none), so the private control plane runs without one; add the binary there or use a real cluster"
-        )
+    """Skips the test when no Deployment controller runs."""
+    _needs_controller_manager(cluster, "the Deployment controller")
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -253,7 +253,7 @@ class Syncer:
                 return await self._owner_exists(entry)
         except KubeError:
             return True
-        merging = entry.spec is not None and entry.spec.target.creationPolicy == "Merge"
+        merging = entry.spec.target.creationPolicy == "Merge"
         mine = merged_by_uid(existing) == entry.uid if merging else ownership(existing, entry.uid) == "ours"
         if not mine or not data_intact(existing):
             return True

@@ -30,6 +30,7 @@ from scaivault_operator._logic.manifests import (
     merged_by_uid,
     wants_finalizer,
 )
+from scaivault_operator._logic.rollout import version_of
 
 __all__ = [
     "ConnKey",
@@ -472,8 +473,8 @@ class Registry:
         target name of an immutable VaultSecret."""
         owner_key = self.by_target.get(skey)
         if owner_key is None:
-            base, sep, version = skey[1].rpartition("-v")
-            owner_key = self.by_target.get((skey[0], base)) if sep and version.isdigit() else None
+            base = skey[1].rpartition("-v")[0]
+            owner_key = self.by_target.get((skey[0], base)) if version_of(base, skey[1]) is not None else None
             entry = self.entries.get(owner_key) if owner_key else None
             return entry if entry is not None and entry.spec is not None and entry.spec.target.immutable else None
         return self.entries.get(owner_key)

@@ -242,12 +242,13 @@ def plan(
         reasons: list[tuple[str, tuple[str, ...]]] = []
         vaultsecrets: list[str] = []
         renames: dict[str, str] = {}
+        refs = referenced_secrets(pod_spec) if any(change.base is not None for change in changes) else set()
         for change in changes:
             explicit = (kind, name) in change.targets
             if not (explicit or change.auto or reload):
                 continue
             if change.base is not None:
-                moved = _moves(pod_spec, change, previous or {})
+                moved = _moves(pod_spec, refs, change, previous or {})
                 for old, keys in moved.items():
                     renames[old] = change.secret
                     reasons.append((change.secret, keys))
@@ -255,7 +256,7 @@ def plan(
                     vaultsecrets.append(change.vaultsecret)
                 # The current version itself re-created with other data (a spec change at the same version): its
                 # users are stamped as for a mutable Secret. A new version has no users yet (``changed`` empty).
-                if not change.changed or change.secret not in referenced_secrets(pod_spec):
+                if not change.changed or change.secret not in refs:
                     continue
                 explicit = False  # a target that does not reference it cannot be moved or restarted for it
             used = _used_keys(pod_spec, change.secret, explicit, change.digests.keys() | change.changed)
@@ -277,13 +278,14 @@ def plan(
     return restarts
 
 
-def _moves(pod_spec: Mapping[str, Any], change: Change, previous: Mapping[str, Mapping[str, str] | None]
-           ) -> dict[str, tuple[str, ...]]:  # fmt: skip
-    """Immutable versions: the older versions the pod spec references that it should leave for ``change.secret``,
-    with the keys it uses that differ (every used key when the old version's data is unknown)."""
+def _moves(pod_spec: Mapping[str, Any], refs: Iterable[str], change: Change,
+           previous: Mapping[str, Mapping[str, str] | None]) -> dict[str, tuple[str, ...]]:  # fmt: skip
+    """Immutable versions: the older versions the pod spec references (``refs``: ``referenced_secrets``) that it
+    should leave for ``change.secret``, with the keys it uses that differ (every used key when the old version's
+    data is unknown)."""
     assert change.base is not None
     moves: dict[str, tuple[str, ...]] = {}
-    for old in versioned_names(change.base, referenced_secrets(pod_spec)):
+    for old in versioned_names(change.base, refs):
         if old == change.secret:
             continue
         before = previous.get(old)
