@@ -11,6 +11,7 @@ which the caller turns into an ``InvalidSpec`` condition.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Self
@@ -40,20 +41,26 @@ __all__ = [
     "ConnectionRef",
     "ConnectionSpec",
     "ConnectionStatus",
+    "DataFrom",
     "KeyMapping",
     "LabelSelector",
     "LabelSelectorRequirement",
     "RestartedWorkload",
+    "Rewrite",
+    "RewriteRegexp",
     "Rollout",
     "RolloutStatus",
     "RolloutTarget",
     "SecretKeyRef",
     "SecretRef",
+    "Source",
+    "SourceStatus",
     "SpecError",
     "Target",
     "Template",
     "VaultSecretSpec",
     "VaultSecretStatus",
+    "compile_rewrite",
     "is_plain_http",
     "parse_duration",
 ]
@@ -183,6 +190,7 @@ class ConnectionRef(_Spec):
 
     kind: Literal["ClusterVaultConnection", "VaultConnection"] = Field(
         default="ClusterVaultConnection",
+        json_schema_extra={"maxLength": 22},  # bounds the cost of CEL rules over spec.sources
         description="ClusterVaultConnection (cluster-wide, shared by namespaces its access rules allow) or "
         "VaultConnection (in the VaultSecret's own namespace).",
     )
@@ -564,6 +572,178 @@ _DEFAULT_TARGET = Target()
 _SHARED_REFS: dict[tuple[ConnectionRef, frozenset[str]], ConnectionRef] = {}
 
 
+#: The CRD's rules for a secret path (``spec.path``, ``sources[].path``); the model checks them with ``validate_path``.
+_PATH_RULES: list[JsonValue] = [
+    {
+        "rule": "!self.startsWith('/') && !self.endsWith('/') && !self.contains('//')",
+        "message": "path must not start or end with '/' or contain '//'",
+    },
+    {
+        "rule": "!self.split('/').exists(s, s == '.' || s == '..')",
+        "message": "path must not contain '.' or '..' segments",
+    },
+]
+#: ``spec.sources`` and ``spec.dataFrom``: at most this many entries; ``spec.maxDiscovered`` and its bounds.
+MAX_SOURCES = 16
+MAX_DATA_FROM = 8
+DEFAULT_MAX_DISCOVERED = 100
+MAX_DISCOVERED = 1000
+#: A source's name: what templates write after ``sources.`` (a Jinja2 attribute name).
+SOURCE_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+_KEYS_DISTINCT_RULE: dict[str, JsonValue] = {
+    "rule": "self.all(k, self.exists_one(o, (has(o.to) ? o.to : o.from) == (has(k.to) ? k.to : k.from)))",
+    "message": "two keys map to the same Secret key",
+}
+
+
+def _distinct_keys(value: list[KeyMapping] | None) -> list[KeyMapping] | None:
+    targets = [mapping.target_key for mapping in value or ()]
+    if len(set(targets)) != len(targets):
+        raise SpecError("two keys map to the same Secret key")
+    return value
+
+
+class Source(_Spec):
+    """One named ScaiVault secret of ``spec.sources``."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=SOURCE_NAME_PATTERN,
+        description="Name of the source: templates read it as sources.<name>.data (letters, digits, '_').",
+    )
+    path: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Path of the secret in ScaiVault.",
+        json_schema_extra={"x-kubernetes-validations": _PATH_RULES},
+    )
+    version: int | None = Field(
+        default=None, ge=1, strict=True, description="Pin to this version. Absent: follow the latest version."
+    )
+    keys: list[KeyMapping] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Keys to copy (and rename). Absent: every top-level key of the secret's data.",
+        json_schema_extra={"x-kubernetes-validations": [_KEYS_DISTINCT_RULE]},
+    )
+    connectionRef: ConnectionRef | None = Field(
+        default=None, description="Connection to read this source through. Default: spec.connectionRef's."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _valid_path(cls, value: str) -> str:
+        from scaivault_operator._cogs.scaivault import validate_path
+
+        return validate_path(value)
+
+    @field_validator("version")
+    @classmethod
+    def _int64(cls, value: int | None) -> int | None:
+        if value is not None and value > INT64_MAX:
+            raise SpecError("must be at most 9223372036854775807 (int64)")
+        return value
+
+    @field_validator("keys")
+    @classmethod
+    def _distinct_targets(cls, value: list[KeyMapping] | None) -> list[KeyMapping] | None:
+        return _distinct_keys(value)
+
+
+@functools.lru_cache(maxsize=256)
+def compile_rewrite(pattern: str) -> Any:
+    """``pattern`` compiled by RE2 (google-re2, imported on the first rewrite): the syntax of External Secrets' Go
+    regexps, matched in linear time — a namespace's pattern over its own key names cannot stall the operator, as a
+    backtracking engine could. ``SpecError`` when it is no RE2 expression."""
+    import re2  # type: ignore[import-untyped]
+
+    options = re2.Options()
+    options.log_errors = False  # no line on stderr per refused pattern (the condition says it)
+    try:
+        return re2.compile(pattern, options=options)
+    except re2.error as exc:
+        detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise SpecError(f"not an RE2 regular expression: {detail[:200]}") from None
+
+
+class RewriteRegexp(_Spec):
+    """A regular expression (RE2, as External Secrets' Go regexps) and its replacement (``$1``, ``${1}``,
+    ``${name}`` refer to groups)."""
+
+    source: str = Field(
+        min_length=1, max_length=256, description="Regular expression (RE2 syntax) matched in each key name."
+    )
+    target: str = Field(max_length=256, description="Replacement of every match ($1 or ${name}: a group).")
+
+    @field_validator("source")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        compile_rewrite(value)
+        return value
+
+
+class Rewrite(_Spec):
+    """One rewrite of the key names ``dataFrom`` makes (as External Secrets' ``rewrite``)."""
+
+    regexp: RewriteRegexp = Field(description="Replace every match of source in a key name with target.")
+
+
+class DataFrom(_Spec):
+    """Every secret under a prefix, optionally only those carrying some tags."""
+
+    prefix: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="List prefix, e.g. teams/payments/ (a plain string prefix of the path).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.startsWith('/') && !self.contains('//')",
+                    "message": "prefix must not start with '/' or contain '//'",
+                },
+                {
+                    "rule": "!self.split('/').exists(s, s == '.' || s == '..')",
+                    "message": "prefix must not contain '.' or '..' segments",
+                },
+            ]
+        },
+    )
+    tags: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="Only secrets whose tags include every one of these.",
+    )
+    rewrite: list[Rewrite] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8,
+        description="Rewrites of each key name, in order (e.g. source '^db_' target '' strips a prefix).",
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        from scaivault_operator._cogs.scaivault import validate_prefix
+
+        return validate_prefix(value)
+
+
+#: Rules on VaultSecretSpec about which fields go with a single path and which with several sources.
+SOURCES_RULES: list[JsonValue] = [
+    {"rule": "has(self.path) != (has(self.sources) || has(self.dataFrom))",
+     "message": "set exactly one of path, or sources and/or dataFrom"},
+    {"rule": "has(self.path) || (!has(self.version) && !has(self.keys))",
+     "message": "version and keys go with path; with sources, set them on each source"},
+    {"rule": "has(self.path) || !has(self.target) || !has(self.target.immutable) || !self.target.immutable",
+     "message": "target.immutable needs path (the Secret of several sources has no single version)"},
+    {"rule": "has(self.path) || !has(self.onSourceDeleted) || self.onSourceDeleted == 'Retain'",
+     "message": "onSourceDeleted: Delete needs path"},
+]  # fmt: skip
+
+
 def _default_target() -> Target:
     return _DEFAULT_TARGET
 
@@ -572,25 +752,47 @@ class VaultSecretSpec(_Spec):
     """Desired state of a VaultSecret: which ScaiVault secret to materialize, and as what."""
 
     model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": [{"rule": TEMPLATE_TYPE_RULE, "message": TEMPLATE_TYPE_MESSAGE}]}
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": TEMPLATE_TYPE_RULE, "message": TEMPLATE_TYPE_MESSAGE}, *SOURCES_RULES]
+        }
     )
 
-    path: str = Field(
+    path: str | None = Field(
+        default=None,
         min_length=1,
         max_length=1024,
-        description="Path of the secret in ScaiVault, e.g. environments/production/salesforce/api-credentials.",
+        description="Path of the secret in ScaiVault, e.g. environments/production/salesforce/api-credentials. Set "
+        "exactly one of path, or sources and/or dataFrom.",
+        json_schema_extra={"x-kubernetes-validations": _PATH_RULES},
+    )
+    sources: list[Source] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SOURCES,
+        description="Several ScaiVault secrets into one Secret, each by name: the Secret holds their union (a key "
+        "in two sources is an error), or what spec.template makes of them (sources.<name>.data). Each source keeps "
+        "its own version and following.",
         json_schema_extra={
             "x-kubernetes-validations": [
-                {
-                    "rule": "!self.startsWith('/') && !self.endsWith('/') && !self.contains('//')",
-                    "message": "path must not start or end with '/' or contain '//'",
-                },
-                {
-                    "rule": "!self.split('/').exists(s, s == '.' || s == '..')",
-                    "message": "path must not contain '.' or '..' segments",
-                },
+                {"rule": "self.all(s, self.exists_one(o, o.name == s.name))", "message": "two sources have one name"}
             ]
         },
+    )
+    dataFrom: list[DataFrom] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_DATA_FROM,
+        description="Every secret under a prefix (and carrying the tags) into this Secret, each key named by the "
+        "secret's path below the prefix and its key ('/' becomes '_'), rewritten by the rewrite rules. Followed by "
+        "the connection's list poll: new, changed and deleted secrets show within a pollInterval.",
+    )
+    maxDiscovered: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_DISCOVERED,
+        strict=True,
+        description=f"At most this many secrets found by dataFrom (absent: {DEFAULT_MAX_DISCOVERED}); more is an "
+        "error (reason TooManySecrets), and the Secret keeps its last data.",
     )
     version: int | None = Field(
         default=None,
@@ -607,15 +809,7 @@ class VaultSecretSpec(_Spec):
         min_length=1,
         max_length=256,
         description="Keys to copy (and rename). Absent: every top-level key of the secret's data.",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.all(k, self.exists_one(o, "
-                    "(has(o.to) ? o.to : o.from) == (has(k.to) ? k.to : k.from)))",
-                    "message": "two keys map to the same Secret key",
-                }
-            ]
-        },
+        json_schema_extra={"x-kubernetes-validations": [_KEYS_DISTINCT_RULE]},
     )
     target: Target = Field(default_factory=_default_target, description="The Kubernetes Secret to write.")
     rollout: Rollout | None = Field(
@@ -663,17 +857,36 @@ class VaultSecretSpec(_Spec):
     @field_validator("keys")
     @classmethod
     def _distinct_targets(cls, value: list[KeyMapping] | None) -> list[KeyMapping] | None:
-        targets = [mapping.target_key for mapping in value or ()]
-        if len(set(targets)) != len(targets):
-            raise SpecError("two keys map to the same Secret key")
-        return value
+        return _distinct_keys(value)
 
     @field_validator("path")
     @classmethod
-    def _valid_path(cls, value: str) -> str:
+    def _valid_path(cls, value: str | None) -> str | None:
         from scaivault_operator._cogs.scaivault import validate_path
 
-        return validate_path(value)
+        return None if value is None else validate_path(value)
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct_names(cls, value: list[Source] | None) -> list[Source] | None:
+        names = [source.name for source in value or ()]
+        if len(set(names)) != len(names):
+            raise SpecError("two sources have one name")
+        return value
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Self:
+        """The CEL rules of ``SOURCES_RULES`` again, for objects stored before them."""
+        several = self.sources is not None or self.dataFrom is not None
+        if (self.path is not None) == several:
+            raise SpecError("set exactly one of path, or sources and/or dataFrom")
+        if several and (self.version is not None or self.keys is not None):
+            raise SpecError("version and keys go with path; with sources, set them on each source")
+        if several and self.target.immutable:
+            raise SpecError("target.immutable needs path (the Secret of several sources has no single version)")
+        if several and self.onSourceDeleted != "Retain":
+            raise SpecError("onSourceDeleted: Delete needs path")
+        return self
 
     @model_validator(mode="after")
     def _one_type(self) -> Self:
@@ -691,6 +904,24 @@ class VaultSecretSpec(_Spec):
     @property
     def connection(self) -> ConnectionRef:
         return self.connectionRef or ConnectionRef(name="default")
+
+    @property
+    def max_discovered(self) -> int:
+        return self.maxDiscovered if self.maxDiscovered is not None else DEFAULT_MAX_DISCOVERED
+
+    @property
+    def composite(self) -> bool:
+        """Several sources (``sources`` and/or ``dataFrom``) rather than one ``path``."""
+        return self.path is None
+
+    @property
+    def source_path(self) -> str:
+        """``path`` — for a composite VaultSecret (no path), a short description of its sources for messages."""
+        if self.path is not None:
+            return self.path
+        parts = [source.path for source in self.sources or ()]
+        parts += [entry.prefix + "*" for entry in self.dataFrom or ()]
+        return ", ".join(parts)
 
     def target_name(self, vaultsecret_name: str) -> str:
         """The Secret's name — with ``target.immutable``, the base of the versioned names (``secret_name``)."""
@@ -736,6 +967,16 @@ class RolloutStatus(BaseModel):
     workloads: list[RestartedWorkload] = Field(default_factory=list, description="The workloads restarted then.")
 
 
+class SourceStatus(BaseModel):
+    """One ScaiVault secret in the Secret of a VaultSecret with sources or dataFrom."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str | None = Field(default=None, description="The source's name (spec.sources); absent for dataFrom.")
+    path: str = Field(description="Path of the secret in ScaiVault.")
+    version: int = Field(description="Its version now in the Secret.")
+
+
 class VaultSecretStatus(BaseModel):
     """Observed state of a VaultSecret."""
 
@@ -746,6 +987,12 @@ class VaultSecretStatus(BaseModel):
     syncedVersion: int | None = Field(default=None, description="ScaiVault version now in the Secret.")
     syncedAt: str | None = Field(default=None, description="When that version was written to the Secret (RFC 3339).")
     secretName: str | None = Field(default=None, description="Name of the Kubernetes Secret written.")
+    sources: list[SourceStatus] | None = Field(
+        default=None, description="With spec.sources or spec.dataFrom: each secret now in the Secret, and its version."
+    )
+    sourceCount: int | None = Field(
+        default=None, description="With spec.sources or spec.dataFrom: how many ScaiVault secrets the Secret holds."
+    )
     rollout: RolloutStatus | None = Field(default=None, description="The last restart of workloads.")
 
 

@@ -121,6 +121,11 @@ MATCH_CONDITIONS: tuple[JsonDict, ...] = (
         "name": "not-deleting",
         "expression": "!has(object.metadata.deletionTimestamp)",
     },
+    {
+        # spec.sources and spec.dataFrom: each path (and each path found under a prefix) is checked at sync.
+        "name": "single-path",
+        "expression": "has(object.spec.path)",
+    },
 )
 
 #: Named CEL expressions; each may use the ones before it. The API server evaluates them lazily: the message's

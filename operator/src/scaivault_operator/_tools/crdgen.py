@@ -242,6 +242,7 @@ KINDS: tuple[CrdKind, ...] = (
         printer_columns=(
             _column("Path", "string", ".spec.path", "Path of the secret in ScaiVault."),
             _column("Version", "integer", ".status.syncedVersion", "ScaiVault version now in the Secret."),
+            _column("Sources", "integer", ".status.sourceCount", "With sources or dataFrom: secrets in the Secret."),
             _column("Ready", "string", f"{_READY}.status", "Whether the Secret holds the wanted version."),
             _column("Reason", "string", f"{_READY}.reason", "Why it is (not) ready."),
             _AGE,
