@@ -39,6 +39,7 @@ from scaivault_operator._logic.templating import (
     MAX_RANGE,
     MAX_STEPS,
     SOURCE_NAME,
+    SourceInput,
     TemplateError,
     apply_template,
     key_origins,
@@ -80,9 +81,10 @@ def one(template: str, data: dict[str, str] | None = None) -> str:
 
 
 def failure(template: str, data: dict[str, str] | None = None, **kwargs: Any) -> str:
+    synced = encoded(DATA if data is None else data)
+    sources = kwargs.pop("sources", {SOURCE_NAME: SourceInput(path="apps/db", version=1, data=synced)})
     with pytest.raises(TemplateError) as raised:
-        render(Template(data={"K": template}), encoded(DATA if data is None else data), path="apps/db", version=1,
-               **kwargs)  # fmt: skip
+        render(Template(data={"K": template}), synced, sources=sources, **kwargs)
     assert raised.value.key == "K"
     assert raised.value.__cause__ is None
     assert raised.value.__context__ is None
@@ -102,6 +104,133 @@ def test_sources_main_is_the_single_source() -> None:
     template = "{{ sources.main.data.user }} {{ sources['main'].data['host'] }} {{ sources.main.path }}@{{ " \
                "sources.main.version }}"  # fmt: skip
     assert one(template) == "app db.internal apps/db@7"
+
+
+# A composite VaultSecret: two named sources and a dataFrom prefix; ``data`` is their union with a discovered key.
+DB = {"host": "db.internal", "password": "p@ss"}
+CACHE = {"url": "redis://cache:6379"}
+FOUND = {"stripe_api_token": "tok"}
+
+
+def composite_spec(templates: dict[str, str], **template: Any) -> VaultSecretSpec:
+    return VaultSecretSpec.model_validate(
+        {
+            "sources": [{"name": "db", "path": "apps/db", "version": 3}, {"name": "cache", "path": "apps/cache"}],
+            "dataFrom": [{"prefix": "teams/payments/"}],
+            "template": {"data": templates, **template},
+        }
+    )
+
+
+def composite_sources(db: dict[str, str] = DB) -> dict[str, SourceInput]:
+    return {
+        "db": SourceInput(path="apps/db", version=3, data=encoded(db)),
+        "cache": SourceInput(path="apps/cache", version=12, data=encoded(CACHE)),
+    }
+
+
+def composite(templates: dict[str, str], db: dict[str, str] = DB, **template: Any) -> dict[str, str]:
+    spec = composite_spec(templates, **template)
+    assert spec.path is None
+    union = encoded({**db, **CACHE, **FOUND})
+    out = apply_template(spec, union, version=None, sources=composite_sources(db))
+    return {key: base64.b64decode(value).decode("utf-8", "surrogateescape") for key, value in out.items()}
+
+
+def composite_failure(template: str, db: dict[str, str] = DB) -> str:
+    with pytest.raises(TemplateError) as raised:
+        composite({"K": template}, db)
+    assert raised.value.key == "K"
+    assert raised.value.__cause__ is None
+    assert raised.value.__context__ is None
+    return raised.value.message
+
+
+def test_named_sources_are_visible_with_data_path_and_version() -> None:
+    out = composite({
+        "DB": "{{ sources.db.data.host }}:{{ sources['db'].data['password'] | urlquote }}@{{ sources.db.path }}"
+              "#{{ sources.db.version }}",
+        "CACHE": "{{ sources.cache.data.url }} {{ sources.cache.path }}@{{ sources.cache.version }}",
+        "NAMES": "{{ sources | list | sort | join(',') }} {{ sources.db.data | list | sort | join(',') }}",
+    })  # fmt: skip
+    assert out == {
+        "DB": "db.internal:p%40ss@apps/db#3",
+        "CACHE": "redis://cache:6379 apps/cache@12",
+        "NAMES": "cache,db host,password",  # only the named sources; each holds only its own keys
+    }
+
+
+def test_data_is_the_union_and_discovered_secrets_are_only_in_data() -> None:
+    out = composite({"ALL": "{{ data | list | sort | join(',') }}", "TOKEN": "{{ data.stripe_api_token }}"},
+                    mergePolicy="Merge")  # fmt: skip
+    assert out == {**DB, **CACHE, **FOUND, "ALL": "host,password,stripe_api_token,url", "TOKEN": "tok"}
+
+
+def test_a_source_value_is_decoded_as_data_is() -> None:
+    assert composite({"K": "{{ sources.db.data.port + '1' }}"}, {"port": "5432"})["K"] == "54321"
+    raw = b"\xff\xfe"  # bytes that are not UTF-8 pass through unchanged; a value not in data is its own
+    source = SourceInput(path="a/b", version=1, data={"p12": base64.b64encode(raw).decode()})
+    out = render(Template(data={"K": "{{ sources.s.data.p12 }}"}), {}, sources={"s": source})
+    assert base64.b64decode(out["K"]) == raw
+
+
+def test_an_unknown_source_lists_the_names_and_no_value() -> None:
+    canary_db = {"host": CANARY, CANARY[:6].lower(): CANARY}
+    message = composite_failure("{{ sources.dbx.data.host }}", canary_db)
+    assert message == (
+        "spec.template.data['K'], line 1: sources has no source 'dbx' (sources: 'cache', 'db'); the Secret keeps "
+        "its last data"
+    )
+    computed = composite_failure("{{ sources[sources.db.data.host] }}", canary_db)
+    assert "sources has no source (a name computed while rendering) (sources: 'cache', 'db')" in computed
+    assert "CANARY" not in computed, computed
+
+
+def test_a_missing_key_or_field_of_a_source_is_named_by_the_source() -> None:
+    canary_db = {"host": CANARY, "password": f"{CANARY}-pw"}
+    message = composite_failure("{{ sources.db.data.hots }}", canary_db)
+    assert "line 1: sources.db.data has no key 'hots' (its keys: 'host', 'password')" in message
+    assert "sources.cache has no field 'tag' (its fields: 'data', 'path', 'version')" in composite_failure(
+        "{{ sources.cache.tag }}"
+    )
+    for template in ("{{ sources.db.data[sources.db.data.host] }}", "{{ sources.db[sources.db.data.password] }}",
+                     "{{ sources.db.data.host.nope }}", "{{ sources.db.data.password + 1 }}"):  # fmt: skip
+        message = composite_failure(template, canary_db)
+        assert "CANARY" not in message, message
+
+
+def test_many_source_names_are_clipped() -> None:
+    names = [f"s{i:02}" for i in range(templating._MAX_NAMED_KEYS + 5)]
+    sources = {name: SourceInput(path=f"a/{name}", version=1, data={}) for name in names}
+    message = failure("{{ sources.nope }}", sources=sources)
+    assert f"(sources: {', '.join(repr(n) for n in names[: templating._MAX_NAMED_KEYS])} and 5 more)" in message
+
+
+def test_a_composite_without_named_sources_sees_data_only() -> None:
+    spec = VaultSecretSpec.model_validate(
+        {"dataFrom": [{"prefix": "teams/payments/"}], "template": {"data": {"K": "{{ data.stripe_api_token }}"}}}
+    )
+    assert apply_template(spec, encoded(FOUND), version=None, sources={}) == {"K": b64("tok")}
+    with pytest.raises(TemplateError, match=r"sources has no source 'main' \(sources: none\)"):
+        apply_template(spec.model_copy(update={"template": Template(data={"K": "{{ sources.main.path }}"})}),
+                       encoded(FOUND), version=None, sources={})  # fmt: skip
+
+
+def test_a_composite_template_needs_its_sources() -> None:
+    spec = composite_spec({"K": "{{ data.url }}"})
+    with pytest.raises(ValueError, match="needs its sources"):
+        apply_template(spec, encoded(CACHE), version=None)
+    no_template = VaultSecretSpec.model_validate({"sources": [{"name": "db", "path": "apps/db"}]})
+    assert apply_template(no_template, encoded(DB), version=None) == encoded(DB)  # nothing to render
+
+
+def test_single_path_main_is_data_itself() -> None:
+    message = failure("{{ sources.main.data.hots }}")
+    assert "data has no key 'hots' (its keys: 'dbname', 'host', 'password', 'user')" in message
+    assert "sources.main has no field 'nope' (its fields: 'data', 'path', 'version')" in failure(
+        "{{ sources.main.nope }}"
+    )
+    assert one("{{ sources.main.data is sameas data }}") == "True"
 
 
 def test_values_are_text_after_spec_keys() -> None:

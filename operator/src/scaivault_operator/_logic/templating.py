@@ -1,15 +1,19 @@
 """Secret templates (``spec.template``): the Secret's keys rendered with Jinja2 in a hardened sandbox. Pure.
 
-``apply_template(spec, data, version=...)`` takes the Secret's ``data`` as ``manifests.secret_data`` built it (base64,
-after ``spec.keys``) and returns the data the Secret should hold: with no template, ``data`` itself; with one, the
-keys of ``template.data`` rendered, the keys of ``template.literals`` as they are, and — ``mergePolicy: Merge`` —
-the synced keys beneath them. ``_core/sync`` calls it between ``secret_data`` and ``desired_secret`` (which takes
-the template's type, labels and annotations); ``kubectl scaivault render`` calls it too. Jinja2 is imported on the
-first VaultSecret with a template, never before.
+``apply_template(spec, data, version=..., sources=...)`` takes the Secret's ``data`` as ``manifests.secret_data``
+built it (base64, after ``spec.keys``; for a composite VaultSecret the union of its sources and discovered secrets)
+and returns the data the Secret should hold: with no template, ``data`` itself; with one, the keys of
+``template.data`` rendered, the keys of ``template.literals`` as they are, and — ``mergePolicy: Merge`` — the synced
+keys beneath them. ``_core/sync`` calls it between ``secret_data`` and ``desired_secret`` (which takes the template's
+type, labels and annotations); ``kubectl scaivault render`` calls it too. Jinja2 is imported on the first
+VaultSecret with a template, never before.
 
-What a template sees: ``data`` (the synced keys, values as text — a JSON number is ``"5432"``, an object its compact
-JSON) and ``sources.main`` (``data``, ``path``, ``version``): the one source of today under the name ``main``, so
-that a template written now keeps working when ``spec.sources`` brings named sources (``sources.db.data.host``).
+What a template sees: ``data`` (the Secret's synced keys, values as text — a JSON number is ``"5432"``, an object
+its compact JSON) and ``sources``, one entry per named source (``SourceInput``): ``sources.<name>.data`` (that
+source's keys after its own ``keys``, as text), ``.path`` and ``.version``. A single-path VaultSecret has one source
+named ``main`` (``SOURCE_NAME``), whose ``data`` is ``data`` itself; a composite VaultSecret (``spec.sources`` and/or
+``spec.dataFrom``) has its ``spec.sources`` by name, and ``data`` is their union with the keys ``spec.dataFrom``
+found — the discovered secrets appear only in ``data``, never in ``sources``.
 On a mapping a key wins over a method of the same name (``data.items`` is the key ``items`` when there is one).
 
 The engine: ``ImmutableSandboxedEnvironment`` with ``StrictUndefined`` (every undefined name is an error), no loader
@@ -36,7 +40,9 @@ Errors are ``TemplateError`` (a ``manifests.SourceDataError``, reason ``Template
 message names the template's key, the line, and the missing name or the kind of error — never a value. Jinja's and
 Python's exception texts can quote values, so none is used: the message is built from the exception's type, from
 our own refusals, and from names that appear literally in the template's text (a name computed while rendering, e.g.
-``data[data.user]``, may be a value and is not shown). No exception of a render is chained to the ``TemplateError``.
+``data[data.user]``, may be a value and is not shown). A missing name is told with the names there are (sorted,
+clipped): ``data``'s keys, the sources' names, a ``sources.<name>.data``'s keys, a source's fields. No exception of a
+render is chained to the ``TemplateError``.
 
 Compiled templates are cached by their text (``_compile``, LRU): a template is parsed once, not at every sync.
 """
@@ -72,13 +78,14 @@ __all__ = [
     "MAX_VALUE_SIZE",
     "MAX_WORK_SIZE",
     "SOURCE_NAME",
+    "SourceInput",
     "TemplateError",
     "apply_template",
     "key_origins",
     "render",
 ]
 
-#: The name of the one source of today in ``sources`` (``sources.main.data``).
+#: The name of a single-path VaultSecret's one source in ``sources`` (``sources.main.data``).
 SOURCE_NAME: Final = "main"
 #: A rendered value, and the whole Secret: Kubernetes' limit.
 MAX_OUTPUT_BYTES: Final = MAX_SECRET_BYTES
@@ -136,35 +143,55 @@ class TemplateError(SourceDataError):
         self.key = key
 
 
+@dataclass(frozen=True)
+class SourceInput:
+    """One named source as a template sees it (``sources.<name>``): its ``path``, the ``version`` read, and its
+    ``data`` — base64 values after its ``keys``, as ``manifests.secret_data`` returns them."""
+
+    path: str
+    version: int
+    data: Mapping[str, str]
+
+
 # -- the public functions -------------------------------------------------------------------------------------
 
 
 def apply_template(
-    spec: VaultSecretSpec, data: Mapping[str, str], *, version: int, clock: Callable[[], float] = time.monotonic
+    spec: VaultSecretSpec,
+    data: Mapping[str, str],
+    *,
+    version: int | None,
+    sources: Mapping[str, SourceInput] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, str]:
-    """The Secret's data (base64) for ``spec``: ``data`` (``manifests.secret_data``'s) as it is without a template,
-    else ``render``'s. Raises ``TemplateError``."""
+    """The Secret's data (base64) for ``spec``: ``data`` (``manifests.secret_data``'s; a composite's union) as it is
+    without a template, else ``render``'s. ``sources`` None (a single-path VaultSecret): one source ``main`` —
+    ``spec.path`` at ``version`` holding ``data``; a composite's caller passes its named sources (``version`` is
+    then not used). Raises ``TemplateError``."""
     if spec.template is None:
         return dict(data)
-    return render(spec.template, data, path=spec.path, version=version, clock=clock)
+    if sources is None:
+        if spec.path is None or version is None:
+            raise ValueError("apply_template: a VaultSecret without spec.path (sources/dataFrom) needs its sources")
+        sources = {SOURCE_NAME: SourceInput(path=spec.path, version=version, data=data)}
+    return render(spec.template, data, sources=sources, clock=clock)
 
 
 def render(
     template: Template,
     data: Mapping[str, str],
     *,
-    path: str,
-    version: int,
+    sources: Mapping[str, SourceInput],
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, str]:
-    """Render ``template`` over the synced ``data`` (base64 values) read from ``path`` at ``version``; return the
-    Secret's data map (base64). Keys are rendered in sorted order with one budget; the first failure raises
-    ``TemplateError`` (nothing partial is returned)."""
-    values = {key: base64.b64decode(value).decode("utf-8", "surrogateescape") for key, value in data.items()}
+    """Render ``template`` over the synced ``data`` (base64 values: the Secret's keys) and the named ``sources``;
+    return the Secret's data map (base64). Keys are rendered in sorted order with one budget; the first failure
+    raises ``TemplateError`` (nothing partial is returned)."""
     encoded: dict[str, bytes] = {}
     if template.data:
+        values = {key: _decode(value) for key, value in data.items()}
         budget = _Budget(deadline=clock() + DEADLINE_SECONDS, clock=clock, data=values)
-        budget.sources = {SOURCE_NAME: {"data": values, "path": path, "version": version}}
+        budget.sources = _source_views(sources, data, values, budget)
         variables: dict[str, Any] = {"data": values, "sources": budget.sources}
         token = _BUDGET.set(budget)
         try:
@@ -198,6 +225,34 @@ def key_origins(spec: VaultSecretSpec, keys: Iterable[str]) -> dict[str, str]:
     return origins
 
 
+def _decode(value: str) -> str:
+    return base64.b64decode(value).decode("utf-8", "surrogateescape")
+
+
+def _source_views(
+    sources: Mapping[str, SourceInput], data: Mapping[str, str], values: dict[str, str], budget: _Budget
+) -> dict[str, dict[str, Any]]:
+    """``sources`` as a template sees them (decoded like ``values``), each view registered with ``budget`` so that an
+    undefined name in it is reported by the source's name. A source whose data is ``data`` itself (the single path)
+    shares ``values``; a value equal to ``data``'s is not decoded again."""
+    views: dict[str, dict[str, Any]] = {}
+    for name in sorted(sources):
+        source = sources[name]
+        label = f"sources.{name}" if name.isidentifier() else f"sources[{_show(name)}]"
+        if source.data is data:
+            decoded = values
+        else:
+            decoded = {
+                key: values[key] if key in values and data.get(key) == value else _decode(value)
+                for key, value in source.data.items()
+            }
+            budget.views.append(_View(f"{label}.data", "key", decoded))
+        view: dict[str, Any] = {"data": decoded, "path": source.path, "version": source.version}
+        budget.views.append(_View(label, "field", view))
+        views[name] = view
+    return views
+
+
 def _encode(key: str, text: str) -> bytes:
     try:
         return text.encode("utf-8", "surrogateescape")
@@ -223,12 +278,24 @@ class _FilterError(_Refused):
         super().__init__(f"the {name} filter failed: {problem}")
 
 
+@dataclass(frozen=True)
+class _View:
+    """A mapping a template sees under a source: ``label`` as a template spells it (``sources.db.data``), ``what``
+    its entries are called in a message (``key`` or ``field``)."""
+
+    label: str
+    what: str
+    mapping: Mapping[str, Any]
+
+
 @dataclass
 class _Budget:
     deadline: float
     clock: Callable[[], float]
     data: Mapping[str, str]
     sources: Mapping[str, Any] = field(default_factory=dict)
+    #: Each source's view and its data (``sources.db``, ``sources.db.data``), for messages.
+    views: list[_View] = field(default_factory=list)
     steps: int = 0
     work: int = 0
 
@@ -697,7 +764,8 @@ def _environment() -> jinja2.Environment:
             elif budget is not None and owner is budget.sources:
                 whose = "sources"
             else:
-                whose = "value"
+                views = budget.views if budget is not None else ()
+                whose = next((view.label for view in views if view.mapping is owner), "value")
             return _Note(self._undefined_name, whose, unsafe=self._undefined_exception is SecurityError)
 
     class Environment(ImmutableSandboxedEnvironment):
@@ -964,7 +1032,12 @@ def _describe(exc: BaseException, source: str, budget: _Budget) -> str:
         if note.owner == "data":
             return f"data has no key {shown or '(a key computed while rendering)'} (its keys: {_names(budget.data)})"
         if note.owner == "sources":
-            return f"sources has no source {shown or '(a name computed while rendering)'} (sources: {SOURCE_NAME!r})"
+            return (f"sources has no source {shown or '(a name computed while rendering)'} (sources: "
+                    f"{_names(budget.sources)})")  # fmt: skip
+        view = next((view for view in budget.views if view.label == note.owner), None)
+        if view is not None:
+            return (f"{view.label} has no {view.what} {shown or '(a name computed while rendering)'} (its "
+                    f"{view.what}s: {_names(view.mapping)})")  # fmt: skip
         if note.owner == "variable":
             return f"{shown or 'a name'} is undefined (the variables are data and sources)"
         return f"a value has no attribute or key {shown or '(a name computed while rendering)'}"
