@@ -30,13 +30,14 @@ from scaivault_operator._core.rollout import Rollouts
 from scaivault_operator._core.sync import Syncer
 from scaivault_operator._core.watcher import VersionWatcher
 from scaivault_operator._logic import conditions
+from scaivault_operator._logic.composite import Composite
 from scaivault_operator._logic.manifests import MANAGED_BY, MANAGED_BY_LABEL, MERGE_LABEL, MERGE_LABEL_VALUE
 from scaivault_operator._logic.registry import (
     ConnKey,
     Priority,
     Registry,
     Release,
-    SourceKey,
+    Unit,
     deleting,
     reason_label,
 )
@@ -60,7 +61,7 @@ class Runtime:
         self.registry = Registry()
         self.metrics = Metrics()
         self.connections = Connections(kube, settings, self.metrics, clock=clock)
-        self.queue: WorkQueue[SourceKey | Release | RolloutWindow] = WorkQueue(clock)
+        self.queue: WorkQueue[Unit | Release | RolloutWindow] = WorkQueue(clock)
         self.rollouts = Rollouts(kube, self.registry, settings, self.metrics, self.schedule)
         self.syncer = Syncer(
             kube=kube,
@@ -254,7 +255,7 @@ class Runtime:
 
     # -- scheduling ---------------------------------------------------------------------------------------
 
-    def schedule(self, source: SourceKey | Release | RolloutWindow, priority: int, delay: float = 0.0) -> None:
+    def schedule(self, source: Unit | Release | RolloutWindow, priority: int, delay: float = 0.0) -> None:
         self.queue.push(source, priority, delay)
 
     def _resync(self, conn: ConnKey, *, only_unready: bool) -> None:
@@ -323,10 +324,10 @@ class Runtime:
                 delay = await self.syncer.sync_source(source)
                 outcome = "done" if delay is None else "retry"
             except KubeError as exc:
-                logger.warning("sync of %s failed: %s; retrying", source[1], exc)
+                logger.warning("sync of %s failed: %s; retrying", _describe(source), exc)
                 delay = self._requeue_members(source, max(self.settings.retry_base, exc.retry_after or 0.0))
             except Exception:
-                logger.exception("sync of %s failed unexpectedly; retrying", source[1])
+                logger.exception("sync of %s failed unexpectedly; retrying", _describe(source))
                 delay = self._requeue_members(source, self.settings.retry_max)
             finally:
                 self.queue.done(source)
@@ -388,7 +389,7 @@ class Runtime:
         return [({"connection": c.label}, wall + c.breaker.remaining() if c.breaker.is_open else 0.0)
                 for c in self.connections.all()]  # fmt: skip
 
-    def _requeue_members(self, source: SourceKey, delay: float) -> float:
+    def _requeue_members(self, source: Unit, delay: float) -> float:
         """A job died half-way: its members lost their dirty mark in ``take_dirty``; give it back."""
         for entry in self.registry.members(source):
             self.registry.mark_dirty(entry.key, Priority.RETRY)
@@ -402,6 +403,11 @@ class Runtime:
         labels = await self.kube.namespace_labels(namespace)
         self._labels[namespace] = (now + _LABEL_TTL, labels)
         return labels
+
+
+def _describe(unit: Unit) -> str:
+    """A work unit in a log line: the source's path, or the VaultSecret with several sources."""
+    return f"VaultSecret {unit.key[0]}/{unit.key[1]}" if isinstance(unit, Composite) else unit[1]
 
 
 def _ready(status: Mapping[str, Any]) -> bool:

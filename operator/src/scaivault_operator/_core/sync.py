@@ -7,6 +7,11 @@ Owned here: the flow from "this source needs work" to written Secrets and status
     secret   = one GET (path, version), unless the breaker is open  → held: the breaker's failure, no request
     for each allowed entry: build the Secret (pure), write it only if it differs, report status
 
+A VaultSecret with several sources (``spec.sources``, ``spec.dataFrom``) is its own job (``composite.Composite``):
+the secrets its dataFrom prefixes list (the watcher's last list; the first sync of a prefix lists it once), the
+access rules on every path, then one read per source through ``SharedReads`` — one GET per (connection, path,
+version) across every job —, ``composite.compose`` and the same write and report.
+
 While the connection's breaker is open a job sends nothing: its VaultSecrets report the breaker's failure (during
 an outage: ``conditions.backing_off``, naming when the next probe goes out) and are not retried on a timer — the
 breaker's closing re-syncs every VaultSecret that is not Ready (``on_breaker``). A 401 on the GET opens the breaker;
@@ -48,9 +53,12 @@ from scaivault_operator._cogs.scaivault import (
 )
 from scaivault_operator._cogs.settings import OperatorSettings
 from scaivault_operator._core.connections import Connection, Connections
-from scaivault_operator._logic import conditions
+from scaivault_operator._core.reads import SharedReads
+from scaivault_operator._logic import composite, conditions
 from scaivault_operator._logic.breaker import Breaker
+from scaivault_operator._logic.composite import Composite, Listed, Needed, Slot
 from scaivault_operator._logic.manifests import (
+    ANNOTATION_REVISION,
     ANNOTATION_VERSION,
     RETAIN_FINALIZER,
     Owner,
@@ -75,8 +83,8 @@ from scaivault_operator._logic.manifests import (
     written_keys,
 )
 from scaivault_operator._logic.policy import check_access
-from scaivault_operator._logic.registry import Entry, Priority, Registry, SecretInfo, SourceKey, ready_reason
-from scaivault_operator._logic.templating import apply_template
+from scaivault_operator._logic.registry import Entry, Priority, Registry, SecretInfo, SourceKey, Unit, ready_reason
+from scaivault_operator._logic.templating import SourceInput, apply_template
 
 __all__ = ["Syncer"]
 
@@ -99,6 +107,18 @@ class TargetMissingError(TargetConflictError):
     reason = conditions.TARGET_NOT_FOUND
 
 
+@dataclass(frozen=True)
+class _Written:
+    """What ``_commit`` did: the Secret's name, whether it wrote, the data before (None: created), and what the entry
+    held before (its version, spec and sources)."""
+
+    name: str
+    written: bool
+    before: Mapping[str, Any] | None
+    previous: tuple[int | None, VaultSecretSpec | None, dict[Slot, int] | None]
+    after: Any  # the data written
+
+
 @dataclass
 class Syncer:
     kube: Kube
@@ -111,7 +131,7 @@ class Syncer:
     metrics: Metrics
     #: Sources whose status write the API server refused, and how long to wait before the next try (the runtime's
     #: worker takes it out after the job: a refused write must not be retried at once, in a loop).
-    status_retry: dict[SourceKey, float] = field(default_factory=dict)
+    status_retry: dict[Unit, float] = field(default_factory=dict)
     #: Monotonic seconds: the runtime's clock, which the version watchers note first sightings on.
     clock: Callable[[], float] = time.monotonic
     #: Unix seconds, for ``source_propagation_seconds`` (ScaiVault's ``updated_at``).
@@ -122,8 +142,13 @@ class Syncer:
     on_data_changed: (
         Callable[[Entry, VaultSecretSpec, str, Mapping[str, Any] | None, Mapping[str, Any]], None] | None
     ) = None
+    #: One GET per (connection, path, version) across every job that needs it at once (``_core/reads``).
+    reads: SharedReads = field(init=False)
 
-    async def sync_source(self, source: SourceKey) -> float | None:
+    def __post_init__(self) -> None:
+        self.reads = SharedReads(clock=self.clock)
+
+    async def sync_source(self, source: Unit) -> float | None:
         """Run the source; return seconds until it should run again (retries), or None. One
         ``sync_duration_seconds`` observation, whatever the outcome."""
         started = self.clock()
@@ -132,32 +157,39 @@ class Syncer:
         finally:
             self.metrics.observe("sync_duration_seconds", max(0.0, self.clock() - started))
 
-    async def _sync_source(self, source: SourceKey) -> float | None:
+    async def _sync_source(self, source: Unit) -> float | None:
         taken = self.registry.take_dirty(source)
         if not taken:
             return None
         taken, retry = await self._apply_finalizers(taken)
         if not taken:
             return retry
-        delay = await self._sync_taken(source, taken)
+        if isinstance(source, Composite):
+            delay = await self._sync_composite(*taken[0])
+        else:
+            delay = await self._sync_taken(source, taken)
         return delay if retry is None or (delay is not None and delay < retry) else retry
 
-    async def _sync_taken(self, source: SourceKey, taken: list[tuple[Entry, int]]) -> float | None:
-        conn = self.connections.get(source[0])
+    def _usable(self, key: tuple[str, str, str]) -> Connection | conditions.Failure:
+        """The connection ``key`` when it exists and is valid, else the failure its users report (the connection's
+        arrival or change re-queues them)."""
+        conn = self.connections.get(key)
         if conn is None:
-            kind, namespace, name = source[0]
+            kind, namespace, name = key
             where = f" in namespace {namespace}" if namespace else ""
-            failure = conditions.Failure(conditions.INVALID_SPEC, f"{kind} {name!r}{where} does not exist; create it "
-                                         "or fix spec.connectionRef", transient=False)  # fmt: skip
-            for entry, _ in taken:
-                await self.report_failure(entry, failure)
-            return None  # the connection's arrival re-queues its sources
+            return conditions.Failure(conditions.INVALID_SPEC, f"{kind} {name!r}{where} does not exist; create it "
+                                      "or fix spec.connectionRef", transient=False)  # fmt: skip
         if conn.spec is None:  # invalid (e.g. plain HTTP not allowed): no access rules to apply, no client, no request
-            failure = conditions.classify(ConfigurationError(f"{conn.display} is invalid: {conn.error}"))
+            return conditions.classify(ConfigurationError(f"{conn.display} is invalid: {conn.error}"))
+        return conn
+
+    async def _sync_taken(self, source: SourceKey, taken: list[tuple[Entry, int]]) -> float | None:
+        conn = self._usable(source[0])
+        if isinstance(conn, conditions.Failure):
             for entry, _ in taken:
-                await self.report_failure(entry, failure)
-            return None  # the connection's change re-queues its sources
-        allowed = [entry for entry, priority in taken if await self._permitted(entry, conn)
+                await self.report_failure(entry, conn)
+            return None
+        allowed = [entry for entry, priority in taken if await self._permitted(entry, conn, source[1])
                    and (priority != Priority.DRIFT or await self._still_drifted(entry))]  # fmt: skip
         if not allowed:
             return None
@@ -173,9 +205,7 @@ class Syncer:
             return await self._hold(allowed, conn)
         labels = {"connection": conn.label, "call": "read"}
         try:
-            client = await self.connections.client(conn)
-            self.metrics.inc("backend_requests_total", labels)
-            secret = await client.read(source[1], source[2])
+            secret = await self._read(conn, source[1], source[2])
         except ScaiVaultError as exc:
             failure = conditions.classify(exc)
             self.metrics.inc("backend_errors_total", {"connection": labels["connection"], "reason": failure.reason})
@@ -201,9 +231,152 @@ class Syncer:
         self.registry.settle_propagation(source)
         return retry
 
+    async def _read(self, conn: Connection, path: str, version: int | None, *, fresh: bool = False) -> Secret:
+        """One read through ``SharedReads``: counted in ``backend_requests_total`` only when a GET goes out."""
+        client = await self.connections.client(conn)
+        labels = {"connection": conn.label, "call": "read"}
+        count = lambda: self.metrics.inc("backend_requests_total", labels)  # noqa: E731
+        return await self.reads.read(conn.key, client, path, version, count=count, fresh=fresh)
+
+    # -- a VaultSecret with several sources -------------------------------------------------------------------
+
+    async def _sync_composite(self, entry: Entry, priority: int) -> float | None:
+        """Sync a VaultSecret with ``spec.sources`` and/or ``spec.dataFrom``: see the module docstring."""
+        spec = entry.spec
+        assert spec is not None
+        conns: dict[tuple[str, str, str], Connection] = {}
+        for key in sorted(composite.connection_keys(spec, entry.namespace)):
+            conn = self._usable(key)
+            if isinstance(conn, conditions.Failure):
+                await self.report_failure(entry, conn)
+                return None
+            conns[key] = conn
+        if priority == Priority.DRIFT and not await self._still_drifted(entry):
+            return None
+        lister = conns.get(composite.connection_key(None, spec, entry.namespace))
+        try:
+            listings = await self._listings(entry, conns)
+            if listings is None and lister is not None:
+                return await self._hold([entry], lister)
+            found = composite.discover(spec, listings or [])
+        except SourceDataError as exc:  # too many secrets
+            await self.report_failure(entry, conditions.classify(exc))
+            return None
+        except ScaiVaultError as exc:
+            assert lister is not None  # only dataFrom lists, through spec.connectionRef
+            return await self._composite_read_failed(entry, lister, exc, "list")
+        reads = composite.needed(spec, entry.namespace, self.registry.latest_version, found)
+        for read in reads:
+            if not await self._permitted(entry, conns[read.conn], read.path):
+                return None
+        versions: dict[Slot, int] = {}
+        if self._composite_current(entry, spec, reads):
+            name = spec.target_name(entry.name)
+            versions = {read.slot: read.version for read in reads if read.version is not None}
+            await self._report(entry, ok=True, reason=conditions.SYNCED, sources=versions, secret_name=name,
+                               message=composite.ready_message(spec, versions, name))  # fmt: skip
+            return None
+        fetched: list[tuple[Needed, Mapping[str, Any]]] = []
+        for read in reads:
+            conn = conns[read.conn]
+            if not conn.breaker.allow():
+                self.metrics.inc("backend_requests_suppressed_total", {"connection": conn.label, "call": "read"})
+                return await self._hold([entry], conn)
+            try:
+                secret = await self._read(conn, read.path, read.version, fresh=entry.reread)
+            except ScaiVaultError as exc:
+                return await self._composite_read_failed(entry, conn, exc, read)
+            fetched.append((read, secret.data))
+            versions[read.slot] = secret.version
+
+        def build() -> dict[str, Any]:
+            data, named = composite.compose(spec, fetched, found)
+            inputs = {name: SourceInput(path, versions[(name, path)], named[name]) for name, path in versions
+                      if name is not None}  # fmt: skip
+            data = apply_template(spec, data, version=None, sources=inputs)
+            conn = composite.connection_key(None, spec, entry.namespace)
+            revision = composite.revision(versions), composite.sources_annotation(versions)
+            return desired_secret(owner=self._owner(entry), spec=spec, data=data, version=None,
+                                  connection=f"{conn[0]}/{conn[2]}", revision=revision)  # fmt: skip
+
+        done = await self._commit(entry, spec, build, version=None, sources=versions)
+        if not isinstance(done, _Written):
+            return done
+        message = composite.ready_message(spec, versions, done.name)
+        if done.written:
+            logger.info("VaultSecret %s/%s: wrote %d secrets to Secret %s", entry.namespace, entry.name,
+                        len(versions), done.name)  # fmt: skip
+            held = done.previous[2] if done.previous[2] is not None else composite.versions_from_status(entry.status)
+            if held is not None and (held != versions or done.previous[1] != spec):
+                self._note_change(entry, spec, done)
+        await self._report(entry, ok=True, reason=conditions.SYNCED, message=message, sources=versions,
+                           secret_name=done.name, written=done.written)  # fmt: skip
+        return None
+
+    async def _listings(
+        self, entry: Entry, conns: Mapping[tuple[str, str, str], Connection]
+    ) -> list[dict[str, Listed]] | None:
+        """What each dataFrom prefix of ``entry`` holds: the version watcher's last list, or — a prefix no poll has
+        listed yet (a new VaultSecret) — one list now, recorded for the others. None while the breaker holds the
+        list; ``ScaiVaultError`` when it fails."""
+        found = []
+        for (conn_key, prefix), listing in self.registry.listings_of(entry):
+            if listing is None:
+                conn = conns[conn_key]
+                if not conn.breaker.allow():
+                    self.metrics.inc("backend_requests_suppressed_total", {"connection": conn.label, "call": "list"})
+                    return None
+                client = await self.connections.client(conn)
+                listing = {}
+                async for page in client.list_secrets(prefix, page_size=self.settings.page_size):
+                    self.metrics.inc("backend_requests_total", {"connection": conn.label, "call": "list"})
+                    for item in page.secrets:
+                        if item.path.startswith(prefix):
+                            listing[item.path] = Listed(item.version, frozenset(item.tags))
+                self.registry.observe_listing(conn_key, prefix, listing)
+            found.append(listing)
+        return found
+
+    def _composite_current(self, entry: Entry, spec: VaultSecretSpec, reads: list[Needed]) -> bool:
+        """Already in sync (e.g. a drift signal that was stale, or a spec change that changes nothing read)? Only
+        when every version is known, the same as synced, and the Secret holds that revision."""
+        if entry.synced_sources is None or entry.synced_spec != spec or entry.reread:
+            return False
+        if any(read.version is None for read in reads):
+            return False
+        versions = {read.slot: read.version for read in reads}
+        if versions != entry.synced_sources:
+            return False
+        info = self.registry.secrets.get((entry.namespace, spec.target_name(entry.name)))
+        return (info is not None and info.intact and info.owner_uid == entry.uid
+                and info.revision == composite.revision(entry.synced_sources))  # fmt: skip
+
+    async def _composite_read_failed(
+        self, entry: Entry, conn: Connection, exc: ScaiVaultError, read: Needed | str
+    ) -> float | None:
+        """A read (or the list of a dataFrom prefix) of a VaultSecret with sources failed: its failure, named by the
+        source, and the retry — a 401 opens the breaker, as do transient failures in a row (``count_failure``)."""
+        failure = conditions.classify(exc)
+        self.metrics.inc("backend_errors_total", {"connection": conn.label, "reason": failure.reason})
+        breaker = conn.breaker
+        if breaker.is_open:
+            return await self._hold([entry], conn)
+        if isinstance(exc, UnauthenticatedError):
+            self._trip(conn, failure)
+            return await self._hold([entry], conn)
+        if failure.transient and breaker.count_failure(Composite(entry.key)):
+            self._trip(conn, failure, counted=True)
+            return await self._hold([entry], conn)
+        if isinstance(read, Needed):
+            name, path = read.slot
+            where = f"source {name} ({path})" if name is not None else f"{path} (found by dataFrom)"
+            failure = conditions.Failure(failure.reason, conditions.clip(f"{where}: {failure.message}"),
+                                         transient=failure.transient, retry_after=failure.retry_after)  # fmt: skip
+        return await self._fail([entry], failure, delay=self._backoff([entry], exc, failure))
+
     # -- steps --------------------------------------------------------------------------------------------
 
-    async def _permitted(self, entry: Entry, conn: Connection) -> bool:
+    async def _permitted(self, entry: Entry, conn: Connection, path: str) -> bool:
         assert entry.spec is not None
         access = conn.spec.access if conn.spec else None
         needs_labels = any(rule.namespaceSelector is not None for rule in access or ())
@@ -215,11 +388,11 @@ class Syncer:
             access=access,
             namespace=entry.namespace,
             namespace_labels=labels,
-            path=entry.spec.path,
+            path=path,
         )
         if not decision.allowed:
             logger.info("VaultSecret %s/%s denied by %s: path %s", entry.namespace, entry.name, conn.display,
-                        entry.spec.path)  # fmt: skip
+                        path)  # fmt: skip
             failure = conditions.Failure(conditions.POLICY_DENIED, decision.message, transient=False)
             await self.report_failure(entry, failure)
         return decision.allowed
@@ -227,7 +400,7 @@ class Syncer:
     async def _confirm_current(self, entry: Entry, conn: Connection) -> bool:
         """Already in sync (e.g. only its status is stale after an outage)? Then report it without a GET."""
         spec = entry.spec
-        if spec is None or entry.synced_version is None or entry.synced_spec != spec:
+        if spec is None or spec.path is None or entry.synced_version is None or entry.synced_spec != spec:
             return False
         wanted = spec.version if spec.version is not None else self.registry.latest.get((conn.key, spec.path))
         name = spec.secret_name(entry.name, wanted)
@@ -257,7 +430,11 @@ class Syncer:
         mine = merged_by_uid(existing) == entry.uid if merging else ownership(existing, entry.uid) == "ours"
         if not mine or not data_intact(existing):
             return True
-        version = (existing.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_VERSION)
+        annotations = existing.get("metadata", {}).get("annotations") or {}
+        if entry.spec.composite:
+            held = entry.synced_sources
+            return held is None or annotations.get(ANNOTATION_REVISION) != composite.revision(held)
+        version = annotations.get(ANNOTATION_VERSION)
         return version != str(entry.synced_version) or read_data_hash(existing) is None
 
     async def _owner_exists(self, entry: Entry) -> bool:
@@ -273,72 +450,101 @@ class Syncer:
             logger.info("VaultSecret %s/%s no longer exists; forgotten", entry.namespace, entry.name)
             self.registry.remove(entry.key)
 
+    def _owner(self, entry: Entry) -> Owner:
+        return Owner(api_version=entry.ref["apiVersion"], kind="VaultSecret", name=entry.name,
+                     namespace=entry.namespace, uid=entry.uid)  # fmt: skip
+
     async def _materialize(self, entry: Entry, conn: Connection, secret: Secret) -> float | None:
         spec = entry.spec
         assert spec is not None
-        owner = Owner(api_version=entry.ref["apiVersion"], kind="VaultSecret", name=entry.name,
-                      namespace=entry.namespace, uid=entry.uid)  # fmt: skip
+        assert spec.path is not None
         kind, _, conn_name = conn.key
-        previous = entry.synced_version, entry.synced_spec
         if len(spec.secret_name(entry.name, secret.version)) > MAX_SECRET_NAME:  # immutable: <name>-v<version>
             message = (f"the Secret of version {secret.version} would be named {spec.target_name(entry.name)}"
                        f"-v{secret.version}, longer than {MAX_SECRET_NAME} characters (target.immutable): set "
                        "spec.target.name to a shorter name")  # fmt: skip
             await self.report_failure(entry, conditions.Failure(conditions.INVALID_SPEC, message, transient=False))
             return None
-        try:
+
+        def build() -> dict[str, Any]:
             data = secret_data(secret.data, spec.keys)
             data = apply_template(spec, data, version=secret.version)  # spec.template (TemplateError: no write)
-            desired = desired_secret(owner=owner, spec=spec, data=data, version=secret.version,
-                                     connection=f"{kind}/{conn_name}")  # fmt: skip
-            entry.synced_version, entry.synced_spec = secret.version, spec  # before the write: its watch event
-            written, before = await self._write_target(entry, spec, desired)  # must not look like drift
+            return desired_secret(owner=self._owner(entry), spec=spec, data=data, version=secret.version,
+                                  connection=f"{kind}/{conn_name}")  # fmt: skip
+
+        done = await self._commit(entry, spec, build, version=secret.version, sources=None)
+        if not isinstance(done, _Written):
+            return done
+        message = _synced_message(secret.version, spec.path, done.name)
+        if done.written:
+            logger.info("VaultSecret %s/%s: wrote version %d to Secret %s", entry.namespace, entry.name,
+                        secret.version, done.name)  # fmt: skip
+            if done.previous[0] != secret.version:  # not a drift repair at the version it held
+                self._observe_propagation(entry, secret)
+            self._note_rollout(entry, spec, done, secret.version)
+        await self._report(entry, ok=True, reason=conditions.SYNCED, message=message,
+                           synced_version=secret.version, secret_name=done.name, written=done.written)  # fmt: skip
+        return None
+
+    async def _commit(
+        self,
+        entry: Entry,
+        spec: VaultSecretSpec,
+        build: Callable[[], dict[str, Any]],
+        *,
+        version: int | None,
+        sources: dict[Slot, int] | None,
+    ) -> _Written | float | None:
+        """Build the desired Secret (``build``: ``SourceDataError``, a template's included) and write it; a failure is
+        reported here, and its retry delay (or None) returned instead of ``_Written``. The entry holds ``version``
+        (or ``sources``) from before the write, so that the write's own watch event does not look like drift."""
+        previous = entry.synced_version, entry.synced_spec, entry.synced_sources
+        try:
+            desired = build()
+            entry.synced_version, entry.synced_spec, entry.synced_sources = version, spec, sources
+            written, before = await self._write_target(entry, spec, desired)
             await self._delete_old_target(entry, previous[1], spec)
         except SourceDataError as exc:
-            entry.synced_version, entry.synced_spec = previous
+            entry.synced_version, entry.synced_spec, entry.synced_sources = previous
             await self.report_failure(entry, conditions.classify(exc))
             return None
         except TargetConflictError as exc:
-            entry.synced_version, entry.synced_spec = previous
+            entry.synced_version, entry.synced_spec, entry.synced_sources = previous
             failure = conditions.Failure(exc.reason, str(exc), transient=False)
             # The fix (e.g. the consent annotation) is on a Secret the operator does not watch: back off from
             # retry_base, so a fix made soon after the refusal is seen soon, and a lasting conflict costs little.
             return await self._fail([entry], failure, delay=self._growing_delay([entry]))
         except KubeError as exc:
-            entry.synced_version, entry.synced_spec = previous
+            entry.synced_version, entry.synced_spec, entry.synced_sources = previous
             logger.warning("writing the Secret of VaultSecret %s/%s failed: %s", entry.namespace, entry.name, exc)
             failure = conditions.Failure(conditions.BACKEND_UNAVAILABLE, f"writing the Secret failed ({exc}); retrying",
                                          transient=True, retry_after=exc.retry_after)  # fmt: skip
             return await self._fail([entry], failure, delay=self._backoff([entry], exc, failure))
         entry.failures = 0
-        name = desired["metadata"]["name"]
-        message = _synced_message(secret.version, spec.path, name)
-        if written:
-            logger.info("VaultSecret %s/%s: wrote version %d to Secret %s", entry.namespace, entry.name,
-                        secret.version, name)  # fmt: skip
-            if previous[0] != secret.version:  # not a drift repair at the version it held
-                self._observe_propagation(entry, secret)
-            self._note_rollout(entry, spec, name, previous, secret.version, before, desired.get("data"))
-        await self._report(entry, ok=True, reason=conditions.SYNCED, message=message,
-                           synced_version=secret.version, secret_name=name, written=written)  # fmt: skip
-        return None
+        entry.reread = False
+        return _Written(desired["metadata"]["name"], written, before, previous, desired.get("data"))
 
-    def _note_rollout(self, entry: Entry, spec: VaultSecretSpec, name: str,
-                      previous: tuple[int | None, VaultSecretSpec | None], version: int,
-                      before: Mapping[str, Any] | None, after: Any) -> None:  # fmt: skip
+    def _note_rollout(self, entry: Entry, spec: VaultSecretSpec, done: _Written, version: int) -> None:
         """Tell the rollouts about a write that changed the data of the Secret its workloads use: a new version or
         a new spec — not a drift repair at the version it held, not a new VaultSecret's first Secret. The version
         held is the one in memory or, after a refresh cleared it, the status's. With ``target.immutable`` every new
         versioned Secret counts, the first one too (workloads may wait for it under the unversioned name)."""
+        held = done.previous[0] if done.previous[0] is not None else entry.status.get("syncedVersion")
+        held = held if isinstance(held, int) and not isinstance(held, bool) else None
+        moved = held is not None and (held != version or done.previous[1] != spec)
+        if spec.target.immutable and (moved or held is None):
+            self._note_change(entry, spec, done, created=True)  # before: the same version re-created
+        elif moved:
+            self._note_change(entry, spec, done)
+
+    def _note_change(self, entry: Entry, spec: VaultSecretSpec, done: _Written, *, created: bool = False) -> None:
+        """Tell the rollouts that the data of the Secret ``done`` wrote changed (``created``: a new versioned Secret
+        of ``target.immutable``, which counts even without data before)."""
+        after = done.after
         if self.on_data_changed is None or not isinstance(after, Mapping):
             return
-        held = previous[0] if previous[0] is not None else entry.status.get("syncedVersion")
-        held = held if isinstance(held, int) and not isinstance(held, bool) else None
-        moved = held is not None and (held != version or previous[1] != spec)
-        if spec.target.immutable and (moved or held is None):
-            self.on_data_changed(entry, spec, name, before, after)  # before: the same version re-created
-        elif moved and before is not None and dict(before) != dict(after):
-            self.on_data_changed(entry, spec, name, before, after)
+        if created or (done.before is not None and dict(done.before) != dict(after)):
+            self.on_data_changed(entry, spec, done.name, done.before, after)
 
     def _observe_propagation(self, entry: Entry, secret: Secret) -> None:
         """A Secret now holds a version the version watcher saw move: ``propagation_seconds`` from that sighting, and
@@ -651,10 +857,15 @@ class Syncer:
 
     def _insecure(self, entry: Entry) -> str | None:
         """The Insecure condition's message while the entry's connection uses plain HTTP, else None (no condition)."""
-        conn = self.connections.get(entry.source[0]) if entry.spec is not None and entry.source else None
-        if conn is None or not conn.plain_http:
+        if entry.spec is None or entry.source is None:
             return None
-        return conditions.insecure_message(conn.display, conn.plain_http)
+        keys = ([entry.source[0]] if not isinstance(entry.source, Composite)
+                else sorted(composite.connection_keys(entry.spec, entry.namespace)))  # fmt: skip
+        for key in keys:
+            conn = self.connections.get(key)
+            if conn is not None and conn.plain_http:
+                return conditions.insecure_message(conn.display, conn.plain_http)
+        return None
 
     async def refresh_insecure(self, entry: Entry) -> None:
         """Bring the Insecure condition up to date without a sync (Ready and everything else stay as they are)."""
@@ -672,11 +883,14 @@ class Syncer:
         synced_version: int | None = None,
         secret_name: str | None = None,
         written: bool = False,
+        sources: Mapping[Slot, int] | None = None,
     ) -> None:
         now = conditions.now_rfc3339()
         first = ready_reason(entry.status) is None  # never reported before: a new VaultSecret (or a cold start)
         previous_version = entry.status.get("syncedVersion")
+        listed = composite.status_sources(sources) if sources is not None else None
         moved = written or (synced_version is not None and synced_version != previous_version)
+        moved = moved or (listed is not None and listed != entry.status.get("sources"))
         desired = conditions.desired_status(
             previous=entry.status,
             generation=entry.generation,
@@ -688,6 +902,7 @@ class Syncer:
             secret_name=secret_name,
             synced_at=now if moved else None,
             insecure=self._insecure(entry),
+            sources=listed,
         )
         transition = conditions.is_transition(entry.status, desired)
         if not await self._write_status(entry, desired):

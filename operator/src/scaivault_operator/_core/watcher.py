@@ -1,10 +1,12 @@
 """Version watchers: one loop per connection that notices new versions with paged lists, not per-object GETs.
 
 Owned here: when to poll and what to list. Each poll lists the fewest prefixes that cover the paths of the
-unpinned VaultSecrets on the connection (``covering_prefixes``, pure), pages through them, and hands the
-versions to the registry, which marks the VaultSecrets that are behind. A new version therefore costs
-ceil(listed / page size) list requests per poll plus one GET per (path, version) — never a request per
-VaultSecret per interval. Pinned VaultSecrets are not listed at all. Polls are jittered (no thundering herd).
+unpinned VaultSecrets on the connection and the ``dataFrom`` prefixes of those with several sources
+(``covering_prefixes``, pure), pages through them, and hands the versions (and, per ``dataFrom`` prefix, every
+secret listed under it with its tags) to the registry, which marks the VaultSecrets that are behind. A new
+version therefore costs ceil(listed / page size) list requests per poll plus one GET per (path, version) — never
+a request per VaultSecret per interval. Pinned VaultSecrets are not listed at all. Polls are jittered (no
+thundering herd).
 
 Failures (issue 10's budget): a poll stops at its first failed list request. A 401, a 403 on every prefix, or an
 outage (5xx, 429, timeout, connection error) opens the connection's breaker (``breaker.Breaker``); while it is open
@@ -45,7 +47,8 @@ from scaivault_operator._cogs.settings import OperatorSettings
 from scaivault_operator._core.connections import Connection, Connections
 from scaivault_operator._logic import conditions
 from scaivault_operator._logic.breaker import Backoff
-from scaivault_operator._logic.registry import ConnKey, Priority, Registry, SourceKey, ready_reason
+from scaivault_operator._logic.composite import Composite, Listed
+from scaivault_operator._logic.registry import ConnKey, Priority, Registry, SourceKey, Unit, ready_reason
 
 __all__ = ["VersionWatcher", "covering_prefixes"]
 
@@ -108,7 +111,7 @@ class VersionWatcher:
         connections: Connections,
         registry: Registry,
         settings: OperatorSettings,
-        schedule: Callable[[SourceKey, int], None],
+        schedule: Callable[[Unit, int], None],
         on_breaker: Callable[[Connection, bool], None],
         metrics: Metrics,
         *,
@@ -136,7 +139,7 @@ class VersionWatcher:
         self._garbled = 0
         self._backoff = Backoff(settings.retry_base * 2.5, settings.retry_max)
         self._rng = random.Random(random.random())  # seeded from the global source (repeatable simulations)
-        self._covered: tuple[set[str], list[str]] = (set(), [])  # the last followed paths and their prefixes
+        self._covered: tuple[set[str], list[str]] = (set(), [])  # the last followed paths and prefixes, and theirs
 
     async def run(self) -> None:
         """Poll forever: at once, then every jittered pollInterval (or the breaker's backoff)."""
@@ -164,8 +167,9 @@ class VersionWatcher:
             return min(self._interval(), 1.0)
         breaker = conn.breaker
         paths = self._registry.followed_paths(self.conn_key)
-        pinned = self._pinned_probe() if not paths and breaker.is_open else None
-        if not paths and pinned is None:
+        wholes = self._registry.followed_prefixes(self.conn_key)
+        pinned = self._pinned_probe() if not paths and not wholes and breaker.is_open else None
+        if not paths and not wholes and pinned is None:
             # Nothing to follow yet (e.g. just started: the VaultSecrets are still arriving): look again soon, so
             # a warm restart learns what moved while it was down within a second, not a whole interval.
             return min(self._interval(), 1.0)
@@ -177,8 +181,9 @@ class VersionWatcher:
                 await self._probe_pinned(conn, pinned)
                 versions: dict[str, int | None] = {}
                 stamps: dict[str, int] = {}
+                listings: dict[str, dict[str, Listed]] = {}
             else:
-                versions, stamps = await self._list(conn, paths)
+                versions, stamps, listings = await self._list(conn, paths, wholes)
         except ScaiVaultError as exc:
             return self._failed(conn, exc)
         self._garbled = 0
@@ -187,7 +192,8 @@ class VersionWatcher:
             self._on_breaker(conn, False)  # closed again, or fixed: re-sync what the outage marked
         self._misconfigured = False
         # ``now``: a version that moved starts its propagation clock (``propagation_seconds``, observed by ``sync``).
-        for source in self._registry.observe_versions(self.conn_key, versions, stamps, now=self._clock()):
+        moved = self._registry.observe_versions(self.conn_key, versions, stamps, now=self._clock(), listings=listings)
+        for source in moved:
             self._schedule(source, Priority.VERSION)
         return self._interval()
 
@@ -217,7 +223,8 @@ class VersionWatcher:
     def _pinned_probe(self) -> SourceKey | None:
         """A pinned source of the connection with a user that is not denied: what the probe reads when the
         connection has nothing to list."""
-        for source in sorted(self._registry.sources_of(self.conn_key), key=lambda s: (s[1], s[2] or 0)):
+        sources = [s for s in self._registry.sources_of(self.conn_key) if not isinstance(s, Composite)]
+        for source in sorted(sources, key=lambda s: (s[1], s[2] or 0)):
             if source[2] is not None and not all(
                 ready_reason(entry.status) == conditions.POLICY_DENIED for entry in self._registry.members(source)
             ):
@@ -235,9 +242,12 @@ class VersionWatcher:
         except (NotFoundError, ForbiddenError):
             return
 
-    async def _list(self, conn: Connection, paths: set[str]) -> tuple[dict[str, int | None], dict[str, int]]:
-        """``{path: current version or None when gone}`` for the followed paths that could be listed, and
-        ``{path: updated_at as Unix seconds}`` for those the list dated.
+    async def _list(
+        self, conn: Connection, paths: set[str], wholes: set[str]
+    ) -> tuple[dict[str, int | None], dict[str, int], dict[str, dict[str, Listed]]]:
+        """``{path: current version or None when gone}`` for the followed paths that could be listed,
+        ``{path: updated_at as Unix seconds}`` for those the list dated, and for each followed ``dataFrom`` prefix
+        (``wholes``) that could be listed, every secret under it: ``{prefix: {path: Listed}}``.
 
         A 403 on one prefix (a ScaiVault policy on part of the tree) pauses that prefix for ``forbidden_retry``
         and hands its paths to their own reads once, which report Forbidden per VaultSecret; only when every
@@ -246,8 +256,10 @@ class VersionWatcher:
         client = await self._connections.client(conn)
         found: dict[str, int | None] = dict.fromkeys(paths)
         stamps: dict[str, int] = {}
-        if paths != self._covered[0]:  # the same paths as last time (the usual case): the same prefixes
-            self._covered = (set(paths), covering_prefixes(paths, self._settings.max_list_prefixes))
+        listings: dict[str, dict[str, Listed]] = {whole: {} for whole in wholes}
+        followed = paths | wholes
+        if followed != self._covered[0]:  # the same paths as last time (the usual case): the same prefixes
+            self._covered = (followed, covering_prefixes(followed, self._settings.max_list_prefixes))
         prefixes = self._covered[1]
         now = self._clock()
         refused: list[str] = []
@@ -264,6 +276,9 @@ class VersionWatcher:
                             found[item.path] = item.version
                             if item.updated_at is not None:
                                 stamps[item.path] = int(item.updated_at.timestamp())
+                        for whole, listing in listings.items():
+                            if item.path.startswith(whole):
+                                listing[item.path] = Listed(item.version, frozenset(item.tags))
             except ScaiVaultError as exc:
                 if isinstance(exc, APIError | ResponseError):  # sent and failed (any but a 403 stops the poll)
                     self._count_list(conn)
@@ -271,7 +286,7 @@ class VersionWatcher:
                     raise
                 error = exc
                 if prefix not in self._forbidden:
-                    self._hand_over(conn, [path for path in paths if path.startswith(prefix)])
+                    self._hand_over(conn, [path for path in followed if path.startswith(prefix)])
                 self._forbidden[prefix] = now + self._settings.forbidden_retry
                 refused.append(prefix)
             else:
@@ -279,7 +294,8 @@ class VersionWatcher:
         if error is not None and len(refused) == len(prefixes):
             raise error
         listed = {path: version for path, version in found.items() if not any(path.startswith(p) for p in refused)}
-        return listed, stamps
+        listings = {whole: items for whole, items in listings.items() if not any(whole.startswith(p) for p in refused)}
+        return listed, stamps, listings
 
     def _count_list(self, conn: Connection) -> None:
         self.list_requests += 1
@@ -293,3 +309,9 @@ class VersionWatcher:
             for entry in self._registry.members(source):
                 self._registry.mark_dirty(entry.key, Priority.RETRY)
             self._schedule(source, Priority.RETRY)
+            # VaultSecrets with sources that follow it (a path, or a dataFrom prefix): their syncs report it.
+            users = set(self._registry.composite_paths.get((self.conn_key, path), ()))
+            users |= self._registry.composite_prefixes.get((self.conn_key, path), set())
+            for key in sorted(users):
+                self._registry.mark_dirty(key, Priority.RETRY)
+                self._schedule(Composite(key), Priority.RETRY)

@@ -50,6 +50,7 @@ __all__ = [
     "TARGET_CONFLICT",
     "TARGET_NOT_FOUND",
     "TEMPLATE_ERROR",
+    "TOO_MANY_SECRETS",
     "UNAUTHORIZED",
     "UNREACHABLE",
     "Failure",
@@ -94,6 +95,8 @@ TARGET_CONFLICT: Final = "TargetConflict"
 TARGET_NOT_FOUND: Final = "TargetNotFound"
 #: The secret's data cannot become a Kubernetes Secret (missing key, invalid key name, too large).
 INVALID_SOURCE_DATA: Final = "InvalidSourceData"
+#: spec.dataFrom finds more secrets than spec.maxDiscovered allows (default 100): the Secret keeps its last data.
+TOO_MANY_SECRETS: Final = "TooManySecrets"
 #: A template of spec.template failed (an undefined name, a filter error, a type error, a value too large, too many
 #: steps or too slow): the message names the template key and the name or kind of error, never a value. The Secret
 #: keeps its last data.
@@ -170,7 +173,7 @@ def classify(error: BaseException) -> Failure:
     if isinstance(error, TemplateError):
         return Failure(TEMPLATE_ERROR, clip(error.message), transient=False)
     if isinstance(error, SourceDataError):
-        return Failure(INVALID_SOURCE_DATA, clip(error.message), transient=False)
+        return Failure(error.reason, clip(error.message), transient=False)
     if isinstance(error, pydantic.ValidationError):
         return Failure(INVALID_SPEC, clip(_validation_message(error)), transient=False)
     return Failure(
@@ -288,9 +291,9 @@ def _validation_message(error: pydantic.ValidationError) -> str:
     return f"{error.title} is invalid: {'; '.join(parts)}; fix the resource's spec"
 
 
-def clip(message: str) -> str:
-    """``message`` cut to ``MAX_MESSAGE`` characters (status stays readable)."""
-    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+def clip(message: str, limit: int = MAX_MESSAGE) -> str:
+    """``message`` cut to ``limit`` characters (``MAX_MESSAGE``: status stays readable)."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 # -- status --------------------------------------------------------------------------------------------------
@@ -384,8 +387,12 @@ def desired_status(
     secret_name: str | None,
     synced_at: str | None,
     insecure: str | None = None,
+    sources: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The whole ``status`` after a sync attempt.
+
+    ``sources`` (a VaultSecret with several sources, ``composite.status_sources``) stands for ``syncedVersion``:
+    ``status.sources`` and ``sourceCount``; one of the two kinds replaces the other.
 
     ``syncedVersion``, ``secretName`` and ``syncedAt`` keep their previous values unless given: after a failure
     the old Secret stays, and a sync that wrote nothing passes ``synced_at=None`` to keep the time of the last
@@ -411,9 +418,17 @@ def desired_status(
 
     status: dict[str, Any] = {"conditions": conditions}
     observed = generation if generation is not None else prev.get("observedGeneration")
+    if sources is None and synced_version is None:
+        sources = prev.get("sources") if isinstance(prev.get("sources"), list) else None
+    if sources is not None:
+        synced_version = None
+    elif synced_version is None:
+        synced_version = prev.get("syncedVersion")
     for key, value in (
         ("observedGeneration", observed),
-        ("syncedVersion", synced_version if synced_version is not None else prev.get("syncedVersion")),
+        ("syncedVersion", synced_version),
+        ("sources", sources),
+        ("sourceCount", len(sources) if sources is not None else None),
         ("syncedAt", synced_at if synced_at is not None else prev.get("syncedAt")),
         ("secretName", secret_name if secret_name is not None else prev.get("secretName")),
         ("rollout", prev.get("rollout")),  # the last restart of workloads (``_core/rollout`` writes it)
@@ -424,7 +439,8 @@ def desired_status(
 
 
 #: The status fields this module manages; others (e.g. Kopf's ``status.kopf``) are never touched.
-_OWN_FIELDS = ("conditions", "observedGeneration", "syncedVersion", "syncedAt", "secretName", "rollout")
+_OWN_FIELDS = ("conditions", "observedGeneration", "syncedVersion", "sources", "sourceCount", "syncedAt", "secretName",
+               "rollout")  # fmt: skip
 
 
 def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any] | None:

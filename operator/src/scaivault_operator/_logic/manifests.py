@@ -54,6 +54,8 @@ __all__ = [
     "ANNOTATION_PATH",
     "ANNOTATION_PREFIX",
     "ANNOTATION_REFRESH",
+    "ANNOTATION_REVISION",
+    "ANNOTATION_SOURCES",
     "ANNOTATION_VERSION",
     "BOOTSTRAP_TOKEN_TYPE",
     "CREDENTIALS_LABEL",
@@ -71,6 +73,7 @@ __all__ = [
     "data_hash",
     "data_intact",
     "desired_secret",
+    "key_problem",
     "merge_patch",
     "merge_refusal",
     "merge_secret_patch",
@@ -99,6 +102,10 @@ VAULTSECRET_LABEL = "scaivault.scailabs.ai/vaultsecret"
 ANNOTATION_PREFIX = "scaivault.scailabs.ai/"
 ANNOTATION_PATH = ANNOTATION_PREFIX + "path"
 ANNOTATION_VERSION = ANNOTATION_PREFIX + "version"
+#: On the Secret of a VaultSecret with sources or dataFrom, instead of path and version: each secret's path and
+#: version (``composite.sources_annotation``), and a digest of them (``composite.revision``).
+ANNOTATION_SOURCES = ANNOTATION_PREFIX + "sources"
+ANNOTATION_REVISION = ANNOTATION_PREFIX + "revision"
 #: Value: ``<kind>/<name>`` of the connection, e.g. ``ClusterVaultConnection/default``.
 ANNOTATION_CONNECTION = ANNOTATION_PREFIX + "connection"
 ANNOTATION_DATA_HASH = ANNOTATION_PREFIX + "data-hash"
@@ -155,6 +162,8 @@ _MAX_SHOWN_NAME = 253
 class SourceDataError(Exception):
     """The ScaiVault secret's data cannot become a Kubernetes Secret. ``message`` names keys, never values."""
 
+    reason = "InvalidSourceData"  # conditions.INVALID_SOURCE_DATA (conditions imports this module)
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
@@ -198,7 +207,7 @@ def secret_data(source: Mapping[str, Any], keys: Sequence[KeyMapping] | None) ->
     data: dict[str, str] = {}
     total = 0
     for name, target in pairs:
-        problem = _key_problem(target)
+        problem = key_problem(target)
         if problem is not None:
             raise SourceDataError(_bad_key_message(name, target, problem))
         raw = _encode_value(name, source[name])
@@ -227,7 +236,7 @@ def _encode_value(name: str, value: Any) -> bytes:
     raise SourceDataError(f"key {_show(name)} of the ScaiVault secret's data holds {problem}") from None
 
 
-def _key_problem(key: str) -> str | None:
+def key_problem(key: str) -> str | None:
     """Kubernetes' rule for Secret and ConfigMap keys (``IsConfigMapKey``)."""
     if not key:
         return "it is empty"
@@ -329,11 +338,19 @@ def vaultsecret_label_value(name: str) -> str:
 
 
 def desired_secret(
-    *, owner: Owner, spec: VaultSecretSpec, data: Mapping[str, str], version: int, connection: str
+    *,
+    owner: Owner,
+    spec: VaultSecretSpec,
+    data: Mapping[str, str],
+    version: int | None,
+    connection: str,
+    revision: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The full v1 Secret manifest for ``owner``'s spec, holding ``data`` (from ``secret_data``).
 
-    ``connection`` is ``<kind>/<name>`` of the connection read through. Our labels and annotations win over
+    ``connection`` is ``<kind>/<name>`` of the connection read through. A VaultSecret with sources or dataFrom has
+    no single path and version: ``revision`` (its digest and its sources, ``composite.revision`` and
+    ``sources_annotation``) is annotated instead. Our labels and annotations win over
     ``spec.template.labels`` / ``annotations``, which win over ``spec.target.labels`` / ``annotations`` on a
     collision; the type is ``spec.template.type`` when set, else ``spec.target.type``. With ``target.immutable`` the
     Secret is ``<name>-v<version>`` and ``immutable: true``.
@@ -348,11 +365,11 @@ def desired_secret(
     annotations = {
         **target.annotations,
         **(template.annotations if template is not None else {}),
-        ANNOTATION_PATH: spec.path,
-        ANNOTATION_VERSION: str(version),
+        **({ANNOTATION_PATH: spec.path, ANNOTATION_VERSION: str(version)} if revision is None
+           else {ANNOTATION_SOURCES: revision[1], ANNOTATION_REVISION: revision[0]}),
         ANNOTATION_CONNECTION: connection,
         ANNOTATION_DATA_HASH: data_hash(data),
-    }
+    }  # fmt: skip
     manifest: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Secret",

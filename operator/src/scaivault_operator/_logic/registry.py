@@ -6,7 +6,9 @@ and updates it; ``runtime`` queues the sources it reports as dirty.
 
 A *source* is what one ScaiVault GET serves: ``(connection, path, pinned version or None)``. All VaultSecrets
 with the same source are synced together from one fetched secret, so a new version costs one GET however
-many VaultSecrets use the path.
+many VaultSecrets use the path. A VaultSecret with ``spec.sources`` or ``spec.dataFrom`` is its own work unit
+(``composite.Composite``): it is behind when the versions the lists show (``composite.wanted``) differ from the
+ones its Secret holds (``Entry.synced_sources``); its reads share GETs in ``_core/sync``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from scaivault_operator._cogs.api import API_VERSION, VaultSecretSpec
-from scaivault_operator._logic import conditions
+from scaivault_operator._logic import composite, conditions
+from scaivault_operator._logic.composite import Composite, Listed, Slot
 from scaivault_operator._logic.manifests import (
     ANNOTATION_REFRESH,
+    ANNOTATION_REVISION,
     ANNOTATION_VERSION,
     RETAIN_FINALIZER,
     data_intact,
@@ -40,6 +44,7 @@ __all__ = [
     "Release",
     "SecretInfo",
     "SourceKey",
+    "Unit",
     "VSKey",
     "deleting",
     "ready_reason",
@@ -51,6 +56,8 @@ logger = logging.getLogger(__name__)
 VSKey = tuple[str, str]  # (namespace, name)
 ConnKey = tuple[str, str, str]  # (kind, namespace or "", name)
 SourceKey = tuple[ConnKey, str, int | None]  # (connection, path, pinned version)
+#: A work unit: a source, or a VaultSecret with several sources.
+Unit = SourceKey | Composite
 
 
 _UNSEEN = -1
@@ -83,6 +90,8 @@ class SecretInfo:
     owner_uid: str  # uid of the VaultSecret merging into it, else of the controlling ownerReference; "" when none
     version: int | None
     intact: bool
+    #: The Secret of a VaultSecret with several sources: its ``scaivault.scailabs.ai/revision`` (no version).
+    revision: str | None = None
 
 
 @dataclass
@@ -95,9 +104,13 @@ class Entry:
     spec: VaultSecretSpec | None
     spec_error: str | None
     status: dict[str, Any]
-    source: SourceKey | None = None
+    source: Unit | None = None
     synced_version: int | None = None
     synced_spec: VaultSecretSpec | None = None
+    #: With sources or dataFrom: the version of each secret its Secret holds (``synced_version`` stays None).
+    synced_sources: dict[Slot, int] | None = None
+    #: A refresh was asked of a VaultSecret with sources: its next sync reads every source (no shared read).
+    reread: bool = False
     failures: int = 0
     #: The value of the refresh annotation when last seen: a new value asks for one re-read of the source.
     refresh: str | None = None
@@ -125,8 +138,7 @@ class Entry:
 
 
 def connection_key(spec: VaultSecretSpec, namespace: str) -> ConnKey:
-    ref = spec.connection
-    return (ref.kind, namespace if ref.kind == "VaultConnection" else "", ref.name)
+    return composite.connection_key(None, spec, namespace)
 
 
 def _spec_error(error: ValidationError) -> str:
@@ -138,7 +150,7 @@ class Registry:
     """The operator's memory. Every method is synchronous and cheap (called on every watch event)."""
 
     entries: dict[VSKey, Entry] = field(default_factory=dict)
-    by_source: dict[SourceKey, set[VSKey]] = field(default_factory=lambda: defaultdict(set))
+    by_source: dict[Unit, set[VSKey]] = field(default_factory=lambda: defaultdict(set))
     dirty: dict[VSKey, int] = field(default_factory=dict)
     secrets: dict[VSKey, SecretInfo] = field(default_factory=dict)  # (namespace, secret name)
     latest: dict[tuple[ConnKey, str], int | None] = field(default_factory=dict)
@@ -155,10 +167,17 @@ class Registry:
     #: flight: replaced by a newer version, dropped when every member holds it (``settle_propagation``), when the
     #: path is gone or nobody follows it any more.
     first_seen: dict[tuple[ConnKey, str], tuple[int, float]] = field(default_factory=dict)
+    #: VaultSecrets with sources or dataFrom: per connection they read through; per unpinned source path and per
+    #: dataFrom prefix they follow (what the version watcher lists).
+    composites: dict[ConnKey, set[VSKey]] = field(default_factory=lambda: defaultdict(set))
+    composite_paths: dict[tuple[ConnKey, str], set[VSKey]] = field(default_factory=lambda: defaultdict(set))
+    composite_prefixes: dict[tuple[ConnKey, str], set[VSKey]] = field(default_factory=lambda: defaultdict(set))
+    #: What the last list of each followed dataFrom prefix showed: ``{path: Listed}`` (absent: not listed yet).
+    listings: dict[tuple[ConnKey, str], dict[str, Listed]] = field(default_factory=dict)
 
     # -- VaultSecrets ----------------------------------------------------------------------------------
 
-    def upsert(self, body: Mapping[str, Any]) -> SourceKey | None:
+    def upsert(self, body: Mapping[str, Any]) -> Unit | None:
         """Record a VaultSecret from a watch event; return its source when it needs a sync now."""
         meta = _mapping(body.get("metadata"))
         key: VSKey = (_text(meta.get("namespace")), _text(meta.get("name")))
@@ -190,25 +209,60 @@ class Registry:
                 return None
             logger.info("VaultSecret %s/%s: refresh requested; re-reading its source", key[0], key[1])
             old.synced_version = None  # confirmed by a GET only: the data hash decides whether anything is written
+            old.synced_sources, old.reread = None, True
             self.dirty[key] = Priority.NEW
             return old.source
         entry = Entry(key=key, uid=uid, generation=generation, spec=spec, spec_error=error, status=status,
                       refresh=refresh, finalized=finalized)  # fmt: skip
         if old is not None and old.uid == uid:
             entry.synced_version, entry.synced_spec = old.synced_version, old.synced_spec
+            entry.synced_sources = old.synced_sources
             entry.status = old.status | status
         self._detach(key)
         self.entries[key] = entry
         if spec is not None:
-            entry.source = (connection_key(spec, key[0]), spec.path, spec.version)
-            self.by_source[entry.source].add(key)
-            self.by_target[(key[0], spec.target_name(key[1]))] = key
-        if old is None and self._looks_synced(entry):
+            self._attach(entry, spec)
+        if old is None and spec is not None and spec.composite:
+            versions = self._looks_synced_composite(entry, spec)
+            if versions is not None:
+                entry.synced_sources, entry.synced_spec = versions, spec
+                return None  # warm restart, as below
+        elif old is None and self._looks_synced(entry):
             entry.synced_version = status.get("syncedVersion")
             entry.synced_spec = spec
             return None  # warm restart: trust the status until a watcher or the Secret index says otherwise
         self.dirty[key] = Priority.NEW
         return entry.source
+
+    def _attach(self, entry: Entry, spec: VaultSecretSpec) -> None:
+        key = entry.key
+        self.by_target[(key[0], spec.target_name(key[1]))] = key
+        if spec.path is not None:
+            entry.source = (connection_key(spec, key[0]), spec.path, spec.version)
+            self.by_source[entry.source].add(key)
+            return
+        entry.source = Composite(key)
+        self.by_source[entry.source].add(key)
+        for conn in composite.connection_keys(spec, key[0]):
+            self.composites[conn].add(key)
+        for followed in composite.followed(spec, key[0]):
+            self.composite_paths[followed].add(key)
+        for prefix in composite.prefixes(spec, key[0]):
+            self.composite_prefixes[prefix].add(key)
+
+    def _looks_synced_composite(self, entry: Entry, spec: VaultSecretSpec) -> dict[Slot, int] | None:
+        """The versions a VaultSecret with sources seen for the first time (operator start) holds, from its status,
+        when its Secret holds them too (its revision); else None."""
+        status = entry.status
+        if entry.generation is None or status.get("observedGeneration") != entry.generation:
+            return None
+        if conditions.ready_of(status).get("status") != "True" or entry.finalized != wants_finalizer(spec):
+            return None
+        versions = composite.versions_from_status(status)
+        info = self.secrets.get((entry.namespace, spec.target_name(entry.name)))
+        if versions is None or info is None or not info.intact or info.owner_uid != entry.uid:
+            return None
+        return versions if info.revision == composite.revision(versions) else None
 
     def _looks_synced(self, entry: Entry) -> bool:
         """Whether a VaultSecret seen for the first time (operator start) is already in sync."""
@@ -263,23 +317,30 @@ class Registry:
             target = (key[0], old.spec.target_name(key[1]))
             if self.by_target.get(target) == key:
                 del self.by_target[target]
+            if old.spec.composite:
+                _discard(self.composites, composite.connection_keys(old.spec, key[0]), key)
+                _discard(self.composite_paths, composite.followed(old.spec, key[0]), key)
+                _discard(self.composite_prefixes, composite.prefixes(old.spec, key[0]), key)
+                for prefix in composite.prefixes(old.spec, key[0]):
+                    if prefix not in self.composite_prefixes:
+                        self.listings.pop(prefix, None)
         if old is not None and old.source is not None:
             members = self.by_source.get(old.source)
             if members is not None:
                 members.discard(key)
                 if not members:
                     del self.by_source[old.source]
-                    if old.source[2] is None:
+                    if not isinstance(old.source, Composite) and old.source[2] is None:
                         self.first_seen.pop((old.source[0], old.source[1]), None)
 
-    def mark_dirty(self, key: VSKey, priority: int) -> SourceKey | None:
+    def mark_dirty(self, key: VSKey, priority: int) -> Unit | None:
         entry = self.entries.get(key)
         if entry is None:
             return None
         self.dirty[key] = min(priority, self.dirty.get(key, priority))
         return entry.source
 
-    def take_dirty(self, source: SourceKey) -> list[tuple[Entry, int]]:
+    def take_dirty(self, source: Unit) -> list[tuple[Entry, int]]:
         """The dirty members of ``source`` with their priority, no longer marked dirty (a failure re-marks).
         Unconfirmed members stay dirty: ``end_relist`` hands them back."""
         taken = []
@@ -291,7 +352,7 @@ class Registry:
                 taken.append((self.entries[key], priority))
         return taken
 
-    def pending(self, source: SourceKey) -> int | None:
+    def pending(self, source: Unit) -> int | None:
         """The most urgent priority among the members of ``source`` that are dirty and may run now, or None."""
         priorities = [self.dirty[key] for key in self.by_source.get(source, ())
                       if key in self.dirty and key not in self.unconfirmed]  # fmt: skip
@@ -304,7 +365,7 @@ class Registry:
         was down get no DELETED event; until ``end_relist``, every entry not seen again is held."""
         self.unconfirmed = set(self.entries)
 
-    def end_relist(self, present: Mapping[VSKey, str]) -> tuple[list[VSKey], list[tuple[SourceKey, int]]]:
+    def end_relist(self, present: Mapping[VSKey, str]) -> tuple[list[VSKey], list[tuple[Unit, int]]]:
         """``present``: ``{key: uid}`` of a list made after the re-list. Forget the held entries it lacks (or has
         with another uid: deleted and re-created, the new one arrives as a watch event); return them, and the
         sources (with their priority) that have dirty members again to run."""
@@ -321,11 +382,14 @@ class Registry:
                 runnable.append((source, priority))
         return gone, runnable
 
-    def members(self, source: SourceKey) -> list[Entry]:
+    def members(self, source: Unit) -> list[Entry]:
         return [self.entries[key] for key in sorted(self.by_source.get(source, ()))]
 
-    def sources_of(self, conn: ConnKey) -> list[SourceKey]:
-        return [source for source in self.by_source if source[0] == conn]
+    def sources_of(self, conn: ConnKey) -> list[Unit]:
+        """The work units reading through ``conn``: its sources, and the VaultSecrets with sources that use it."""
+        found: list[Unit] = [source for source in self.by_source if not isinstance(source, Composite)
+                             and source[0] == conn]  # fmt: skip
+        return found + [Composite(key) for key in sorted(self.composites.get(conn, ()))]
 
     def not_ready(self) -> list[tuple[str, str, str]]:
         """``(namespace, name, reason)`` of each VaultSecret whose Ready condition is not True: ``Pending`` while it has
@@ -347,13 +411,57 @@ class Registry:
         A path whose users were all denied by the connection's access rules is left out: the rules hold for lists
         too. (A change of the rules re-syncs every user, which brings the path back once one is allowed.)
         """
-        return {
+        paths = {
             source[1]
             for source, members in self.by_source.items()
-            if source[0] == conn
+            if not isinstance(source, Composite)
+            and source[0] == conn
             and source[2] is None
             and not all(ready_reason(self.entries[key].status) == conditions.POLICY_DENIED for key in members)
         }
+        return paths | {path for (key_conn, path), members in self.composite_paths.items()
+                        if key_conn == conn and not self._all_denied(members)}  # fmt: skip
+
+    def _all_denied(self, members: Iterable[VSKey]) -> bool:
+        return all(ready_reason(self.entries[key].status) == conditions.POLICY_DENIED for key in members)
+
+    def followed_prefixes(self, conn: ConnKey) -> set[str]:
+        """The dataFrom prefixes of the VaultSecrets on ``conn``: listed whole by the version watcher."""
+        return {prefix for (key_conn, prefix), members in self.composite_prefixes.items()
+                if key_conn == conn and not self._all_denied(members)}  # fmt: skip
+
+    def observe_listing(self, conn: ConnKey, prefix: str, listing: Mapping[str, Listed]) -> None:
+        """Record what a list of a followed dataFrom prefix showed (the watcher's poll, or a composite's first sync)."""
+        if (conn, prefix) in self.composite_prefixes:
+            self.listings[(conn, prefix)] = dict(listing)
+
+    def composites_behind(self, conn: ConnKey) -> list[Composite]:
+        """The VaultSecrets with sources on ``conn`` whose Secret does not hold what the lists show (marked dirty)."""
+        behind = []
+        for key in sorted(self.composites.get(conn, ())):
+            entry = self.entries[key]
+            if entry.spec is None or entry.deleting or key in self.dirty:
+                continue
+            wanted = self.wanted(entry)
+            if wanted is not None and wanted != entry.synced_sources:
+                self.mark_dirty(key, Priority.VERSION)
+                behind.append(Composite(key))
+        return behind
+
+    def wanted(self, entry: Entry) -> dict[Slot, int] | None:
+        """``composite.wanted`` for a VaultSecret with sources, from the registry's latest versions and listings."""
+        assert entry.spec is not None
+        listings = [self.listings.get(prefix) for prefix in _prefix_keys(entry.spec, entry.namespace)]
+        return composite.wanted(entry.spec, entry.namespace, self.latest_version, listings)
+
+    def listings_of(self, entry: Entry) -> list[tuple[tuple[ConnKey, str], dict[str, Listed] | None]]:
+        """Each dataFrom prefix of ``entry`` (in spec order) and what its last list showed (None: not listed yet)."""
+        assert entry.spec is not None
+        return [(prefix, self.listings.get(prefix)) for prefix in _prefix_keys(entry.spec, entry.namespace)]
+
+    def latest_version(self, conn: ConnKey, path: str) -> int | None:
+        """The version the connection's last list showed for ``path`` (None: not listed yet, or gone)."""
+        return self.latest.get((conn, path))
 
     def observe_versions(
         self,
@@ -362,17 +470,20 @@ class Registry:
         stamps: Mapping[str, int] | None = None,
         *,
         now: float | None = None,
-    ) -> list[SourceKey]:
+        listings: Mapping[str, Mapping[str, Listed]] | None = None,
+    ) -> list[Unit]:
         """Record listed versions (None: the path is gone) and, where the list gives them, ``updated_at`` stamps;
         return the sources with members behind. ``now`` (the watcher's monotonic clock): when given, a version that
-        moved while members held an older one is noted in ``first_seen``.
+        moved while members held an older one is noted in ``first_seen``. ``listings``: what the lists showed under
+        each followed dataFrom prefix (``{prefix: {path: Listed}}``); the VaultSecrets with sources that are behind
+        come last.
 
         Behind: a version that moved since the last poll; the same version with another stamp (the secret was
         deleted and re-created at that version between two polls: its members are synced again, from a GET);
         or, when nothing moved, members whose last read failed transiently (BackendUnavailable) — the list just
         showed ScaiVault answering, so they run now instead of at the end of their own backoff.
         """
-        changed = []
+        changed: list[Unit] = []
         for path, version in versions.items():
             key_: tuple[ConnKey, str] = (conn, path)
             previous = self.latest.get(key_, _UNSEEN)
@@ -405,7 +516,9 @@ class Registry:
                     self.entries[key].synced_version = None
             if stale:
                 changed.append(source)
-        return changed
+        for prefix, listing in (listings or {}).items():
+            self.observe_listing(conn, prefix, listing)
+        return changed + list(self.composites_behind(conn))
 
     def _note_first_seen(
         self, key_: tuple[ConnKey, str], version: int | None, members: Iterable[VSKey], now: float, *, recreated: bool
@@ -423,8 +536,11 @@ class Registry:
         key_ = (conn, path)
         return key_ in self.latest and self.latest[key_] is None
 
-    def propagation_start(self, source: SourceKey, version: int) -> float | None:
-        """When ``version`` of an unpinned source's path was first seen in a list, while it is in flight; else None."""
+    def propagation_start(self, source: Unit, version: int) -> float | None:
+        """When ``version`` of an unpinned source's path was first seen in a list, while it is in flight; else None
+        (always for a VaultSecret with sources: its Secret holds several versions)."""
+        if isinstance(source, Composite):
+            return None
         found = self.first_seen.get((source[0], source[1])) if source[2] is None else None
         return found[1] if found is not None and found[0] == version else None
 
@@ -446,7 +562,7 @@ class Registry:
 
     # -- managed Secrets (drift) ------------------------------------------------------------------------
 
-    def observe_secret(self, event_type: str, body: Mapping[str, Any]) -> SourceKey | None:
+    def observe_secret(self, event_type: str, body: Mapping[str, Any]) -> Unit | None:
         """Index a managed Secret from a watch event (or a Secret merged into, from the start-up list: those are not
         watched); return the owner's source when the Secret drifted."""
         meta = _mapping(body.get("metadata"))
@@ -455,14 +571,28 @@ class Registry:
             self.secrets.pop(skey, None)
         else:
             self.secrets[skey] = SecretInfo(owner_uid=merged_by_uid(body) or _controller_uid(meta),
-                                            version=_annotation_version(meta), intact=data_intact(body))  # fmt: skip
+                                            version=_annotation_version(meta), intact=data_intact(body),
+                                            revision=_annotation_text(meta, ANNOTATION_REVISION))  # fmt: skip
         entry = self._target_owner(skey)
+        if entry is not None and entry.spec is not None and entry.spec.composite:
+            return self._composite_drift(entry, skey)
         if entry is None or entry.synced_version is None or entry.spec is None:
             return None
         if entry.spec.secret_name(entry.name, entry.synced_version) != skey[1]:
             return None  # another version of an immutable VaultSecret: only the current one is repaired
         info = self.secrets.get(skey)
         if info is not None and info.intact and info.version == entry.synced_version:
+            return None
+        logger.info("Secret %s/%s drifted from VaultSecret %s (%s); restoring", skey[0], skey[1], entry.name,
+                    "deleted" if info is None else "edited")  # fmt: skip
+        return self.mark_dirty(entry.key, Priority.DRIFT)
+
+    def _composite_drift(self, entry: Entry, skey: VSKey) -> Unit | None:
+        """The Secret of a VaultSecret with sources changed: drifted unless it still holds the synced revision."""
+        if entry.synced_sources is None:
+            return None
+        info = self.secrets.get(skey)
+        if info is not None and info.intact and info.revision == composite.revision(entry.synced_sources):
             return None
         logger.info("Secret %s/%s drifted from VaultSecret %s (%s); restoring", skey[0], skey[1], entry.name,
                     "deleted" if info is None else "edited")  # fmt: skip
@@ -527,6 +657,26 @@ def _finalized(meta: Mapping[str, Any]) -> bool:
 def deleting(body: Mapping[str, Any]) -> bool:
     """Whether the object has a deletionTimestamp (it is being deleted, held by finalizers)."""
     return bool(_mapping(body.get("metadata")).get("deletionTimestamp"))
+
+
+def _prefix_keys(spec: VaultSecretSpec, namespace: str) -> list[tuple[ConnKey, str]]:
+    """``(connection, prefix)`` of each dataFrom entry, in spec order."""
+    conn = composite.connection_key(None, spec, namespace)
+    return [(conn, entry.prefix) for entry in spec.dataFrom or ()]
+
+
+def _discard(index: dict[Any, set[VSKey]], keys: Iterable[Any], key: VSKey) -> None:
+    for item in keys:
+        members = index.get(item)
+        if members is not None:
+            members.discard(key)
+            if not members:
+                del index[item]
+
+
+def _annotation_text(meta: Mapping[str, Any], name: str) -> str | None:
+    value = _mapping(meta.get("annotations")).get(name)
+    return value if isinstance(value, str) else None
 
 
 def _annotation_version(meta: Mapping[str, Any]) -> int | None:
