@@ -260,6 +260,11 @@ def _hints(kind: str) -> dict[Path_, st.SearchStrategy[Any]]:
         return {
             ("path",): scaivault_path,
             ("keys",): _key_mappings(),
+            ("sources", "[]", "path"): scaivault_path,
+            ("sources", "[]", "keys"): _key_mappings(),
+            ("dataFrom", "[]", "prefix"): st.builds(lambda path, slash: path + slash, scaivault_path,
+                                                    st.sampled_from(["", "/"])),
+            ("dataFrom", "[]", "rewrite", "[]", "regexp", "source"): st.sampled_from(["^db_", "(.*)_key$", "x", "-"]),
             ("target", "type"): secret_types,
             # The API server checks a Secret's labels and annotations, not the CRD: valid ones (see the xfail tests).
             ("target", "labels"): st.dictionaries(label_key, label_value, max_size=2),
@@ -372,6 +377,19 @@ def _finish_vaultsecret(spec: JsonDict) -> JsonDict:
             template["mergePolicy"] = "Merge"
         if isinstance(target, dict) and "type" in template and target.get("type") not in (None, "Opaque"):
             target["type"] = template["type"]
+    if "path" in spec:  # exactly one of path, or sources and/or dataFrom (CEL on the spec)
+        spec.pop("sources", None)
+        spec.pop("dataFrom", None)
+    elif "sources" not in spec and "dataFrom" not in spec:
+        spec["path"] = "app/db"
+    else:  # version, keys, target.immutable and onSourceDeleted: Delete go with path only
+        spec.pop("version", None)
+        spec.pop("keys", None)
+        spec.pop("onSourceDeleted", None)
+        if isinstance(target, dict):
+            target.pop("immutable", None)
+        if isinstance(spec.get("sources"), list):  # distinct names (CEL)
+            spec["sources"] = list({source.get("name"): source for source in spec["sources"]}.values())
     rollout = spec.get("rollout")
     if isinstance(rollout, dict) and isinstance(rollout.get("targets"), list):
         distinct = {(t.get("kind"), t.get("name")): t for t in rollout["targets"] if isinstance(t, dict)}
