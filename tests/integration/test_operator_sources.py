@@ -159,3 +159,18 @@ async def test_drift_is_repaired(cluster):
     await cluster.cluster.patch("Secret", "team-a", "drift", {"data": {"a": "ZWRpdGVk"}})
     await wait_data(cluster, "team-a", "drift", {"a": "1"})
     assert secret["metadata"]["annotations"]["scaivault.scailabs.ai/sources"] == "a=apps/drift/a@1"
+
+
+async def test_named_source_gone_and_back(cluster):
+    cluster.vault.write("apps/gone/a", {"a": "1"})
+    cluster.vault.write("apps/gone/b", {"b": "2"})
+    await cluster.create(composite("gone", sources=[{"name": "a", "path": "apps/gone/a"},
+                                                    {"name": "b", "path": "apps/gone/b"}]))  # fmt: skip
+    await wait_data(cluster, "team-a", "gone", {"a": "1", "b": "2"})
+    cluster.vault.delete("apps/gone/b")
+    body = await cluster.wait_reason("team-a", "gone", "SourceNotFound")
+    assert "source b (apps/gone/b)" in body["status"]["conditions"][0]["message"]
+    assert decoded(await cluster.secret("team-a", "gone")) == {"a": "1", "b": "2"}  # the Secret keeps its data
+    cluster.vault.write("apps/gone/b", {"b": "3"})
+    await wait_data(cluster, "team-a", "gone", {"a": "1", "b": "3"})
+    await cluster.wait_reason("team-a", "gone", "Synced", status="True")

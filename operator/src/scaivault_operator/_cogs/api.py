@@ -1294,7 +1294,9 @@ class ConnectionStatus(BaseModel):
     )
     observedGeneration: int | None = Field(default=None, description="The spec generation last acted on.")
     identity: ConnectionIdentity | None = Field(default=None, description="Who ScaiVault takes the connection for.")
-    watchedPaths: int | None = Field(default=None, description="Paths its version watcher follows (unpinned ones).")
+    watchedPaths: int | None = Field(
+        default=None, description="Paths (unpinned ones) and dataFrom prefixes its version watcher follows."
+    )
     lastPollAt: str | None = Field(
         default=None,
         description="When a poll last succeeded (RFC 3339); refreshed with every other status change and at most "

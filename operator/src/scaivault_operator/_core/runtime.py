@@ -79,7 +79,7 @@ class Runtime:
             self.connections,
             self.metrics,
             retry_delay=settings.retry_max,
-            watched=lambda key: len(self.registry.followed_paths(key)),
+            watched=lambda key: len(self.registry.followed_paths(key)) + len(self.registry.followed_prefixes(key)),
             polled_at=self._polled_at,
             clock=clock,
         )

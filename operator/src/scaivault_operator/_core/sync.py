@@ -637,8 +637,10 @@ class Syncer:
             await self.kube.patch_secret(namespace, name, patch)
             self.metrics.inc("secret_writes_total", {"operation": "merge"})
         # Not watched: what the index knows of it comes from here (and from the start-up list).
-        self.registry.secrets[(namespace, name)] = SecretInfo(owner_uid=entry.uid, version=entry.synced_version,
-                                                              intact=True)  # fmt: skip
+        held = entry.synced_sources
+        self.registry.secrets[(namespace, name)] = SecretInfo(
+            owner_uid=entry.uid, version=entry.synced_version, intact=True,
+            revision=composite.revision(held) if held is not None else None)  # fmt: skip
         return patch is not None, before
 
     async def _unmerge(

@@ -174,6 +174,9 @@ class Registry:
     composite_prefixes: dict[tuple[ConnKey, str], set[VSKey]] = field(default_factory=lambda: defaultdict(set))
     #: What the last list of each followed dataFrom prefix showed: ``{path: Listed}`` (absent: not listed yet).
     listings: dict[tuple[ConnKey, str], dict[str, Listed]] = field(default_factory=dict)
+    #: The versions the last poll showed for each VaultSecret with sources (``composite.wanted``): it is behind when
+    #: they move.
+    composite_seen: dict[VSKey, dict[Slot, int] | None] = field(default_factory=dict)
 
     # -- VaultSecrets ----------------------------------------------------------------------------------
 
@@ -318,6 +321,7 @@ class Registry:
             if self.by_target.get(target) == key:
                 del self.by_target[target]
             if old.spec.composite:
+                self.composite_seen.pop(key, None)
                 _discard(self.composites, composite.connection_keys(old.spec, key[0]), key)
                 _discard(self.composite_paths, composite.followed(old.spec, key[0]), key)
                 _discard(self.composite_prefixes, composite.prefixes(old.spec, key[0]), key)
@@ -436,16 +440,32 @@ class Registry:
             self.listings[(conn, prefix)] = dict(listing)
 
     def composites_behind(self, conn: ConnKey) -> list[Composite]:
-        """The VaultSecrets with sources on ``conn`` whose Secret does not hold what the lists show (marked dirty)."""
+        """The VaultSecrets with sources on ``conn`` whose Secret does not hold what the lists show (marked dirty):
+        another version or set of secrets; a followed source listed gone (its read reports SourceNotFound, the
+        Secret keeps its data); or a source back after SourceNotFound."""
         behind = []
         for key in sorted(self.composites.get(conn, ())):
             entry = self.entries[key]
-            if entry.spec is None or entry.deleting or key in self.dirty:
+            if entry.spec is None or entry.deleting:
                 continue
             wanted = self.wanted(entry)
-            if wanted is not None and wanted != entry.synced_sources:
-                self.mark_dirty(key, Priority.VERSION)
-                behind.append(Composite(key))
+            # Only what moved since the last poll (as a source's version): a VaultSecret that fails on what the lists
+            # show (e.g. InvalidSourceData) is not read again every poll, only at its own retry.
+            moved = key not in self.composite_seen or self.composite_seen[key] != wanted
+            self.composite_seen[key] = wanted
+            if not moved:
+                continue
+            if wanted is None:
+                followed = composite.followed(entry.spec, entry.namespace)
+                if not any(self.path_gone(*item) for item in followed):
+                    continue  # not listed yet, or too many secrets: the sync reports it
+                # A source is gone: one re-created later starts again at version 1, so the versions held can no
+                # longer confirm the Secret (as for a single path): its next sync reads every source again.
+                entry.synced_sources, entry.reread = None, True
+            elif wanted == entry.synced_sources and ready_reason(entry.status) != conditions.SOURCE_NOT_FOUND:
+                continue
+            self.mark_dirty(key, Priority.VERSION)
+            behind.append(Composite(key))
         return behind
 
     def wanted(self, entry: Entry) -> dict[Slot, int] | None:
