@@ -174,3 +174,17 @@ async def test_named_source_gone_and_back(cluster):
     cluster.vault.write("apps/gone/b", {"b": "3"})
     await wait_data(cluster, "team-a", "gone", {"a": "1", "b": "3"})
     await cluster.wait_reason("team-a", "gone", "Synced", status="True")
+
+
+async def test_access_rules_apply_to_every_discovered_path(cluster):
+    # The connection lets every namespace read apps/, shared/ and missing/: "apps" as a plain prefix also finds
+    # appsec/, which no rule allows.
+    cluster.vault.write("apps/acl/k", {"k": "1"})
+    cluster.vault.write("appsec/key", {"k": "CANARY-acl"})
+    await cluster.create(composite("acl", dataFrom=[{"prefix": "apps"}]))
+    body = await cluster.wait_reason("team-a", "acl", "PolicyDenied")
+    message = body["status"]["conditions"][0]["message"]
+    assert "appsec/key" in message, message
+    assert await cluster.secret("team-a", "acl") is None
+    assert "CANARY" not in str(body)
+    assert cluster.vault.stats.snapshot().reads_of("appsec/key") == {}, "a denied path is never read"
