@@ -6,7 +6,8 @@ version string. To add a subcommand: write both functions and call the second fr
 
     scaivault-operator version
     scaivault-operator run [--namespace NS ...] [--kubeconfig FILE] [--workers N] [--liveness URL]
-                           [--metrics-port P] [--peering NAME [--peering-priority N]] [--log-format F] [-v]
+                           [--metrics-port P] [--peering NAME [--peering-priority N]] [--shard I/N]
+                           [--selector LABELS] [--log-format F] [-v]
     scaivault-operator demo [--emulated]
     scaivault-operator dev-vault [--host H] [--port P] [--token TOKEN=SCOPES ...] [--client ID:SECRET=SCOPES ...]
                                  [--data FILE] [--token-ttl S] [--max-body BYTES] [fault flags]
@@ -204,6 +205,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["peering"] = args.peering or None
     if args.peering_priority is not None:
         overrides["peering_priority"] = args.peering_priority
+    if args.shard is not None:
+        overrides["shard"] = args.shard or None
+    if args.selector is not None:
+        overrides["selector"] = args.selector or None
     if args.log_format is not None:
         overrides["log_format"] = args.log_format
     if args.verbose:
@@ -213,6 +218,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise _UsageError(f"invalid settings: {problems}") from None
+    from scaivault_operator._logic.sharding import Shard
+
+    try:
+        Shard.of(settings.shard, settings.selector)
+    except ValueError as exc:
+        raise _UsageError(f"invalid settings: {exc}") from None
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = str(args.kubeconfig)  # one file, read by kubeconfig.load for both clients
     try:
@@ -246,6 +257,10 @@ def _add_run_parser(subcommands: argparse._SubParsersAction[argparse.ArgumentPar
                         "needs Kopf's peering CRDs and the peering object (default: standalone)")  # fmt: skip
     parser.add_argument("--peering-priority", type=int, metavar="N", help="peering priority: the highest live one "
                         "is active (default: by seniority, the replica started first)")  # fmt: skip
+    parser.add_argument("--shard", metavar="I/N", help="serve only the namespaces that hash to shard I of N (each "
+                        "shard its own Deployment and --peering; docs/sharding.md)")  # fmt: skip
+    parser.add_argument("--selector", metavar="LABELS", help="serve only the VaultSecrets matching this label "
+                        "selector, e.g. shard=a (the other Deployments: shard!=a)")  # fmt: skip
     parser.add_argument("--log-format", choices=["plain", "json"], help="log line format (default plain)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.set_defaults(func=_cmd_run)

@@ -42,6 +42,8 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.watching.connect_timeout = 30
     # Server-side selection: only our Secrets are streamed (a ("v1/secrets") string key would match nothing).
     kopf_settings.watching.label_selectors["v1", "secrets"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    if settings.selector:  # a shard by label (--selector): only its VaultSecrets; one relabelled away is DELETED here
+        kopf_settings.watching.label_selectors[GROUP, "vaultsecrets"] = settings.selector
     kopf_settings.networking.request_timeout = 60
     # Kopf keeps a worker task (and its queue) per object until it has been idle this long (default 5 s): a burst
     # of thousands of new objects then holds thousands of workers at once. Our handlers only feed the registry,

@@ -53,6 +53,21 @@ class OperatorSettings(BaseSettings):
         description="Kopf peering priority; the live replica with the highest one is active, the others wait. None: "
         "by seniority (the replica that started first stays active). Equal priorities freeze every replica (Kopf).",
     )
+    shard: str | None = Field(
+        default=None,
+        description="i/n: serve only the VaultSecrets of the namespaces that hash to shard i of n (docs/sharding.md); "
+        "each shard is its own Deployment with its own peering. None: every namespace.",
+    )
+    selector: str | None = Field(
+        default=None,
+        description="Serve only the VaultSecrets matching this label selector (e.g. shard=a); the watch asks the API "
+        "server for them only. None: every VaultSecret.",
+    )
+    connection_status: bool | None = Field(
+        default=None,
+        description="Write the connections' status (Ready, identity, breaker, watchedPaths). One shard should: None "
+        "means shard 0 (or no --shard) does; with several --selector shards, set it false on all but one.",
+    )
     watch_server_timeout: int = Field(default=300, ge=10, description="Server-side watch timeout (kopf#585).")
     watch_client_timeout: int = Field(default=330, ge=10, description="Client-side watch timeout (kopf#957).")
     service_account_dir: Path = Field(

@@ -240,7 +240,10 @@ class StatusWriter:
         paths_refresh: float = DEFAULT_PATHS_REFRESH,
         now: Callable[[], str] = conditions.now_rfc3339,
         clock: Callable[[], float] = time.monotonic,
+        enabled: bool = True,
     ) -> None:
+        #: False on every shard but the first (``sharding.Shard.writes_connection_status``): one writer per status.
+        self.enabled = enabled
         self._kube = kube
         self._connections = connections
         self._metrics = metrics
@@ -274,6 +277,8 @@ class StatusWriter:
 
     def soon(self, conn: Connection) -> None:
         """Check ``conn`` (by key: the object may be replaced meanwhile) in a task of its own; one at a time."""
+        if not self.enabled:
+            return
         if conn.key in self._pending:
             self._again.add(conn.key)  # the running task looks once more when it is done
             return
@@ -296,7 +301,7 @@ class StatusWriter:
                 await asyncio.sleep(min(self._paths_refresh / 3, self._refresh / 5))
                 self.heartbeat()
 
-        if self._beat is None:
+        if self._beat is None and self.enabled:
             self._beat = asyncio.create_task(beat(), name="connection-status-heartbeat")
 
     def forget(self, key: ConnKey) -> None:

@@ -42,6 +42,7 @@ from scaivault_operator._logic.registry import (
     reason_label,
 )
 from scaivault_operator._logic.rollout import RolloutWindow
+from scaivault_operator._logic.sharding import Shard
 from scaivault_operator._logic.workqueue import WorkQueue
 
 __all__ = ["Runtime"]
@@ -59,6 +60,8 @@ class Runtime:
         self.settings = settings
         self._clock = clock
         self.registry = Registry()
+        #: Which VaultSecrets this process serves (``--shard``, ``--selector``): the others are ignored.
+        self.shard = Shard.of(settings.shard, settings.selector)
         self.metrics = Metrics()
         self.connections = Connections(kube, settings, self.metrics, clock=clock)
         self.queue: WorkQueue[Unit | Release | RolloutWindow] = WorkQueue(clock)
@@ -82,6 +85,8 @@ class Runtime:
             watched=lambda key: len(self.registry.followed_paths(key)) + len(self.registry.followed_prefixes(key)),
             polled_at=self._polled_at,
             clock=clock,
+            enabled=(settings.connection_status if settings.connection_status is not None
+                     else self.shard.writes_connection_status),  # fmt: skip
         )
         self.metrics.gauge("queue_depth", lambda: [({}, float(len(self.queue)))])
         self.metrics.gauge("vaultsecrets", self._count_by_reason)
@@ -111,6 +116,7 @@ class Runtime:
         # And the Secrets VaultSecrets merge their keys into (creationPolicy Merge): not ours, not watched, but a
         # warm restart trusts them as it trusts ours (one more paged list; a label selector has no "or").
         secrets += await self.kube.list_secrets(namespaces, {MERGE_LABEL: MERGE_LABEL_VALUE})
+        secrets = [body for body in secrets if self.shard.owns_namespace(_namespace_of(body))]
         self.registry.index_secrets(secrets)
         for kind, body in await self.kube.list_connections(namespaces):
             await self.connections.upsert(kind, body)
@@ -123,8 +129,8 @@ class Runtime:
         self.connection_status.start()
         if self.settings.metrics_port:
             await self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port, readiness=self.readiness)
-        logger.info("started: %d managed Secrets, %d connections, %d workers", len(secrets),
-                    len(self.connections.keys()), len(self._workers))  # fmt: skip
+        logger.info("started: %d managed Secrets, %d connections, %d workers; serving %s", len(secrets),
+                    len(self.connections.keys()), len(self._workers), self.shard.describe())  # fmt: skip
 
     async def _log_identity(self) -> None:
         """One line at start: the API server's version and who it takes us for (names only, never a token)."""
@@ -168,6 +174,11 @@ class Runtime:
     async def on_vaultsecret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type != "DELETED" and not self.shard.owns(key[0], meta.get("labels") or {}):
+            event_type = "DELETED"  # another shard's (or relabelled away): forgotten here, its Secret left alone
+            if key not in self.registry.entries:
+                return
+            logger.info("VaultSecret %s/%s is served by another shard now; forgotten here", *key)
         if event_type == "DELETED":
             self.registry.remove(key)
             self.queue.discard(Release(key))
@@ -249,6 +260,8 @@ class Runtime:
         labels = (body.get("metadata") or {}).get("labels") or {}
         if labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
             return  # an API that ignores label selectors (the emulator) sends every Secret
+        if not self.shard.owns_namespace(_namespace_of(body)):
+            return  # another shard's namespace
         source = self.registry.observe_secret(event_type or "ADDED", body)
         if source is not None:
             self.schedule(source, Priority.DRIFT)
@@ -403,6 +416,11 @@ class Runtime:
         labels = await self.kube.namespace_labels(namespace)
         self._labels[namespace] = (now + _LABEL_TTL, labels)
         return labels
+
+
+def _namespace_of(body: Mapping[str, Any]) -> str:
+    namespace = (body.get("metadata") or {}).get("namespace")
+    return namespace if isinstance(namespace, str) else ""
 
 
 def _describe(unit: Unit) -> str:
