@@ -85,8 +85,9 @@ class Runtime:
             watched=lambda key: len(self.registry.followed_paths(key)) + len(self.registry.followed_prefixes(key)),
             polled_at=self._polled_at,
             clock=clock,
-            enabled=(settings.connection_status if settings.connection_status is not None
-                     else self.shard.writes_connection_status),  # fmt: skip
+            enabled=self.shard.writes_connection_status
+            if settings.connection_status is None
+            else settings.connection_status,
         )
         self.metrics.gauge("queue_depth", lambda: [({}, float(len(self.queue)))])
         self.metrics.gauge("vaultsecrets", self._count_by_reason)

@@ -93,8 +93,8 @@ def parse_selector(text: str) -> Selector:
             values = frozenset(value.strip() for value in found.group(3).split(",") if value.strip())
             requirements.append(_Requirement(found.group(1), found.group(2), values))
         elif (found := _EQUALS.fullmatch(part)) is not None:
-            operator = "!=" if found.group(3) == "!=" else "="
-            requirements.append(_Requirement(found.group(1), operator, frozenset({found.group(4) or ""})))
+            operator = "!=" if found.group(2) == "!=" else "="
+            requirements.append(_Requirement(found.group(1), operator, frozenset({found.group(3) or ""})))
         elif (found := _EXISTS.fullmatch(part)) is not None:
             requirements.append(_Requirement(found.group(2), "!" if found.group(1) else "exists"))
         else:
