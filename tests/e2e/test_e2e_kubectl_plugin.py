@@ -26,6 +26,7 @@ from e2e_support import (
     ClusterAccess,
     ClusterConnectionFactory,
     unique_name,
+    vaultsecret_manifest,
 )
 from lightkube import AsyncClient, codecs
 from lightkube.models.authentication_v1 import TokenRequestSpec
@@ -152,6 +153,64 @@ async def test_status_and_why_on_a_real_api_server(
     code, out, err = await run(cluster, "render", f"{env.namespace}/db", "--show-values", "-o", "json")
     assert code == 0, err  # the admin may read the Secret: a real SelfSubjectAccessReview says so
     assert {k["key"]: k["value"] for k in json.loads(out)["keys"]} == DATA
+
+
+async def test_several_sources_on_a_real_api_server(cluster: ClusterAccess, env: E2E, operator: Runtime | None) -> None:
+    """A VaultSecret with spec.sources and spec.dataFrom: ``why`` walks every path, ``render`` builds the Secret the
+    operator wrote (same revision, same data hash) without printing a value, ``status`` counts its sources."""
+    env.write("e2e/plugin/mix/db", {"host": "db.local"})
+    env.write("e2e/plugin/mix/creds", {"password": DATA["password"]})
+    env.vault.vault.write("e2e/plugin/mix/found/api", {"token": "tok"}, metadata={"tags": ["prod"]})
+    env.vault.vault.write("e2e/plugin/mix/found/dev", {"token": "dev"}, metadata={"tags": ["dev"]})
+    spec = {"connectionRef": env.connection_ref,
+            "sources": [{"name": "db", "path": "e2e/plugin/mix/db", "version": 1},
+                        {"name": "creds", "path": "e2e/plugin/mix/creds"}],
+            "dataFrom": [{"prefix": "e2e/plugin/mix/found/", "tags": ["prod"]}]}  # fmt: skip
+    await env.api.create(vaultsecret_manifest("mix", env.namespace, spec))
+    await env.wait_ready("mix")
+    secret = await env.wait_secret_data("mix", {"host": "db.local", "password": DATA["password"], "api_token": "tok"})
+
+    code, out, err = await run(cluster, "why", f"{env.namespace}/mix")
+    assert code == 0, out + err
+    lines = out.splitlines()
+    heads = [line for line in lines if not line.startswith(" ")]
+    assert [h.split(":")[0] for h in heads] == [
+        "✓ VaultSecret",
+        "✓ Connection",
+        "✓ Connection health",
+        "✓ Access rules",
+        "✓ ScaiVault",
+        "✓ Target Secret",
+        "• Workloads",
+    ]
+    assert heads[0] == f"✓ VaultSecret: {env.namespace}/mix: Ready (Synced), 3 secrets in the Secret"
+    assert heads[3] == "✓ Access rules: every path checked may be read (3)"
+    assert heads[4].startswith("✓ ScaiVault: last sync read 3 secrets")
+    assert "    • e2e/plugin/mix/found/api version 1 (found by dataFrom)" in lines
+    assert DATA["password"] not in out
+
+    code, out, err = await run(cluster, "render", f"{env.namespace}/mix", "-o", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert [(s["name"], s["path"], s["version"]) for s in data["sources"]] == [
+        ("creds", "e2e/plugin/mix/creds", 1),
+        ("db", "e2e/plugin/mix/db", 1),
+        (None, "e2e/plugin/mix/found/api", 1),
+    ]
+    annotations = secret["metadata"]["annotations"]
+    for key in ("scaivault.scailabs.ai/revision", "scaivault.scailabs.ai/sources", "scaivault.scailabs.ai/data-hash"):
+        assert data["secret"]["annotations"][key] == annotations[key], key
+    assert data["live"]["same"] is True
+    assert {k["key"]: k["from"] for k in data["keys"]} == {
+        "api_token": "e2e/plugin/mix/found/api",
+        "host": "source db",
+        "password": "source creds",
+    }
+    assert DATA["password"] not in out
+
+    code, out, err = await run(cluster, "status", "-n", env.namespace, "-o", "json")
+    assert code == 0, out + err
+    assert json.loads(out)["vaultSecrets"]["byReason"] == {"Synced": 1}
 
 
 async def _reader(cluster: ClusterAccess, namespace: str, tmp_path: Path) -> Path:

@@ -28,6 +28,7 @@ import kmock
 import pytest
 import yaml
 from operator_helpers import (
+    CONN,
     OP_NS,
     TOKEN_SECRET,
     access_rule,
@@ -39,6 +40,7 @@ from operator_helpers import (
     wait_until,
 )
 
+from scaivault_operator._cogs.api import API_VERSION
 from scaivault_operator._logic.manifests import ANNOTATION_REFRESH
 from scaivault_operator._plugin.main import main
 from scaivault_operator.testing import EmulatedCluster, KubeFault
@@ -640,6 +642,297 @@ async def test_render_of_data_that_cannot_become_a_secret(cluster, plugin):
     assert result.err.startswith("error: InvalidSourceData: key 'bad key!' of the ScaiVault secret's data")
 
 
+# -- several sources (spec.sources, spec.dataFrom) -------------------------------------------------------------------
+
+
+def composite(name: str, *, namespace: str = NS, **spec: Any) -> dict[str, Any]:
+    """A VaultSecret with ``spec.sources`` and/or ``spec.dataFrom`` (as test_operator_sources.py builds them)."""
+    return {"apiVersion": API_VERSION, "kind": "VaultSecret", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"connectionRef": {"name": CONN}, **spec}}  # fmt: skip
+
+
+async def composite_synced(cluster, dev_vault, name: str = "mix") -> dict[str, Any]:
+    """A VaultSecret of three named sources — one pinned, one through a second connection — and a dataFrom prefix
+    with tags, synced; a value of one source is ``CANARY_VALUE``. Its Secret."""
+    await cluster.create(cluster_connection("second", dev_vault.url))
+    cluster.vault.write("apps/mix/db", {"host": "db.local"})
+    cluster.vault.write("apps/mix/db", {"host": "db2.local"})  # version 2; the source is pinned to 1
+    cluster.vault.write("apps/mix/creds", {"user": "app", "password": CANARY_VALUE})
+    cluster.vault.write("apps/mix/cache", {"REDIS": "redis.local"})
+    cluster.vault.write("apps/mix/found/stripe/api", {"token": "tok-1"}, metadata={"tags": ["prod", "eu"]})
+    cluster.vault.write("apps/mix/found/test", {"token": "test-1"}, metadata={"tags": ["dev"]})
+    await cluster.create(composite(
+        name,
+        sources=[{"name": "db", "path": "apps/mix/db", "version": 1},
+                 {"name": "creds", "path": "apps/mix/creds", "keys": [{"from": "password", "to": "DB_PASSWORD"}]},
+                 {"name": "cache", "path": "apps/mix/cache", "connectionRef": {"name": "second"}}],
+        dataFrom=[{"prefix": "apps/mix/found/", "tags": ["prod"]}],
+    ))  # fmt: skip
+    await cluster.wait_reason(NS, name, "Synced", status="True")
+    secret = await cluster.secret(NS, name)
+    assert secret is not None
+    return secret
+
+
+async def test_render_of_several_sources_as_the_operator_builds_it(cluster, plugin, dev_vault, access_reviews):
+    secret = await composite_synced(cluster, dev_vault)
+    await cluster.stop_operator()  # so that every ScaiVault request counted below is the plugin's
+    before = cluster.vault.stats.snapshot()
+
+    result = await plugin("render", f"{NS}/mix", "-o", "json")
+
+    assert result.code == 0, result.err
+    data = result.json()
+    assert "source" not in data
+    assert data["sources"] == [
+        {"name": "cache", "path": "apps/mix/cache", "version": 1, "read": "latest",
+         "connection": "ClusterVaultConnection/second"},
+        {"name": "creds", "path": "apps/mix/creds", "version": 1, "read": "latest",
+         "connection": "ClusterVaultConnection/default"},
+        {"name": "db", "path": "apps/mix/db", "version": 1, "read": "pinned to 1",
+         "connection": "ClusterVaultConnection/default"},
+        {"name": None, "path": "apps/mix/found/stripe/api", "version": 1, "read": "found under apps/mix/found/",
+         "connection": "ClusterVaultConnection/default"},
+    ]  # fmt: skip
+    assert {k["key"]: k["from"] for k in data["keys"]} == {
+        "DB_PASSWORD": "source creds",
+        "REDIS": "source cache",
+        "host": "source db",
+        "stripe_api_token": "apps/mix/found/stripe/api",
+    }
+    rows = {k["key"]: k for k in data["keys"]}
+    assert rows["host"]["sha256"] == hashlib.sha256(b"db.local").hexdigest()[:12]  # version 1, the pin
+    assert all("value" not in k for k in data["keys"])
+    annotations = data["secret"]["annotations"]
+    live = secret["metadata"]["annotations"]
+    for key in ("scaivault.scailabs.ai/sources", "scaivault.scailabs.ai/revision", "scaivault.scailabs.ai/data-hash",
+                "scaivault.scailabs.ai/connection"):  # fmt: skip
+        assert annotations[key] == live[key], key
+    assert "scaivault.scailabs.ai/path" not in annotations
+    assert "scaivault.scailabs.ai/version" not in annotations
+    assert data["live"]["same"] is True
+    assert data["live"]["message"].startswith("the Secret already holds this data (its revision annotation: ")
+    after = cluster.vault.stats.snapshot()
+    reads = {path: {v: n - before.reads_of(path).get(v, 0) for v, n in after.reads_of(path).items()}
+             for path in ("apps/mix/db", "apps/mix/creds", "apps/mix/cache", "apps/mix/found/stripe/api",
+                          "apps/mix/found/test")}  # fmt: skip
+    assert reads == {"apps/mix/db": {1: 1}, "apps/mix/creds": {1: 1}, "apps/mix/cache": {1: 1},
+                     "apps/mix/found/stripe/api": {1: 1}, "apps/mix/found/test": {}}, after.to_json()  # fmt: skip
+    assert after.calls.get("list", 0) - before.calls.get("list", 0) == 1  # the prefix, once (one page)
+
+    table = await plugin("render", f"{NS}/mix")
+    assert table.code == 0
+    lines = table.out.splitlines()
+    assert lines[0] == (f"Secret {NS}/mix (type Opaque): 4 secrets (3 sources, 1 found by dataFrom) through "
+                        "ClusterVaultConnection/default, ClusterVaultConnection/second")  # fmt: skip
+    assert lines[2].split() == ["SOURCE", "PATH", "VERSION", "READ", "CONNECTION"]
+    assert lines[5].split() == ["db", "apps/mix/db", "1", "pinned", "to", "1", "ClusterVaultConnection/default"]
+    assert lines[6].split()[:2] == ["-", "apps/mix/found/stripe/api"]
+    for out in (table.out, result.out, (await plugin("render", f"{NS}/mix", "-o", "yaml")).out):
+        assert CANARY_VALUE not in out
+        assert base64.b64encode(CANARY_VALUE.encode()).decode() not in out
+
+    shown = await plugin("render", f"{NS}/mix", "--show-values")  # the positive control
+    assert shown.code == 0
+    assert f"  DB_PASSWORD: {CANARY_VALUE}" in shown.out
+
+
+async def test_render_of_several_sources_with_a_template(cluster, plugin, access_reviews):
+    cluster.vault.write("apps/mt/db", {"host": "db.local", "password": "p1"})
+    cluster.vault.write("apps/mt/cache", {"host": "redis.local", "password": "p2"})
+    template = {
+        "mergePolicy": "Replace",
+        "data": {
+            "DATABASE_URL": "postgres://app:{{ sources.db.data.password }}@{{ sources.db.data.host }}"
+            "/app?v={{ sources.db.version }}",
+            "REDIS_URL": "redis://:{{ sources.cache.data.password }}@{{ sources.cache.data.host }}",
+        },
+    }
+    await cluster.create(
+        composite(
+            "tpl",
+            template=template,
+            sources=[{"name": "db", "path": "apps/mt/db"}, {"name": "cache", "path": "apps/mt/cache"}],
+        )
+    )
+    await cluster.wait_reason(NS, "tpl", "Synced", status="True")  # fmt: skip
+
+    result = await plugin("render", f"{NS}/tpl", "-o", "json")
+
+    assert result.code == 0, result.err
+    data = result.json()
+    assert data["template"] == {"mergePolicy": "Replace",
+                                "keys": {"DATABASE_URL": "template", "REDIS_URL": "template"}}  # fmt: skip
+    rendered = "postgres://app:p1@db.local/app?v=1"
+    assert {k["key"]: k["sha256"] for k in data["keys"]}["DATABASE_URL"] == hashlib.sha256(
+        rendered.encode()
+    ).hexdigest()[:12]
+    assert data["live"]["same"] is True
+    assert "p1" not in (await plugin("render", f"{NS}/tpl")).out
+
+
+async def test_render_of_several_sources_refuses_what_the_operator_refuses(cluster, plugin, dev_vault):
+    await cluster.create(cluster_connection("narrow", dev_vault.url, access=[access_rule(["apps/ok/"])]))
+    cluster.vault.write("apps/ok/a", {"a": "1"})
+    cluster.vault.write("apps/no/b", {"b": "2"})
+    cluster.vault.write("apps/ok/list/c", {"c": "3"})
+    cluster.vault.write("apps/nolist/d", {"d": "4"})
+    await cluster.create(
+        composite(
+            "denied",
+            connectionRef={"name": "narrow"},
+            sources=[{"name": "a", "path": "apps/ok/a"}, {"name": "b", "path": "apps/no/b"}],
+        )
+    )
+    await cluster.create(composite("found-denied", connectionRef={"name": "narrow"},
+                                   dataFrom=[{"prefix": "apps/no"}]))  # fmt: skip
+    cluster.vault.write("apps/col/a", {"password": "x"})
+    cluster.vault.write("apps/col/b", {"password": "y"})
+    await cluster.create(composite("collide", sources=[{"name": "a", "path": "apps/col/a"},
+                                                       {"name": "b", "path": "apps/col/b"}]))  # fmt: skip
+    for i in range(3):
+        cluster.vault.write(f"apps/many/s{i}", {"v": str(i)})
+    await cluster.create(composite("many", dataFrom=[{"prefix": "apps/many/"}], maxDiscovered=2))
+    await cluster.stop_operator()  # so that every read counted below would be the plugin's
+    reads = cluster.vault.stats.count("read")
+
+    denied = await plugin("render", f"{NS}/denied")
+    assert denied.code == 1
+    assert denied.err.startswith(
+        "error: PolicyDenied: the operator would not read source b (apps/no/b): ClusterVaultConnection narrow does "
+        "not allow namespace team-a to read 'apps/no/b'"
+    )
+    found = await plugin("render", f"{NS}/found-denied")
+    assert found.code == 1
+    assert found.err.startswith("error: PolicyDenied: the operator would not read apps/no/b (found under apps/no): ")
+    assert cluster.vault.stats.count("read") == reads  # denied before anything was read
+
+    collide = await plugin("render", f"{NS}/collide")
+    assert collide.code == 1
+    assert collide.err.startswith("error: InvalidSourceData: the Secret key 'password' comes from both source a")
+    many = await plugin("render", f"{NS}/many")
+    assert many.code == 1
+    assert many.err.startswith("error: TooManySecrets: spec.dataFrom finds 3 secrets under apps/many/")
+
+
+async def test_why_of_several_sources(cluster, plugin, dev_vault, apps):
+    await composite_synced(cluster, dev_vault)
+    await apps.create("Deployment", "web", {"containers": [{"name": "a", "envFrom": [{"secretRef": {"name": "mix"}}]}]})
+
+    result = await plugin("why", f"{NS}/mix")
+
+    assert result.code == 0, result.out
+    lines = result.out.splitlines()
+    heads = [line for line in lines if not line.startswith(" ")]
+    assert [h.split(":")[0] for h in heads] == [
+        "✓ VaultSecret",
+        "✓ Connection",
+        "✓ Connection health",
+        "✓ Connection",
+        "✓ Connection health",
+        "✓ Access rules",
+        "✓ ScaiVault",
+        "✓ Target Secret",
+        "• Workloads",
+    ]
+    assert heads[0] == f"✓ VaultSecret: {NS}/mix: Ready (Synced), 4 secrets in the Secret"
+    assert "    • source db: apps/mix/db, pinned to version 1" in lines
+    assert (
+        "    • source cache: apps/mix/cache, follows the latest version, through ClusterVaultConnection second" in lines
+    )
+    assert "    • dataFrom: every secret under apps/mix/found/ tagged prod" in lines
+    assert heads[1] == "✓ Connection: ClusterVaultConnection default exists"
+    assert heads[3] == "✓ Connection: ClusterVaultConnection second exists"
+    assert heads[4].startswith("✓ Connection health: ClusterVaultConnection second: ")
+    assert heads[5] == "✓ Access rules: every path checked may be read (4)"
+    assert ("    ✓ source creds: ClusterVaultConnection default allows namespace team-a to read 'apps/mix/creds' "
+            "(prefix 'apps/')") in lines  # fmt: skip
+    assert ("    ✓ source cache: ClusterVaultConnection second allows namespace team-a to read 'apps/mix/cache' "
+            "(prefix 'apps/')") in lines  # fmt: skip
+    assert "    ✓ dataFrom apps/mix/found/: every secret under it may be read (rule #1 of spec.access)" in lines
+    assert any(line.startswith("    ✓ apps/mix/found/stripe/api (found by dataFrom at the last sync): ")
+               for line in lines)  # fmt: skip
+    assert heads[6].startswith("✓ ScaiVault: last sync read 4 secrets")
+    assert "    • source db: apps/mix/db version 1" in lines
+    assert "    • apps/mix/found/stripe/api version 1 (found by dataFrom)" in lines
+    assert any(line.startswith("    ✓ revision annotation ") and "status.sources 4 secret(s)" in line
+               for line in lines)  # fmt: skip
+    assert "    ✓ data matches its data-hash annotation" in lines
+    assert heads[8] == "• Workloads: 1 workload(s) use Secret mix"
+    assert CANARY_VALUE not in result.out
+
+    data = (await plugin("why", f"{NS}/mix", "-o", "json")).json()
+    assert data["ready"] is True
+    assert [s["state"] for s in data["steps"]] == ["ok"] * 8 + ["info"]
+
+
+async def test_why_of_several_sources_denied_names_the_path(cluster, plugin, dev_vault):
+    await cluster.create(cluster_connection("narrow", dev_vault.url, access=[access_rule(["apps/ok/"])]))
+    cluster.vault.write("apps/ok/a", {"a": "1"})
+    cluster.vault.write("apps/no/b", {"b": "2"})
+    await cluster.create(
+        composite(
+            "denied",
+            connectionRef={"name": "narrow"},
+            sources=[{"name": "a", "path": "apps/ok/a"}, {"name": "b", "path": "apps/no/b"}],
+        )
+    )
+    await cluster.wait_reason(NS, "denied", "PolicyDenied")  # fmt: skip
+
+    result = await plugin("why", f"{NS}/denied", "-o", "json")
+
+    assert result.code == 1
+    steps = {s["step"]: s for s in result.json()["steps"]}
+    assert steps["VaultSecret"]["summary"] == f"{NS}/denied: not Ready (PolicyDenied), nothing in the Secret yet"
+    access = steps["Access rules"]
+    assert access["state"] == "fail"
+    assert access["summary"].startswith("ClusterVaultConnection narrow does not allow namespace team-a to read "
+                                        "'apps/no/b'")  # fmt: skip
+    assert [d["state"] for d in access["details"]] == ["ok", "fail"]
+    assert steps["ScaiVault"]["summary"] == "not asked: the sync stops before ScaiVault (PolicyDenied)"
+
+
+async def test_status_and_versions_of_several_sources(cluster, plugin, dev_vault):
+    await composite_synced(cluster, dev_vault)
+    await synced(cluster, "single", "apps/mix/creds", {"user": "app", "password": CANARY_VALUE})
+    cluster.vault.write("apps/mix/b", {"host": "collides"})
+    await cluster.cluster.patch("VaultSecret", NS, "mix", {"spec": {"sources": [
+        {"name": "db", "path": "apps/mix/db", "version": 1}, {"name": "b", "path": "apps/mix/b"},
+        {"name": "creds", "path": "apps/mix/creds", "keys": [{"from": "password", "to": "DB_PASSWORD"}]},
+        {"name": "cache", "path": "apps/mix/cache", "connectionRef": {"name": "second"}}]}})  # fmt: skip
+    await cluster.wait_reason(NS, "mix", "InvalidSourceData")
+
+    result = await plugin("status", "-o", "json")
+    assert result.code == 1
+    [mix] = result.json()["vaultSecrets"]["notReady"]
+    assert mix["syncedVersion"] is None
+    assert mix["sourceCount"] == 4  # the Secret keeps the last sync's data
+    assert [(s.get("name"), s["version"]) for s in mix["sources"]] == [
+        ("cache", 1), ("creds", 1), ("db", 1), (None, 1)]  # fmt: skip
+    table = await plugin("status")
+    row = next(line for line in table.out.splitlines() if line.split()[:2] == [NS, "mix"])
+    assert "cache@1, creds@1, db@1, apps/mix/found/…" in row
+
+    versions = await plugin("versions", "apps/mix/creds", "--connection", "default", "-o", "json")
+    assert versions.code == 0, versions.err
+    assert [(u["name"], u["source"], u["pinnedVersion"], u["syncedVersion"], u["state"])
+            for u in versions.json()["usedBy"]] == [
+        ("mix", "source creds", None, 1, "behind (current is 2)"),  # stuck on InvalidSourceData
+        ("single", None, None, 2, "current"),
+    ]  # fmt: skip
+    found = await plugin("versions", "apps/mix/found/stripe/api", "--connection", "default")
+    assert found.code == 0
+    assert found.out.splitlines()[3].split() == ["NAMESPACE", "NAME", "SOURCE", "PINNED", "SYNCED", "READY", "STATE"]
+    assert found.out.splitlines()[4].split() == [NS, "mix", "dataFrom", "apps/mix/found/", "-", "1", "False",
+                                                 "current"]  # fmt: skip
+    second = await plugin("versions", "apps/mix/cache", "--connection", "second", "-o", "json")
+    assert [u["source"] for u in second.json()["usedBy"]] == ["source cache"]
+    refreshed = await plugin("refresh", f"{NS}/mix")
+    assert "the operator reads each of its secrets (sources and those dataFrom found) once" in refreshed.out
+    for out in (result.out, table.out, versions.out, found.out, second.out):
+        assert CANARY_VALUE not in out
+
+
 # -- the canary -----------------------------------------------------------------------------------------------------
 
 
@@ -662,6 +955,15 @@ async def test_canary_no_value_or_token_is_printed_without_show_values(
     )
     await cluster.create(vaultsecret("canary-bad", "apps/canary/none", connection="canary"))
     await cluster.wait_reason(NS, "canary-bad", "SourceNotFound")
+    cluster.vault.write("apps/canary/found/api", {"token": CANARY_VALUE})
+    await cluster.create(composite("canary-mix", connectionRef={"name": "canary"},
+                                   sources=[{"name": "db", "path": "apps/canary/db"}],
+                                   dataFrom=[{"prefix": "apps/canary/found/"}]))  # fmt: skip
+    await cluster.create(composite("canary-mix-bad", connectionRef={"name": "canary"},
+                                   sources=[{"name": "a", "path": "apps/canary/db"},
+                                            {"name": "b", "path": "apps/canary/db"}]))  # fmt: skip
+    await cluster.wait_reason(NS, "canary-mix", "Synced", status="True")
+    await cluster.wait_reason(NS, "canary-mix-bad", "InvalidSourceData")
     access_reviews.allowed = False
 
     commands = [
@@ -675,6 +977,12 @@ async def test_canary_no_value_or_token_is_printed_without_show_values(
         ["render", f"{NS}/canary-bad"],
         ["render", f"{NS}/canary", "--show-values"],
         ["refresh", f"{NS}/canary"],
+        ["why", f"{NS}/canary-mix"],
+        ["why", f"{NS}/canary-mix-bad"],
+        ["render", f"{NS}/canary-mix"],
+        ["render", f"{NS}/canary-mix-bad"],
+        ["render", f"{NS}/canary-mix", "--show-values"],
+        ["versions", "apps/canary/found/api", "--connection", "canary"],
     ]
     forbidden = {
         CANARY_VALUE,
@@ -695,6 +1003,10 @@ async def test_canary_no_value_or_token_is_printed_without_show_values(
 
     access_reviews.allowed = True  # the positive control: the value is there to be found
     shown = await plugin("render", f"{NS}/canary", "--show-values")
+    assert f"  password: {CANARY_VALUE}" in shown.out
+    assert CANARY_TOKEN not in shown.out
+    shown = await plugin("render", f"{NS}/canary-mix", "--show-values")
+    assert f"  api_token: {CANARY_VALUE}" in shown.out
     assert f"  password: {CANARY_VALUE}" in shown.out
     assert CANARY_TOKEN not in shown.out
 

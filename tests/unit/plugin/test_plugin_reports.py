@@ -101,6 +101,8 @@ def test_vaultsecret_summary_without_status_is_pending():
         "syncedVersion": None,
         "path": "p",
         "pinnedVersion": 2,
+        "sources": None,
+        "sourceCount": None,
         "current": True,
     }
 

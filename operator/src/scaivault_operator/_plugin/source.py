@@ -20,10 +20,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from scaivault_operator._cogs import scaivault
-from scaivault_operator._cogs.api import CONNECTION_SPECS, ConnectionSpec, VaultSecretSpec
+from scaivault_operator._cogs.api import CONNECTION_SPECS, ConnectionRef, ConnectionSpec, VaultSecretSpec
 from scaivault_operator._cogs.kube import secret_value
 from scaivault_operator._logic import conditions
 from scaivault_operator._logic.manifests import credentials_refusal
+from scaivault_operator._logic.policy import Decision, check_access
 from scaivault_operator._plugin.cluster import Cluster
 from scaivault_operator._plugin.output import ExitCode, PluginError, UsageError, mapping
 
@@ -31,7 +32,10 @@ __all__ = [
     "CLUSTER",
     "NAMESPACED",
     "Connection",
+    "ConnectionKey",
+    "check_path",
     "connection_key",
+    "connection_keys",
     "get_connection",
     "open_client",
     "parse_connection",
@@ -68,8 +72,18 @@ class Connection:
 
     @property
     def label(self) -> str:
-        """``Kind/[namespace/]name``, as the operator's ``scaivault.scailabs.ai/connection`` annotation has it."""
+        """``Kind/[namespace/]name``: the connection, unambiguous across namespaces (reports)."""
         return f"{self.kind}/{self.namespace + '/' if self.namespace else ''}{self.name}"
+
+    @property
+    def annotation(self) -> str:
+        """``Kind/name``, as the operator writes it in a Secret's ``scaivault.scailabs.ai/connection``."""
+        return f"{self.kind}/{self.name}"
+
+    @property
+    def key(self) -> tuple[str, str | None, str]:
+        """``(kind, namespace or None, name)``, as ``connection_key`` gives it."""
+        return self.kind, self.namespace, self.name
 
     @property
     def display(self) -> str:
@@ -93,10 +107,36 @@ def parse_connection(kind: str, body: Mapping[str, Any]) -> Connection:
                       body, spec, error)  # fmt: skip
 
 
-def connection_key(spec: VaultSecretSpec, namespace: str) -> tuple[str, str | None, str]:
-    """``(kind, namespace or None, name)`` of the connection a VaultSecret in ``namespace`` reads through."""
-    ref = spec.connection
+ConnectionKey = tuple[str, str | None, str]
+
+
+def connection_key(spec: VaultSecretSpec, namespace: str, ref: ConnectionRef | None = None) -> ConnectionKey:
+    """``(kind, namespace or None, name)`` of the connection a VaultSecret in ``namespace`` reads through: ``ref``
+    (a source's own ``connectionRef``), else ``spec.connectionRef`` (else the ClusterVaultConnection ``default``)."""
+    ref = ref or spec.connection
     return ref.kind, namespace if ref.kind == NAMESPACED else None, ref.name
+
+
+def connection_keys(spec: VaultSecretSpec, namespace: str) -> list[ConnectionKey]:
+    """Every connection a VaultSecret reads through, each once: ``spec.connectionRef``'s first when its path, a
+    ``dataFrom`` or a source without its own ``connectionRef`` reads through it, then the sources' own, in order."""
+    keys: dict[ConnectionKey, None] = {}
+    if not spec.composite or spec.dataFrom or any(source.connectionRef is None for source in spec.sources or ()):
+        keys[connection_key(spec, namespace)] = None
+    for source in spec.sources or ():
+        keys.setdefault(connection_key(spec, namespace, source.connectionRef), None)
+    return list(keys)
+
+
+def check_path(
+    conn: Connection, namespace: str, labels: Mapping[str, str] | None, path: str, *, prefix: bool = False
+) -> Decision:
+    """``policy.check_access``: may a VaultSecret in ``namespace`` (labels ``labels``, None when unknown) read
+    ``path`` (``prefix``: list the dataFrom prefix ``path``) through ``conn``, as the operator decides before each
+    read and list."""
+    return check_access(connection_kind=conn.kind, connection_namespace=conn.namespace, connection_name=conn.name,
+                        access=conn.spec.access if conn.spec is not None else None, namespace=namespace,
+                        namespace_labels=labels, path=path, prefix=prefix)  # fmt: skip
 
 
 def parse_connection_arg(value: str) -> tuple[str, str]:

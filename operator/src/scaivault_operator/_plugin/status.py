@@ -2,12 +2,13 @@
 
 The VaultSecrets: how many there are, how many per Ready reason (``Pending`` when the operator has not written a
 Ready condition yet), then the ones that are not Ready with their reason, the message clipped, and the version their
-Secret holds. The connections (every ClusterVaultConnection; the VaultConnections of the namespace, or of all):
-their ``Ready`` condition (reasons Authenticated, Unauthorized, MissingScope, Unreachable, InvalidSpec),
-``identity``, ``watchedPaths`` and ``lastPollAt`` when the operator writes them, and always ``status.breaker``
-(state, reason, retryAt). An operator that writes only the breaker still gets an answer: a connection is then not
-Ready when its spec does not parse (InvalidSpec, judged here with the operator's model) or its breaker is open, and
-Unknown otherwise.
+Secret holds (with several sources — ``spec.sources``, ``spec.dataFrom`` —: each secret's version, from
+``status.sources``; in JSON ``sources`` and ``sourceCount``). The connections (every ClusterVaultConnection; the
+VaultConnections of the namespace, or of all): their ``Ready`` condition (reasons Authenticated, Unauthorized,
+MissingScope, Unreachable, InvalidSpec), ``identity``, ``watchedPaths`` and ``lastPollAt`` when the operator writes
+them, and always ``status.breaker`` (state, reason, retryAt). An operator that writes only the breaker still gets an
+answer: a connection is then not Ready when its spec does not parse (InvalidSpec, judged here with the operator's
+model) or its breaker is open, and Unknown otherwise.
 
 Exit code: 0 when every VaultSecret and every connection is Ready (or Unknown), 1 otherwise. A list the user may not
 read is a note, except the VaultSecrets' (the question itself).
@@ -19,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from scaivault_operator._logic import composite
 from scaivault_operator._logic.conditions import READY, SYNCED, find_condition
 from scaivault_operator._logic.registry import ready_reason
 from scaivault_operator._plugin.cluster import Cluster
@@ -34,7 +36,7 @@ from scaivault_operator._plugin.output import (
 )
 from scaivault_operator._plugin.source import CLUSTER, NAMESPACED, Connection, parse_connection
 
-__all__ = ["PENDING", "connection_health", "status", "status_report", "vaultsecret_summary"]
+__all__ = ["PENDING", "connection_health", "held_versions", "status", "status_report", "vaultsecret_summary"]
 
 #: The reason shown for a VaultSecret without a Ready condition: the operator has not synced it yet.
 PENDING = "Pending"
@@ -49,6 +51,8 @@ def vaultsecret_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     meta, spec, status = mapping(body.get("metadata")), mapping(body.get("spec")), mapping(body.get("status"))
     ready = find_condition(status, READY) or {}
     generation, observed = integer(meta.get("generation")), integer(status.get("observedGeneration"))
+    several = "path" not in spec and ("sources" in spec or "dataFrom" in spec)
+    held = composite.versions_from_status(status) if several else None
     return {
         "namespace": text(meta.get("namespace")),
         "name": text(meta.get("name")),
@@ -58,9 +62,31 @@ def vaultsecret_summary(body: Mapping[str, Any]) -> dict[str, Any]:
         "syncedVersion": integer(status.get("syncedVersion")),
         "path": text(spec.get("path")),
         "pinnedVersion": integer(spec.get("version")),
+        # A VaultSecret with several sources (spec.sources, spec.dataFrom): each secret in its Secret and its
+        # version, instead of syncedVersion (None for a single path).
+        "sources": composite.status_sources(held) if held is not None else None,
+        "sourceCount": _source_count(status, held) if several else None,
         # False while the operator has not acted on the latest spec: the condition may be about an older one.
         "current": generation is None or observed is None or observed >= generation,
     }
+
+
+def _source_count(status: Mapping[str, Any], held: Mapping[Any, int] | None) -> int | None:
+    count = integer(status.get("sourceCount"))
+    return count if count is not None else len(held) if held is not None else None
+
+
+def held_versions(summary: Mapping[str, Any]) -> str | None:
+    """What a VaultSecret's Secret holds, for a table cell: ``syncedVersion``; for several sources each secret's
+    version (``db@3, creds@1, teams/payments/stripe@2``: a source by name, a secret found by dataFrom by path), or
+    ``N secrets`` when ``status.sources`` is missing."""
+    if summary.get("syncedVersion") is not None:
+        return str(summary["syncedVersion"])
+    sources = summary.get("sources")
+    if sources:
+        return ", ".join(f"{item.get('name') or item.get('path')}@{item.get('version')}" for item in sources)
+    count = summary.get("sourceCount")
+    return f"{count} secret{'s' if count != 1 else ''}" if count is not None else None
 
 
 def connection_health(conn: Connection) -> dict[str, Any]:
@@ -137,8 +163,8 @@ def status_report(
         lines += ["", table(["reason", "count"], counts.items())]
     if not_ready:
         rows: list[Sequence[Any]] = [
-            (v["namespace"], v["name"], v["reason"] + ("" if v["current"] else " (older spec)"), v["syncedVersion"],
-             short(v["message"]))
+            (v["namespace"], v["name"], v["reason"] + ("" if v["current"] else " (older spec)"),
+             short(held_versions(v), 40), short(v["message"]))
             for v in not_ready
         ]  # fmt: skip
         lines += ["", "Not Ready:", table(["namespace", "name", "reason", "synced", "message"], rows)]

@@ -8,6 +8,10 @@ only, no secret data crosses the wire. Versions are immutable and numbered 1..cu
 The VaultSecrets shown are those on that connection with that ``spec.path``: for a VaultConnection, those of its
 namespace; for a ClusterVaultConnection, those of ``-n NS``, else of every namespace. Each with its pin
 (``spec.version``), the version in its Secret (``status.syncedVersion``) and whether that is the current one.
+A VaultSecret with several sources is shown once per source that reads the path — a named source of
+``spec.sources`` on that connection (its own ``version`` pin), or a ``dataFrom`` prefix that finds it (its tags
+those the list gives, or ``status.sources`` holds it) — with the version ``status.sources`` gives that source, and
+the table gets a ``SOURCE`` column.
 
 Exit code: 0 when ScaiVault has the path, 1 when it does not (or the connection does not exist or is invalid), 3 when
 ScaiVault or the API server cannot be reached, 4 when the credentials may not be read or ScaiVault refuses them.
@@ -22,6 +26,7 @@ from pydantic import ValidationError
 
 from scaivault_operator._cogs import scaivault
 from scaivault_operator._cogs.api import VaultSecretSpec
+from scaivault_operator._logic import composite
 from scaivault_operator._plugin.cluster import Cluster
 from scaivault_operator._plugin.output import ExitCode, PluginError, Report, UsageError, mapping, table
 from scaivault_operator._plugin.source import (
@@ -47,8 +52,16 @@ async def current_version(client: scaivault.ScaiVaultClient, path: str) -> scaiv
     return None
 
 
-def users_of(vaultsecrets: Iterable[Mapping[str, Any]], conn: Connection, path: str) -> list[dict[str, Any]]:
-    """The VaultSecrets that read ``path`` through ``conn`` (their spec parsed as the operator parses it)."""
+def users_of(
+    vaultsecrets: Iterable[Mapping[str, Any]],
+    conn: Connection,
+    path: str,
+    current: scaivault.SecretSummary | None = None,
+) -> list[dict[str, Any]]:
+    """The VaultSecrets that read ``path`` through ``conn`` (their spec parsed as the operator parses it): with
+    ``spec.path``, and — one row each, ``source`` saying which — a named source of ``spec.sources`` with that path,
+    or a ``dataFrom`` prefix that finds it (the first prefix it is under, its tags those of ``current``, the list
+    entry; or ``status.sources`` holds it). Their ``pinnedVersion`` and ``syncedVersion`` are the source's."""
     found: list[dict[str, Any]] = []
     for body in vaultsecrets:
         namespace = mapping(body.get("metadata")).get("namespace")
@@ -56,11 +69,40 @@ def users_of(vaultsecrets: Iterable[Mapping[str, Any]], conn: Connection, path: 
             spec = VaultSecretSpec.model_validate(body.get("spec") or {})
         except ValidationError:
             continue  # the operator reads nothing for it either
-        if not isinstance(namespace, str) or spec.path != path:
+        if not isinstance(namespace, str):
             continue
-        if connection_key(spec, namespace) == (conn.kind, conn.namespace, conn.name):
-            found.append(vaultsecret_summary(body))
-    return sorted(found, key=lambda v: (v["namespace"] or "", v["name"] or ""))
+        if spec.path is not None:
+            if spec.path == path and connection_key(spec, namespace) == conn.key:
+                found.append({**vaultsecret_summary(body), "source": None})
+            continue
+        found += _composite_uses(body, spec, namespace, conn, path, current)
+    return sorted(found, key=lambda v: (v["namespace"] or "", v["name"] or "", v["source"] or ""))
+
+
+def _composite_uses(
+    body: Mapping[str, Any],
+    spec: VaultSecretSpec,
+    namespace: str,
+    conn: Connection,
+    path: str,
+    current: scaivault.SecretSummary | None,
+) -> list[dict[str, Any]]:
+    """The rows of ``users_of`` for a VaultSecret with several sources."""
+    summary = vaultsecret_summary(body)
+    held = composite.versions_from_status(mapping(body.get("status"))) or {}
+    rows = [{**summary, "source": f"source {source.name}", "pinnedVersion": source.version,
+             "syncedVersion": held.get((source.name, path))}
+            for source in spec.sources or ()
+            if source.path == path and connection_key(spec, namespace, source.connectionRef) == conn.key]  # fmt: skip
+    if spec.dataFrom and connection_key(spec, namespace) == conn.key:
+        listed = {path: composite.Listed(current.version, frozenset(current.tags))} if current is not None else {}
+        finds = composite.discover(spec, [listed for _ in spec.dataFrom]).get(path)  # one path: never too many
+        under = [entry.prefix for entry in spec.dataFrom if path.startswith(entry.prefix)]
+        if finds is not None or ((None, path) in held and under):
+            prefix = spec.dataFrom[finds.index].prefix if finds is not None else under[0]
+            rows.append({**summary, "source": f"dataFrom {prefix}", "pinnedVersion": None,
+                         "syncedVersion": held.get((None, path))})  # fmt: skip
+    return rows
 
 
 def _state(user: Mapping[str, Any], current: int | None) -> str:
@@ -92,18 +134,20 @@ def versions_report(
     else:
         updated = f", updated {current.updated_at.isoformat()}" if current.updated_at else ""
         head = f"{path} through {conn.display}: version {current.version} is current{updated}; versions 1..{number}"
-    rows = [(u["namespace"], u["name"], u["pinnedVersion"], u["syncedVersion"], u["ready"], _state(u, number))
-            for u in users]  # fmt: skip
+    several = any(u.get("source") for u in users)  # a SOURCE column only when a VaultSecret has several sources
+    headers = ["namespace", "name", *(["source"] if several else []), "pinned", "synced", "ready", "state"]
+    rows = [(u["namespace"], u["name"], *([u.get("source")] if several else []), u["pinnedVersion"],
+             u["syncedVersion"], u["ready"], _state(u, number)) for u in users]  # fmt: skip
     lines = [head, ""]
     if rows:
-        lines += [f"VaultSecrets using it ({scope}):", table(["namespace", "name", "pinned", "synced", "ready",
-                                                                "state"], rows)]  # fmt: skip
+        lines += [f"VaultSecrets using it ({scope}):", table(headers, rows)]
     else:
         lines += [f"No VaultSecret in {scope} reads it through {conn.display}."]
     by_version: dict[str, list[str]] = {}
     for u in users:
         if u["syncedVersion"] is not None:
-            by_version.setdefault(str(u["syncedVersion"]), []).append(f"{u['namespace']}/{u['name']}")
+            who = f"{u['namespace']}/{u['name']}" + (f" ({u['source']})" if u.get("source") else "")
+            by_version.setdefault(str(u["syncedVersion"]), []).append(who)
     data = {
         "path": path,
         "connection": conn.label,
@@ -149,7 +193,7 @@ async def versions(
     users_namespace = conn_namespace if kind == NAMESPACED else namespace
     scope = f"namespace {users_namespace}" if users_namespace else "all namespaces"
     try:
-        users = users_of(await cluster.list("VaultSecret", users_namespace), conn, path)
+        users = users_of(await cluster.list("VaultSecret", users_namespace), conn, path, current)
     except PluginError as exc:
         users, notes = [], [*notes, f"{exc.message}: the VaultSecrets using the path are not shown"]
     return versions_report(path, conn, current, users, scope=scope, notes=notes)
