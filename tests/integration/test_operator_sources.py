@@ -50,11 +50,12 @@ async def test_two_sources_union_and_status(cluster):
 async def test_template_over_sources(cluster):
     cluster.vault.write("apps/tpl/db", {"host": "db.local", "password": "p1"})
     cluster.vault.write("apps/tpl/cache", {"host": "redis.local", "password": "p2"})
-    template = {"data": {"DATABASE_URL": "postgres://app:{{ sources.db.data.password }}@{{ sources.db.data.host }}/app",
-                         "REDIS_URL": "redis://:{{ sources.cache.data.password }}@{{ sources.cache.data.host }}"}}  # fmt: skip
+    database = "postgres://app:{{ sources.db.data.password }}@{{ sources.db.data.host }}/app"
+    redis = "redis://:{{ sources.cache.data.password }}@{{ sources.cache.data.host }}"
+    template = {"data": {"DATABASE_URL": database, "REDIS_URL": redis}}
     # Both sources have "host" and "password": with a Replace template that is no collision.
-    await cluster.create(composite("tpl", template=template, sources=[{"name": "db", "path": "apps/tpl/db"},
-                                                                      {"name": "cache", "path": "apps/tpl/cache"}]))  # fmt: skip
+    sources = [{"name": "db", "path": "apps/tpl/db"}, {"name": "cache", "path": "apps/tpl/cache"}]
+    await cluster.create(composite("tpl", template=template, sources=sources))
     await wait_data(cluster, "team-a", "tpl", {"DATABASE_URL": "postgres://app:p1@db.local/app",
                                                "REDIS_URL": "redis://:p2@redis.local"})  # fmt: skip
 
@@ -176,15 +177,23 @@ async def test_named_source_gone_and_back(cluster):
     await cluster.wait_reason("team-a", "gone", "Synced", status="True")
 
 
-async def test_access_rules_apply_to_every_discovered_path(cluster):
-    # The connection lets every namespace read apps/, shared/ and missing/: "apps" as a plain prefix also finds
-    # appsec/, which no rule allows.
+async def test_access_rules_hold_for_a_prefix_before_it_is_listed(cluster):
+    # The connection lets every namespace read apps/, shared/ and missing/. "apps" as a plain prefix would also find
+    # appsec/, which no rule allows: the prefix is refused before anything is listed, so nothing outside the rules
+    # is revealed (not even that appsec/key exists).
     cluster.vault.write("apps/acl/k", {"k": "1"})
     cluster.vault.write("appsec/key", {"k": "CANARY-acl"})
+    cluster.vault.stats.reset()
     await cluster.create(composite("acl", dataFrom=[{"prefix": "apps"}]))
     body = await cluster.wait_reason("team-a", "acl", "PolicyDenied")
     message = body["status"]["conditions"][0]["message"]
-    assert "appsec/key" in message, message
+    assert "'apps'" in message, message
+    assert "appsec" not in message, message
     assert await cluster.secret("team-a", "acl") is None
     assert "CANARY" not in str(body)
-    assert cluster.vault.stats.snapshot().reads_of("appsec/key") == {}, "a denied path is never read"
+    stats = cluster.vault.stats.snapshot()
+    assert stats.reads_of("appsec/key") == {}, stats.to_json()
+
+    # With the prefix inside the rules every path found under it is readable.
+    await cluster.create(composite("acl-ok", dataFrom=[{"prefix": "apps/acl/"}]))
+    await wait_data(cluster, "team-a", "acl-ok", {"k_k": "1"})

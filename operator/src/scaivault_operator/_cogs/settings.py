@@ -34,6 +34,12 @@ class OperatorSettings(BaseSettings):
     max_list_prefixes: int = Field(
         default=16, ge=1, description="Most list prefixes per poll and connection; siblings merge into a parent."
     )
+    source_cache_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="Bytes (JSON) of secret data kept in memory for VaultSecrets with several sources, so that a new "
+        "version of one source costs one GET, not one per source (docs/crds.md); 0 keeps nothing beyond a read.",
+    )
     max_concurrency: int = Field(default=16, ge=1, description="In-flight ScaiVault requests per connection.")
     retry_base: float = Field(default=2.0, gt=0, description="First retry delay (s) after a failed sync.")
     retry_max: float = Field(default=300.0, gt=0, description="Longest retry delay (s) after repeated failures.")

@@ -146,7 +146,7 @@ class Syncer:
     reads: SharedReads = field(init=False)
 
     def __post_init__(self) -> None:
-        self.reads = SharedReads(clock=self.clock)
+        self.reads = SharedReads(clock=self.clock, max_bytes=self.settings.source_cache_bytes)
 
     async def sync_source(self, source: Unit) -> float | None:
         """Run the source; return seconds until it should run again (retries), or None. One
@@ -231,12 +231,14 @@ class Syncer:
         self.registry.settle_propagation(source)
         return retry
 
-    async def _read(self, conn: Connection, path: str, version: int | None, *, fresh: bool = False) -> Secret:
+    async def _read(
+        self, conn: Connection, path: str, version: int | None, *, fresh: bool = False, keep: bool = False
+    ) -> Secret:
         """One read through ``SharedReads``: counted in ``backend_requests_total`` only when a GET goes out."""
         client = await self.connections.client(conn)
         labels = {"connection": conn.label, "call": "read"}
         count = lambda: self.metrics.inc("backend_requests_total", labels)  # noqa: E731
-        return await self.reads.read(conn.key, client, path, version, count=count, fresh=fresh)
+        return await self.reads.read(conn.key, client, path, version, count=count, fresh=fresh, keep=keep)
 
     # -- a VaultSecret with several sources -------------------------------------------------------------------
 
@@ -254,6 +256,10 @@ class Syncer:
         if priority == Priority.DRIFT and not await self._still_drifted(entry):
             return None
         lister = conns.get(composite.connection_key(None, spec, entry.namespace))
+        for item in spec.dataFrom or ():  # before anything is listed: nothing outside the rules is ever listed
+            assert lister is not None
+            if not await self._permitted(entry, lister, item.prefix, prefix=True, field="spec.dataFrom"):
+                return None
         try:
             listings = await self._listings(entry, conns)
             if listings is None and lister is not None:
@@ -267,7 +273,8 @@ class Syncer:
             return await self._composite_read_failed(entry, lister, exc, "list")
         reads = composite.needed(spec, entry.namespace, self.registry.latest_version, found)
         for read in reads:
-            if not await self._permitted(entry, conns[read.conn], read.path):
+            field = "spec.sources" if read.slot[0] is not None else "spec.dataFrom"
+            if not await self._permitted(entry, conns[read.conn], read.path, field=field):
                 return None
         versions: dict[Slot, int] = {}
         if self._composite_current(entry, spec, reads):
@@ -283,7 +290,7 @@ class Syncer:
                 self.metrics.inc("backend_requests_suppressed_total", {"connection": conn.label, "call": "read"})
                 return await self._hold([entry], conn)
             try:
-                secret = await self._read(conn, read.path, read.version, fresh=entry.reread)
+                secret = await self._read(conn, read.path, read.version, fresh=entry.reread, keep=True)
             except ScaiVaultError as exc:
                 return await self._composite_read_failed(entry, conn, exc, read)
             fetched.append((read, secret.data))
@@ -332,7 +339,8 @@ class Syncer:
                     self.metrics.inc("backend_requests_total", {"connection": conn.label, "call": "list"})
                     for item in page.secrets:
                         if item.path.startswith(prefix):
-                            listing[item.path] = Listed(item.version, frozenset(item.tags))
+                            stamp = int(item.updated_at.timestamp()) if item.updated_at is not None else None
+                            listing[item.path] = Listed(item.version, frozenset(item.tags), stamp)
                 self.registry.observe_listing(conn_key, prefix, listing)
             found.append(listing)
         return found
@@ -376,7 +384,9 @@ class Syncer:
 
     # -- steps --------------------------------------------------------------------------------------------
 
-    async def _permitted(self, entry: Entry, conn: Connection, path: str) -> bool:
+    async def _permitted(
+        self, entry: Entry, conn: Connection, path: str, *, prefix: bool = False, field: str = "spec.path"
+    ) -> bool:
         assert entry.spec is not None
         access = conn.spec.access if conn.spec else None
         needs_labels = any(rule.namespaceSelector is not None for rule in access or ())
@@ -389,6 +399,8 @@ class Syncer:
             namespace=entry.namespace,
             namespace_labels=labels,
             path=path,
+            prefix=prefix,
+            field=field,
         )
         if not decision.allowed:
             logger.info("VaultSecret %s/%s denied by %s: path %s", entry.namespace, entry.name, conn.display,

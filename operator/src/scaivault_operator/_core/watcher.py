@@ -278,7 +278,8 @@ class VersionWatcher:
                                 stamps[item.path] = int(item.updated_at.timestamp())
                         for whole, listing in listings.items():
                             if item.path.startswith(whole):
-                                listing[item.path] = Listed(item.version, frozenset(item.tags))
+                                stamp = int(item.updated_at.timestamp()) if item.updated_at is not None else None
+                                listing[item.path] = Listed(item.version, frozenset(item.tags), stamp)
             except ScaiVaultError as exc:
                 if isinstance(exc, APIError | ResponseError):  # sent and failed (any but a 403 stops the poll)
                     self._count_list(conn)
@@ -306,9 +307,11 @@ class VersionWatcher:
                        len(paths))  # fmt: skip
         for path in paths:
             source: SourceKey = (self.conn_key, path, None)
-            for entry in self._registry.members(source):
+            members = self._registry.members(source)
+            for entry in members:
                 self._registry.mark_dirty(entry.key, Priority.RETRY)
-            self._schedule(source, Priority.RETRY)
+            if members:
+                self._schedule(source, Priority.RETRY)
             # VaultSecrets with sources that follow it (a path, or a dataFrom prefix): their syncs report it.
             users = set(self._registry.composite_paths.get((self.conn_key, path), ()))
             users |= self._registry.composite_prefixes.get((self.conn_key, path), set())

@@ -53,7 +53,8 @@ Slot = tuple[str | None, str]
 
 #: ``scaivault.scailabs.ai/sources`` is cut to this many characters.
 _MAX_ANNOTATION = 2048
-_GROUP = re.compile(r"\$(?:(\d+)|\{(\w+)\})")
+#: Go's ``Regexp.Expand`` syntax: ``$$`` is a ``$``; ``$name`` takes the longest word (``$1x`` is ``${1x}``).
+_GROUP = re.compile(r"\$(?:(\$)|(\w+)|\{(\w+)\})")
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,12 @@ class Composite:
 
 @dataclass(frozen=True)
 class Listed:
-    """A secret as a list page showed it: its current version and its tags."""
+    """A secret as a list page showed it: its current version, its tags and when it was written (Unix seconds, when
+    the list says: a secret deleted and re-created at the same version has another)."""
 
     version: int
     tags: frozenset[str] = frozenset()
+    stamp: int | None = None
 
 
 @dataclass(frozen=True)
@@ -193,12 +196,14 @@ def discovered_key(prefix: str, path: str, key: str, rewrite: Iterable[Rewrite] 
 
 
 def _replacement(target: str) -> Callable[[Any], str]:
-    """``$1``, ``${1}`` and ``${name}`` (External Secrets' Go syntax) as groups; a group that did not match, or does
-    not exist, is ''."""
+    """``$1``, ``${1}``, ``$name`` and ``${name}`` as groups, ``$$`` as ``$`` — External Secrets' Go syntax; a group
+    that did not match, or does not exist, is ''."""
 
     def expand(match: Any) -> str:
         def group(ref: re.Match[str]) -> str:
-            name = ref.group(1) or ref.group(2)
+            if ref.group(1):
+                return "$"
+            name = ref.group(2) or ref.group(3)
             try:
                 value = match.group(int(name) if name.isdigit() else name)
             except IndexError:
@@ -239,7 +244,7 @@ def compose(
             where = path
             entry: DataFrom = (spec.dataFrom or [])[found[path].index]
             try:
-                plain = secret_data(raw, None)
+                plain = secret_data(raw, None, check_keys=False)  # the names are checked once rewritten
             except SourceDataError as exc:
                 raise SourceDataError(f"{path} (found under {entry.prefix}): {exc.message}") from None
             part = {}
@@ -248,8 +253,9 @@ def compose(
                 problem = key_problem(target)
                 if problem is not None:
                     place = f"{path} (found under {entry.prefix})"
+                    rules = "the rewrite rules" if entry.rewrite else "a rewrite rule"
                     raise SourceDataError(f"key {key!r} of {place} becomes {target!r}, not a valid Secret key: "
-                                          f"{problem}; add a rewrite rule")  # fmt: skip
+                                          f"{problem}; change {rules} (spec.dataFrom[].rewrite)")  # fmt: skip
                 if target in part:
                     raise SourceDataError(f"two keys of {path} become the Secret key {target!r}: change the rewrite "
                                           "rules")  # fmt: skip
@@ -264,11 +270,16 @@ def compose(
             data[key] = value
     for key in ambiguous:
         del data[key]
-    total = sum(len(key.encode("utf-8")) + len(value) * 3 // 4 for key, value in data.items())
+    total = sum(len(key.encode("utf-8")) + _decoded_size(value) for key, value in data.items())
     if total > MAX_SECRET_BYTES:
         raise SourceDataError(f"the Secret would hold about {total} bytes of data; Kubernetes allows at most "
                               f"{MAX_SECRET_BYTES} (1 MiB): select fewer keys or fewer secrets")  # fmt: skip
     return data, by_name
+
+
+def _decoded_size(value: str) -> int:
+    """The size of the bytes a base64 ``value`` holds (padding excluded), without decoding it."""
+    return len(value) * 3 // 4 - (2 if value.endswith("==") else 1 if value.endswith("=") else 0)
 
 
 def revision(versions: Mapping[Slot, int]) -> str:
@@ -296,7 +307,9 @@ def versions_from_status(status: Mapping[str, Any]) -> dict[Slot, int] | None:
         name, path, version = item.get("name"), item.get("path"), item.get("version")
         if not isinstance(path, str) or not isinstance(version, int) or isinstance(version, bool):
             return None
-        versions[(name if isinstance(name, str) else None, path)] = version
+        if name is not None and not isinstance(name, str):
+            return None
+        versions[(name, path)] = version
     return versions
 
 

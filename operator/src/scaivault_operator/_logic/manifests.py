@@ -174,12 +174,15 @@ class SourceDataError(Exception):
 # -- data ----------------------------------------------------------------------------------------------------
 
 
-def secret_data(source: Mapping[str, Any], keys: Sequence[KeyMapping] | None) -> dict[str, str]:
+def secret_data(
+    source: Mapping[str, Any], keys: Sequence[KeyMapping] | None, *, check_keys: bool = True
+) -> dict[str, str]:
     """The Secret's ``data`` map (base64 strings) for the ScaiVault secret's JSON ``source`` data.
 
     ``keys`` (``spec.keys``) selects and renames; ``None`` takes every top-level key. Raises ``SourceDataError``
     — and nothing else — when a listed key is missing, a resulting key is not a valid Secret key, a value cannot
     be encoded, two keys map to the same Secret key, or the Secret would exceed ``MAX_SECRET_BYTES``.
+    ``check_keys`` False: the key names are not checked (``composite`` renames them first, then checks).
     """
     if not isinstance(source, Mapping):
         raise SourceDataError("the ScaiVault secret's data is not a JSON object: it has no keys to copy")
@@ -209,7 +212,7 @@ def secret_data(source: Mapping[str, Any], keys: Sequence[KeyMapping] | None) ->
     data: dict[str, str] = {}
     total = 0
     for name, target in pairs:
-        problem = key_problem(target)
+        problem = key_problem(target) if check_keys else None
         if problem is not None:
             raise SourceDataError(_bad_key_message(name, target, problem))
         raw = _encode_value(name, source[name])

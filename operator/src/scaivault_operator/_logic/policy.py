@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from scaivault_operator._cogs.api import AccessRule, LabelSelector
-from scaivault_operator._cogs.scaivault import InvalidPathError, validate_path
+from scaivault_operator._cogs.scaivault import InvalidPathError, validate_path, validate_prefix
 
 __all__ = [
     "CLUSTER_CONNECTION",
@@ -118,11 +118,17 @@ def check_access(
     namespace: str,
     namespace_labels: Mapping[str, str] | None,
     path: str,
+    prefix: bool = False,
+    field: str = "spec.path",
 ) -> Decision:
-    """May a VaultSecret in ``namespace`` read ``path`` through this connection? See the module docstring."""
+    """May a VaultSecret in ``namespace`` read ``path`` through this connection? See the module docstring.
+
+    ``prefix``: ``path`` is a list prefix (``spec.dataFrom[].prefix``): allowed only when it starts with a prefix the
+    rules allow, so that everything listed under it is readable too — nothing outside the rules is ever listed.
+    ``field``: what the advice of a refusal tells the user to change."""
     conn = f"{connection_kind} {connection_name}"
     try:
-        validate_path(path)
+        validate_prefix(path) if prefix else validate_path(path)
     except InvalidPathError as exc:
         return Decision(False, f"{conn} cannot serve {path!r} to namespace {namespace}: the path is not valid ({exc})")
 
@@ -149,9 +155,9 @@ def check_access(
 
     applying, unevaluated = _applying_rules(access, namespace, namespace_labels)
     prefixes = _dedupe(expand_prefix(p, namespace) for rule in applying for p in rule.pathPrefixes)
-    for prefix in prefixes:
-        if path.startswith(prefix):
-            return Decision(True, f"{conn} allows namespace {namespace} to read '{path}' (prefix '{prefix}')")
+    for allowed in prefixes:
+        if path.startswith(allowed):
+            return Decision(True, f"{conn} allows namespace {namespace} to read '{path}' (prefix '{allowed}')")
 
     denied = f"{conn} does not allow namespace {namespace} to read '{path}'"
     labels_note = (
@@ -169,7 +175,7 @@ def check_access(
     return Decision(
         False,
         f"{denied}: this namespace may read only paths starting with {_list_prefixes(prefixes)}{labels_note}; "
-        f"change spec.path or the connection's spec.access",
+        f"change {field} or the connection's spec.access",
     )
 
 

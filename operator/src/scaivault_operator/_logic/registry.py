@@ -225,6 +225,7 @@ class Registry:
         self.entries[key] = entry
         if spec is not None:
             self._attach(entry, spec)
+        self._prune_listings(old)
         if old is None and spec is not None and spec.composite:
             versions = self._looks_synced_composite(entry, spec)
             if versions is not None:
@@ -236,6 +237,14 @@ class Registry:
             return None  # warm restart: trust the status until a watcher or the Secret index says otherwise
         self.dirty[key] = Priority.NEW
         return entry.source
+
+    def _prune_listings(self, old: Entry | None) -> None:
+        """Forget the listings of the dataFrom prefixes ``old`` followed that nobody follows any more (after the
+        entry's new spec is attached: a spec change that keeps a prefix keeps its listing)."""
+        if old is not None and old.spec is not None and old.spec.dataFrom:
+            for prefix in composite.prefixes(old.spec, old.namespace):
+                if prefix not in self.composite_prefixes:
+                    self.listings.pop(prefix, None)
 
     def _attach(self, entry: Entry, spec: VaultSecretSpec) -> None:
         key = entry.key
@@ -304,13 +313,16 @@ class Registry:
         if old is not None and old.uid == uid:
             status = old.status | status
         self._detach(key)
+        self._prune_listings(old)
         self.dirty.pop(key, None)
         self.entries[key] = Entry(key=key, uid=uid, generation=None, spec=spec, spec_error=error, status=status,
                                   finalized=_finalized(meta), deleting=True)  # fmt: skip
         return self.entries[key].finalized
 
     def remove(self, key: VSKey) -> None:
+        old = self.entries.get(key)
         self._detach(key)
+        self._prune_listings(old)
         self.entries.pop(key, None)
         self.dirty.pop(key, None)
 
@@ -325,9 +337,6 @@ class Registry:
                 _discard(self.composites, composite.connection_keys(old.spec, key[0]), key)
                 _discard(self.composite_paths, composite.followed(old.spec, key[0]), key)
                 _discard(self.composite_prefixes, composite.prefixes(old.spec, key[0]), key)
-                for prefix in composite.prefixes(old.spec, key[0]):
-                    if prefix not in self.composite_prefixes:
-                        self.listings.pop(prefix, None)
         if old is not None and old.source is not None:
             members = self.by_source.get(old.source)
             if members is not None:
@@ -525,6 +534,7 @@ class Registry:
                 logger.info("%s was re-created at version %s: syncing its users again", path, version)
                 for key in members:
                     self.entries[key].synced_version = None
+                changed += self._reread(self.composite_paths.get(key_, ()))
             stale = [key for key in members if self.entries[key].synced_version != version]
             for key in stale:
                 self.mark_dirty(key, Priority.VERSION)
@@ -537,8 +547,28 @@ class Registry:
             if stale:
                 changed.append(source)
         for prefix, listing in (listings or {}).items():
+            before = self.listings.get((conn, prefix), {})
+            again = [path for path, item in listing.items() if (old := before.get(path)) is not None
+                     and old.version == item.version and None not in (old.stamp, item.stamp)
+                     and old.stamp != item.stamp]  # fmt: skip
+            if again:
+                logger.info("%s: %d secret(s) re-created at the same version; syncing their users again", prefix,
+                            len(again))  # fmt: skip
+                changed += self._reread(self.composite_prefixes.get((conn, prefix), ()))
             self.observe_listing(conn, prefix, listing)
-        return changed + list(self.composites_behind(conn))
+        return changed + [unit for unit in self.composites_behind(conn) if unit not in changed]
+
+    def _reread(self, keys: Iterable[VSKey]) -> list[Unit]:
+        """VaultSecrets with sources that hold a secret deleted and re-created at the same version: their versions no
+        longer confirm the Secret; the next sync reads every source again (no shared read)."""
+        found: list[Unit] = []
+        for key in sorted(keys):
+            entry = self.entries[key]
+            if entry.spec is not None and not entry.deleting:
+                entry.synced_sources, entry.reread = None, True
+                self.mark_dirty(key, Priority.VERSION)
+                found.append(Composite(key))
+        return found
 
     def _note_first_seen(
         self, key_: tuple[ConnKey, str], version: int | None, members: Iterable[VSKey], now: float, *, recreated: bool
