@@ -188,17 +188,22 @@ class Registry:
         uid = _text(meta.get("uid"))
         generation = meta.get("generation")
         generation = generation if isinstance(generation, int) and not isinstance(generation, bool) else None
-        status = dict(_mapping(body.get("status")))
-        try:
-            spec: VaultSecretSpec | None = VaultSecretSpec.model_validate(body.get("spec") or {})
-            error = None
-        except ValidationError as exc:
-            spec, error = None, _spec_error(exc)
+        old = self.entries.get(key)
+        spec: VaultSecretSpec | None
+        if old is not None and old.uid == uid and generation is not None and old.generation == generation:
+            # The same generation has the same spec: the echo of our own status write, a label or annotation. Not
+            # parsed again (pydantic is most of what an event costs; issue 14).
+            spec, error = old.spec, old.spec_error
+        else:
+            try:
+                spec = VaultSecretSpec.model_validate(body.get("spec") or {})
+                error = None
+            except ValidationError as exc:
+                spec, error = None, _spec_error(exc)
 
         refresh = _mapping(meta.get("annotations")).get(ANNOTATION_REFRESH)
         refresh = refresh if isinstance(refresh, str) else None
         finalized = _finalized(meta)
-        old = self.entries.get(key)
         if old is not None and old.uid == uid and old.spec == spec and old.spec_error == error and not old.deleting:
             old.generation = generation
             old.finalized = finalized
@@ -215,6 +220,7 @@ class Registry:
             old.synced_sources, old.reread = None, True
             self.dirty[key] = Priority.NEW
             return old.source
+        status = dict(_mapping(body.get("status")))
         entry = Entry(key=key, uid=uid, generation=generation, spec=spec, spec_error=error, status=status,
                       refresh=refresh, finalized=finalized)  # fmt: skip
         if old is not None and old.uid == uid:
