@@ -311,15 +311,18 @@ class Kube:
             raise _translate(f"patch finalizers of VaultSecret {namespace}/{name}", exc) from None
         return _as_dict(obj)
 
-    async def list_vaultsecret_uids(self, namespaces: Sequence[str]) -> dict[tuple[str, str], str]:
-        """``{(namespace, name): uid}`` of every VaultSecret in ``namespaces`` (empty: all), in 500-item pages."""
-        found: dict[tuple[str, str], str] = {}
+    async def list_vaultsecret_uids(
+        self, namespaces: Sequence[str]
+    ) -> dict[tuple[str, str], tuple[str, dict[str, str]]]:
+        """``{(namespace, name): (uid, labels)}`` of every VaultSecret in ``namespaces`` (empty: all), in 500-item
+        pages (the labels: a shard keeps only its own, ``sharding.Shard.owns``)."""
+        found: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
         for namespace in namespaces or ["*"]:
             try:
                 async for obj in self._client.list(VaultSecretResource, namespace=namespace, chunk_size=500):
                     meta = obj.metadata
                     if meta is not None and meta.namespace and meta.name:
-                        found[(meta.namespace, meta.name)] = meta.uid or ""
+                        found[(meta.namespace, meta.name)] = (meta.uid or "", dict(meta.labels or {}))
             except (ApiError, httpx.HTTPError) as exc:
                 raise _translate(f"list VaultSecrets in {namespace}", exc) from None
         return found

@@ -230,7 +230,9 @@ class Runtime:
                 await asyncio.sleep(max(delay, exc.retry_after or 0.0))
                 delay = min(delay * 2, self.settings.retry_max)
                 continue
-            gone, runnable = self.registry.end_relist(present)
+            # Another shard's now (relabelled away while the watch was down): gone from here too.
+            owned = {key: uid for key, (uid, labels) in present.items() if self.shard.owns(key[0], labels)}
+            gone, runnable = self.registry.end_relist(owned)
             for key in gone:
                 logger.info("VaultSecret %s/%s was deleted while the watch was down; forgotten", *key)
             for source, priority in runnable:

@@ -16,7 +16,8 @@ Connections are seen by every shard; their ``status`` is written by one (``write
 the process without ``--shard``; the setting ``connection_status`` decides for ``--selector`` shards), so that shards
 do not overwrite each other's ``watchedPaths``.
 
-Called by ``_cogs/settings`` (validation), ``_app/handlers`` (the watch's label selector) and ``_core/runtime``.
+Called by ``cli run`` (validation: a usage error), ``_app/handlers`` (the watch's label selector) and ``_core/runtime``
+(``Runtime`` refuses settings it cannot parse with a ``ValueError``).
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ __all__ = ["MAX_SHARDS", "Selector", "Shard", "parse_selector", "parse_shard", "
 #: At most this many shards (``--shard i/n``).
 MAX_SHARDS = 64
 
-_SHARD = re.compile(r"(\d+)/(\d+)")
-_NAME = r"([A-Za-z0-9][-A-Za-z0-9_./]*[A-Za-z0-9]|[A-Za-z0-9])"
-_VALUE = r"([A-Za-z0-9][-A-Za-z0-9_.]*[A-Za-z0-9]|[A-Za-z0-9])?"
-_EQUALS = re.compile(rf"\s*{_NAME}\s*(==|=|!=)\s*{_VALUE}\s*")
-_EXISTS = re.compile(rf"\s*(!?)\s*{_NAME}\s*")
-_SET = re.compile(rf"\s*{_NAME}\s+(in|notin)\s+\(([^)]*)\)\s*")
+_SHARD = re.compile(r"([0-9]+)/([0-9]+)")
+#: A label key (an optional DNS-subdomain prefix and '/', then a name of at most 63 characters) and a label value
+#: (at most 63), as the API server checks them in a selector; lengths are checked apart.
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_KEY = rf"((?:{_DNS_LABEL}(?:\.{_DNS_LABEL})*/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)"
+_VALUE = r"((?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?)"
+_VALUE_RE = re.compile(_VALUE)
+_EQUALS = re.compile(rf"\s*{_KEY}\s*(==|=|!=)\s*{_VALUE}\s*")
+_EXISTS = re.compile(rf"\s*(!?)\s*{_KEY}\s*")
+_SET = re.compile(rf"\s*{_KEY}\s+(in|notin)\s+\(([^()]*)\)\s*")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -90,22 +95,32 @@ def parse_selector(text: str) -> Selector:
     requirements = []
     for part in _split(text):
         if (found := _SET.fullmatch(part)) is not None:
-            values = frozenset(value.strip() for value in found.group(3).split(",") if value.strip())
-            requirements.append(_Requirement(found.group(1), found.group(2), values))
+            values = [value.strip() for value in found.group(3).split(",")]
+            if not found.group(3).strip() or not all(_VALUE_RE.fullmatch(value) for value in values):
+                raise ValueError(f"not a label selector: {part.strip()!r} (values: label values, at least one)")
+            requirement = _Requirement(found.group(1), found.group(2), frozenset(values))
         elif (found := _EQUALS.fullmatch(part)) is not None:
             operator = "!=" if found.group(2) == "!=" else "="
-            requirements.append(_Requirement(found.group(1), operator, frozenset({found.group(3) or ""})))
+            requirement = _Requirement(found.group(1), operator, frozenset({found.group(3)}))
         elif (found := _EXISTS.fullmatch(part)) is not None:
-            requirements.append(_Requirement(found.group(2), "!" if found.group(1) else "exists"))
+            requirement = _Requirement(found.group(2), "!" if found.group(1) else "exists")
         else:
             raise ValueError(f"not a label selector: {part.strip()!r}")
-    if not requirements:
-        raise ValueError("the label selector is empty")
+        _check_lengths(requirement, part)
+        requirements.append(requirement)
     return Selector(text.strip(), tuple(requirements))
 
 
+def _check_lengths(requirement: _Requirement, part: str) -> None:
+    prefix, _, name = requirement.key.rpartition("/")
+    if len(prefix) > 253 or len(name) > 63 or any(len(value) > 63 for value in requirement.values):
+        raise ValueError(f"not a label selector: {part.strip()!r} (a key's name and a value: at most 63 characters, a "
+                         "key's prefix at most 253)")  # fmt: skip
+
+
 def _split(text: str) -> list[str]:
-    """Split on the commas outside parentheses."""
+    """Split on the commas outside parentheses; an empty part (``a,,b``, a trailing comma) is refused, as the API
+    server refuses it, and so is an empty selector."""
     parts, depth, start = [], 0, 0
     for index, char in enumerate(text):
         depth += char == "("
@@ -114,7 +129,9 @@ def _split(text: str) -> list[str]:
             parts.append(text[start:index])
             start = index + 1
     parts.append(text[start:])
-    return [part for part in parts if part.strip()]
+    if any(not part.strip() for part in parts):
+        raise ValueError(f"not a label selector: {text.strip()!r} (an empty requirement)")
+    return parts
 
 
 @dataclass(frozen=True)
