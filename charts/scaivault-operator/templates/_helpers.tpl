@@ -72,6 +72,61 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "scaivault-operator.fullname" .) .Values.peering.name -}}
 {{- end -}}
 
+{{/* Shards (docs/sharding.md) ------------------------------------------------------------------------- */}}
+
+{{/* "true" when the VaultSecrets are split over several Deployments (shards > 1), "" for one Deployment. */}}
+{{- define "scaivault-operator.sharded" -}}
+{{- if gt (int .Values.shards) 1 -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+A per-shard name, called with (list $ <base name> <shard index>): the base name itself with one shard (what the chart
+has always rendered: an upgrade changes no name), else "<base>-shard-<i>", the base shortened so that the suffix
+always fits in 63 characters (names of different shards never collide).
+*/}}
+{{- define "scaivault-operator.shardName" -}}
+{{- $root := index . 0 -}}
+{{- $base := index . 1 -}}
+{{- if include "scaivault-operator.sharded" $root -}}
+{{- $suffix := printf "-shard-%d" (int (index . 2)) -}}
+{{- printf "%s%s" ($base | trunc (int (sub 63 (len $suffix))) | trimSuffix "-") $suffix -}}
+{{- else -}}
+{{- $base -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Deployment (and PodDisruptionBudget) of shard (list $ <index>). */}}
+{{- define "scaivault-operator.shardFullname" -}}
+{{- include "scaivault-operator.shardName" (list (index . 0) (include "scaivault-operator.fullname" (index . 0)) (index . 1)) -}}
+{{- end -}}
+
+{{/* The Kopf peering object of shard (list $ <index>): each shard has its own, so that one active replica per shard
+works (one peering shared by every shard would let a single pod of them all work). */}}
+{{- define "scaivault-operator.shardPeeringName" -}}
+{{- include "scaivault-operator.shardName" (list (index . 0) (include "scaivault-operator.peeringName" (index . 0)) (index . 1)) -}}
+{{- end -}}
+
+{{/* The peering objects of every shard, as a JSON list (RBAC: patch on these names only). */}}
+{{- define "scaivault-operator.peeringNames" -}}
+{{- $root := . -}}
+{{- $names := list -}}
+{{- range $i := until (int .Values.shards) -}}
+{{- $names = append $names (include "scaivault-operator.shardPeeringName" (list $root $i)) -}}
+{{- end -}}
+{{- $names | toJson -}}
+{{- end -}}
+
+{{/* Selector labels of shard (list $ <index>): the release's, plus the shard index when there are several shards,
+so that no two Deployments select each other's pods. The Service, ServiceMonitor and NetworkPolicy select all shards
+(selectorLabels). */}}
+{{- define "scaivault-operator.shardSelectorLabels" -}}
+{{- $root := index . 0 -}}
+{{ include "scaivault-operator.selectorLabels" $root }}
+{{- if include "scaivault-operator.sharded" $root }}
+scaivault.scailabs.ai/shard: {{ index . 1 | quote }}
+{{- end -}}
+{{- end -}}
+
 {{/* Namespaces that get a Role with the namespaced rules: the watched ones (namespaced mode only). */}}
 {{- define "scaivault-operator.roleNamespaces" -}}
 {{- uniq .Values.watchNamespaces | toJson -}}
@@ -212,12 +267,12 @@ mode (a JSON list): the default connection's (when scaivault.url is set) and rba
 {{- end }}
 {{- end -}}
 {{- define "scaivault-operator.peeringRules" -}}
-# Kopf peering (replicaCount > 1): watch the peering objects, patch our own with keep-alives.
+# Kopf peering (replicaCount > 1): watch the peering objects, patch our own (one per shard) with keep-alives.
 - apiGroups: [kopf.dev]
   resources: [{{ .resource }}]
   verbs: [list, watch]
 - apiGroups: [kopf.dev]
   resources: [{{ .resource }}]
-  resourceNames: [{{ .name | quote }}]
+  resourceNames: {{ .names | toJson }}
   verbs: [patch]
 {{- end -}}
