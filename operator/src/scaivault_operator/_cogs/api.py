@@ -16,7 +16,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 __all__ = [
     "ANNOTATION_KEYS_MESSAGE",
@@ -190,7 +190,7 @@ class ConnectionRef(_Spec):
 
     kind: Literal["ClusterVaultConnection", "VaultConnection"] = Field(
         default="ClusterVaultConnection",
-        json_schema_extra={"maxLength": 22},  # bounds the cost of CEL rules over spec.sources
+        json_schema_extra={"maxLength": 22},  # bounds crdcheck's cost estimate of the CEL rules over spec.sources
         description="ClusterVaultConnection (cluster-wide, shared by namespaces its access rules allow) or "
         "VaultConnection (in the VaultSecret's own namespace).",
     )
@@ -596,11 +596,32 @@ _KEYS_DISTINCT_RULE: dict[str, JsonValue] = {
 }
 
 
-def _distinct_keys(value: list[KeyMapping] | None) -> list[KeyMapping] | None:
-    targets = [mapping.target_key for mapping in value or ()]
+def _distinct_keys(value: list[KeyMapping]) -> list[KeyMapping]:
+    targets = [mapping.target_key for mapping in value]
     if len(set(targets)) != len(targets):
         raise SpecError("two keys map to the same Secret key")
     return value
+
+
+def _int64(value: int) -> int:
+    # Not ``le=`` in the schema: the API server keeps a CRD's maximum as a float64, so 2**63 - 1 would come back as
+    # 2**63; ``format: int64`` already bounds it there.
+    if value > INT64_MAX:
+        raise SpecError("must be at most 9223372036854775807 (int64)")
+    return value
+
+
+def _secret_path(value: str) -> str:
+    from scaivault_operator._cogs.scaivault import validate_path  # (it imports this module)
+
+    return validate_path(value)
+
+
+#: A version (int64), a secret path (``validate_path``: what the CRD's rules cannot say) and a list of key mappings
+#: (distinct Secret keys), for ``spec`` and for each of ``spec.sources``.
+Version = Annotated[int, Field(ge=1, strict=True), AfterValidator(_int64)]
+SecretPath = Annotated[str, AfterValidator(_secret_path)]
+KeyMappings = Annotated[list[KeyMapping], AfterValidator(_distinct_keys)]
 
 
 class Source(_Spec):
@@ -612,16 +633,14 @@ class Source(_Spec):
         pattern=SOURCE_NAME_PATTERN,
         description="Name of the source: templates read it as sources.<name>.data (letters, digits, '_').",
     )
-    path: str = Field(
+    path: SecretPath = Field(
         min_length=1,
         max_length=1024,
         description="Path of the secret in ScaiVault.",
         json_schema_extra={"x-kubernetes-validations": _PATH_RULES},
     )
-    version: int | None = Field(
-        default=None, ge=1, strict=True, description="Pin to this version. Absent: follow the latest version."
-    )
-    keys: list[KeyMapping] | None = Field(
+    version: Version | None = Field(default=None, description="Pin to this version. Absent: follow the latest version.")
+    keys: KeyMappings | None = Field(
         default=None,
         min_length=1,
         max_length=64,
@@ -631,25 +650,6 @@ class Source(_Spec):
     connectionRef: ConnectionRef | None = Field(
         default=None, description="Connection to read this source through. Default: spec.connectionRef's."
     )
-
-    @field_validator("path")
-    @classmethod
-    def _valid_path(cls, value: str) -> str:
-        from scaivault_operator._cogs.scaivault import validate_path
-
-        return validate_path(value)
-
-    @field_validator("version")
-    @classmethod
-    def _int64(cls, value: int | None) -> int | None:
-        if value is not None and value > INT64_MAX:
-            raise SpecError("must be at most 9223372036854775807 (int64)")
-        return value
-
-    @field_validator("keys")
-    @classmethod
-    def _distinct_targets(cls, value: list[KeyMapping] | None) -> list[KeyMapping] | None:
-        return _distinct_keys(value)
 
 
 @functools.lru_cache(maxsize=256)
@@ -665,7 +665,10 @@ def compile_rewrite(pattern: str) -> Any:
         return re2.compile(pattern, options=options)
     except re2.error as exc:
         detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        raise SpecError(f"not an RE2 regular expression: {detail[:200]}") from None
+        # RE2 quotes the offending part of the pattern after a colon: only its kind of error is said, never the
+        # pattern (a message does not quote input).
+        kind = detail.split(":", 1)[0].strip()[:80]
+        raise SpecError(f"not an RE2 regular expression ({kind}); RE2 has no lookaround or backreferences") from None
 
 
 class RewriteRegexp(_Spec):
@@ -757,7 +760,7 @@ class VaultSecretSpec(_Spec):
         }
     )
 
-    path: str | None = Field(
+    path: SecretPath | None = Field(
         default=None,
         min_length=1,
         max_length=1024,
@@ -794,17 +797,15 @@ class VaultSecretSpec(_Spec):
         description=f"At most this many secrets found by dataFrom (absent: {DEFAULT_MAX_DISCOVERED}); more is an "
         "error (reason TooManySecrets), and the Secret keeps its last data.",
     )
-    version: int | None = Field(
+    version: Version | None = Field(  # strict, as the API server: no "3" or true
         default=None,
-        ge=1,
-        strict=True,  # as the API server: no "3" or true
         description="Pin to this version. Absent: follow the latest version (checked every pollInterval of the "
         "connection). A pinned VaultSecret never polls.",
     )
     connectionRef: ConnectionRef | None = Field(
         default=None, description="Connection to read through. Default: the ClusterVaultConnection named 'default'."
     )
-    keys: list[KeyMapping] | None = Field(
+    keys: KeyMappings | None = Field(
         default=None,
         min_length=1,
         max_length=256,
@@ -844,27 +845,6 @@ class VaultSecretSpec(_Spec):
         if shared is None and len(_SHARED_REFS) < 1024:
             shared = _SHARED_REFS[key] = value
         return shared or value
-
-    @field_validator("version")
-    @classmethod
-    def _int64(cls, value: int | None) -> int | None:
-        # Not ``le=`` in the schema: the API server keeps a CRD's maximum as a float64, so 2**63 - 1 would come back
-        # as 2**63; ``format: int64`` already bounds it there.
-        if value is not None and value > INT64_MAX:
-            raise SpecError("must be at most 9223372036854775807 (int64)")
-        return value
-
-    @field_validator("keys")
-    @classmethod
-    def _distinct_targets(cls, value: list[KeyMapping] | None) -> list[KeyMapping] | None:
-        return _distinct_keys(value)
-
-    @field_validator("path")
-    @classmethod
-    def _valid_path(cls, value: str | None) -> str | None:
-        from scaivault_operator._cogs.scaivault import validate_path
-
-        return None if value is None else validate_path(value)
 
     @field_validator("sources")
     @classmethod

@@ -170,15 +170,15 @@ class Syncer:
             delay = await self._sync_taken(source, taken)
         return delay if retry is None or (delay is not None and delay < retry) else retry
 
-    def _usable(self, key: tuple[str, str, str]) -> Connection | conditions.Failure:
+    def _usable(self, key: tuple[str, str, str], field: str = "spec.connectionRef") -> Connection | conditions.Failure:
         """The connection ``key`` when it exists and is valid, else the failure its users report (the connection's
-        arrival or change re-queues them)."""
+        arrival or change re-queues them); ``field`` names where the VaultSecret refers to it."""
         conn = self.connections.get(key)
         if conn is None:
             kind, namespace, name = key
             where = f" in namespace {namespace}" if namespace else ""
             return conditions.Failure(conditions.INVALID_SPEC, f"{kind} {name!r}{where} does not exist; create it "
-                                      "or fix spec.connectionRef", transient=False)  # fmt: skip
+                                      f"or fix {field}", transient=False)  # fmt: skip
         if conn.spec is None:  # invalid (e.g. plain HTTP not allowed): no access rules to apply, no client, no request
             return conditions.classify(ConfigurationError(f"{conn.display} is invalid: {conn.error}"))
         return conn
@@ -247,8 +247,12 @@ class Syncer:
         spec = entry.spec
         assert spec is not None
         conns: dict[tuple[str, str, str], Connection] = {}
+        default = composite.connection_key(None, spec, entry.namespace)
         for key in sorted(composite.connection_keys(spec, entry.namespace)):
-            conn = self._usable(key)
+            users = [source.name for source in spec.sources or ()
+                     if composite.connection_key(source.connectionRef, spec, entry.namespace) == key]  # fmt: skip
+            field = "spec.connectionRef" if key == default else f"spec.sources[].connectionRef ({', '.join(users)})"
+            conn = self._usable(key, field)
             if isinstance(conn, conditions.Failure):
                 await self.report_failure(entry, conn)
                 return None
