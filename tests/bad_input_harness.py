@@ -618,6 +618,7 @@ REASONS = frozenset(
         conditions.TARGET_NOT_FOUND,
         conditions.INVALID_SOURCE_DATA,
         conditions.TEMPLATE_ERROR,
+        conditions.TOO_MANY_SECRETS,
     }
 )
 

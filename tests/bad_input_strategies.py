@@ -3,7 +3,9 @@
 ``valid_specs(kind)`` walks the committed CRD (``crds/*.yaml``): every property, ``required``, ``enum``,
 ``pattern``, lengths, bounds, ``minItems``/``maxItems``, maps (``additionalProperties``). A few fields whose rules
 live in CEL (``x-kubernetes-validations``: paths without ``..``, Secret types, URLs, durations of at least 1s,
-exactly-one-of pairs, distinct key targets) get a strategy of their own (``_hints``), so most drawn specs pass.
+exactly-one-of pairs, distinct key targets, distinct source names, path or sources/dataFrom) get a strategy of their
+own (``_hints``, ``_finish_vaultsecret``), so most drawn specs pass: VaultSecrets of a single path and composites
+(``spec.sources``, ``spec.dataFrom``).
 ``mutated_specs(kind)`` draws one of those and breaks it once, at a random place, in a way chosen from that
 place's schema: a wrong JSON type, out-of-range numbers (below ``minimum``, beyond int64), strings too long or
 too short or off-pattern or off-enum, huge strings, unicode, control characters, empty or oversized lists, missing
@@ -262,8 +264,9 @@ def _hints(kind: str) -> dict[Path_, st.SearchStrategy[Any]]:
             ("keys",): _key_mappings(),
             ("sources", "[]", "path"): scaivault_path,
             ("sources", "[]", "keys"): _key_mappings(),
-            ("dataFrom", "[]", "prefix"): st.builds(lambda path, slash: path + slash, scaivault_path,
-                                                    st.sampled_from(["", "/"])),
+            ("dataFrom", "[]", "prefix"): st.builds(
+                lambda path, slash: path + slash, scaivault_path, st.sampled_from(["", "/"])
+            ),
             ("dataFrom", "[]", "rewrite", "[]", "regexp", "source"): st.sampled_from(["^db_", "(.*)_key$", "x", "-"]),
             ("target", "type"): secret_types,
             # The API server checks a Secret's labels and annotations, not the CRD: valid ones (see the xfail tests).
@@ -594,13 +597,46 @@ def _without_namespace(ref: JsonDict) -> st.SearchStrategy[JsonDict]:
     return st.just({k: v for k, v in ref.items() if k != "namespace"})
 
 
+#: Prefixes the CEL rules of ``dataFrom[].prefix`` refuse (a prefix may end in '/', unlike a path).
+bad_prefixes = st.sampled_from(["/", "/a/", "a//", "a//b/", "..", ".", "./", "a/../", "a/./b", f"{CANARY}/../"])
+
+
+def _shape_broken(spec: JsonDict) -> st.SearchStrategy[JsonDict]:
+    """``spec`` against the rules of its shape (CEL on the spec, ``api.SOURCES_RULES``): a single path without it or
+    with sources/dataFrom beside it; a composite with a path, or with what goes with a path only, or with nothing."""
+    if "path" in spec:
+        return st.sampled_from([
+            {k: v for k, v in spec.items() if k != "path"},
+            {**spec, "sources": [{"name": "extra", "path": f"app/{CANARY}"}]},
+            {**spec, "dataFrom": [{"prefix": f"app/{CANARY}/"}]},
+        ])  # fmt: skip
+    target = spec.get("target") if isinstance(spec.get("target"), dict) else {}
+    return st.sampled_from([
+        {**spec, "path": f"app/{CANARY}"},
+        {**spec, "version": 3},
+        {**spec, "keys": [{"from": CANARY}]},
+        {**spec, "onSourceDeleted": "Delete"},
+        {**spec, "target": {**target, "immutable": True}},
+        {k: v for k, v in spec.items() if k not in ("sources", "dataFrom")},
+    ])  # fmt: skip
+
+
+def _duplicate_source_name(sources: list[JsonDict]) -> st.SearchStrategy[list[JsonDict]]:
+    return st.just([*sources, {"name": sources[0]["name"], "path": f"app/{CANARY}"}])
+
+
 #: Breakers of the rules the CRD says in CEL (the schema's types alone would rarely hit them): by the location's
 #: shape (list indices as ``[]``), the current value → a strategy of broken values.
 _RULE_BREAKERS: dict[str, dict[Path_, Callable[[Any], st.SearchStrategy[Any]]]] = {
     "VaultSecret": {
+        (): _shape_broken,
         ("path",): lambda _: bad_paths,
         ("target", "type"): lambda _: bad_types,
         ("keys",): _duplicate_key,
+        ("sources",): _duplicate_source_name,
+        ("sources", "[]", "path"): lambda _: bad_paths,
+        ("sources", "[]", "keys"): _duplicate_key,
+        ("dataFrom", "[]", "prefix"): lambda _: bad_prefixes,
     },
     "connection": {
         ("pollInterval",): lambda _: bad_durations,

@@ -1,6 +1,7 @@
 """The ValidatingAdmissionPolicy of crds/policy/ on a real API server: VaultSecrets a ClusterVaultConnection's
 access rules deny are refused at create, with ``policy.check_access``'s message; the operator still enforces the
-rules at every sync.
+rules at every sync. VaultSecrets of several sources (``spec.sources``, ``spec.dataFrom``) are not checked at
+admission (the match condition ``single-path``): the operator checks each of their paths at sync.
 
 Each test installs its own copy of the committed policy and binding (``crds/policy/*.yaml``, what ``kubectl apply``
 users get, and the chart's files): unique names, ``failurePolicy: Fail`` (an evaluation error — a runtime cost limit,
@@ -278,6 +279,49 @@ async def test_vault_connections_and_missing_connections_are_admitted(
     await policy.wait_denied(PATH, cluster_ref(nobody))
     assert await policy.dry_run(PATH, {"kind": "VaultConnection", "name": nobody}) is None
     assert await policy.dry_run(PATH, cluster_ref(unique_name())) is None
+
+
+async def test_vaultsecrets_of_several_sources_are_left_to_the_operator(
+    policy: AdmissionPolicy, cluster_connection: ClusterConnectionFactory
+) -> None:
+    """The policy checks single-path VaultSecrets only (its match condition ``has(object.spec.path)``): one with
+    ``spec.sources`` or ``spec.dataFrom`` is admitted even through a connection that denies its paths — with
+    failurePolicy Fail, so no evaluation of ``object.spec.path`` failed either — and the operator checks each path
+    at sync (PolicyDenied). A single path admitted may become a composite; back to a denied path it is refused."""
+    ns = policy.env.namespace
+    access = [{"namespaces": [ns], "pathPrefixes": ["e2e/allowed/"]}]
+    name = await cluster_connection(access)
+    ref = cluster_ref(name)
+    denied = await policy.wait_refused_as_check_access(access, name, "other/db")
+    nobody = await cluster_connection([])
+    await policy.wait_denied(PATH, cluster_ref(nobody))
+
+    composites = [
+        {"sources": [{"name": "db", "path": "other/db"}]},
+        {"dataFrom": [{"prefix": "other/"}]},
+        {"sources": [{"name": "db", "path": "other/db", "connectionRef": cluster_ref(nobody)}],
+         "dataFrom": [{"prefix": "other/", "tags": ["x"]}]},
+    ]  # fmt: skip
+    for index, spec in enumerate(composites):
+        for connection in (ref, cluster_ref(nobody)):
+            created = await policy.env.api.create(
+                vaultsecret_manifest(
+                    f"several-{index}-{uuid.uuid4().hex[:6]}", ns, {**spec, "connectionRef": connection}
+                )
+            )
+            assert "path" not in created["spec"], created["spec"]
+
+    await policy.env.api.create(policy.vaultsecret("e2e/allowed/db", ref, name="becomes-several"))
+    several = await policy.env.api.patch(
+        "VaultSecret", "becomes-several", {"spec": {"path": None, "sources": [{"name": "db", "path": "other/db"}]}}, ns
+    )
+    assert several["spec"]["sources"] == [{"name": "db", "path": "other/db"}], several["spec"]
+    with pytest.raises(ApiFailure) as refused:
+        await policy.env.api.patch(
+            "VaultSecret", "becomes-several", {"spec": {"path": "other/db", "sources": None}}, ns
+        )
+    assert refused.value.status == 403, refused.value
+    assert refused.value.message.split(DENIED, 1)[1] == denied
 
 
 async def test_the_largest_connections_stay_within_the_cost_limits(

@@ -12,7 +12,8 @@ retries, our writes fed back as watch events, a ``VersionWatcher`` poll for conn
   that names the broken field (pydantic's dotted location, e.g. ``keys.0.to``), sends nothing to ScaiVault, writes
   no Secret, and quotes none of the invented values (``CANARY``) in the status, an Event or a log line;
 - a spec the API server would store ends ``Synced`` with exactly the selected data, or with a translated failure that
-  names what to fix.
+  names what to fix. A composite (``spec.sources``/``spec.dataFrom``): the union of its sources' keys and the keys of
+  the secrets its prefixes found, as its ``status.sources`` lists them (the mock serves the same data at every path).
 
 Inputs the operator gets wrong today are set aside from the main properties (``_known_gap``) and each has a strict
 xfail test of its own below, with the bug it shows; a fix makes that test pass, which fails the run until the xfail
@@ -21,7 +22,8 @@ is removed (and the exclusion with it).
 Example counts (``settings(max_examples=...)``, ``derandomize=True``: the same examples every run; the constants
 below):
 
-- VaultSecret specs: 150 valid + 900 mutated = 1,050, plus 100 VaultSecrets whose spec is no object at all;
+- VaultSecret specs: 150 valid (single path) + 900 mutated (single path and composites) = 1,050, plus 100
+  VaultSecrets whose spec is no object at all;
 - connection specs: 2 x 75 valid + 2 x 450 mutated (ClusterVaultConnection and VaultConnection) = 1,050;
 - the strict xfail tests add 10-20 examples each (they stop at the first failure and do not shrink).
 """
@@ -66,8 +68,8 @@ from scaivault_operator._cogs.api import (
     is_plain_http,
     parse_duration,
 )
-from scaivault_operator._logic import conditions
-from scaivault_operator._logic.templating import apply_template
+from scaivault_operator._logic import composite, conditions
+from scaivault_operator._logic.templating import SourceInput, apply_template
 
 #: Examples per property (``settings(max_examples=...)``); the connection properties run once per kind.
 VALID_VAULTSECRETS, MUTATED_VAULTSECRETS = 150, 900
@@ -121,11 +123,22 @@ def _mappings(spec: Any) -> list[dict[str, Any]] | None:
     return [m for m in keys if isinstance(m, dict) and isinstance(m.get("from"), str)]
 
 
+def _source_mappings(spec: Any) -> list[dict[str, Any]]:
+    """The key mappings of every source of ``spec.sources`` (a composite's)."""
+    sources = spec.get("sources") if isinstance(spec, dict) else None
+    return (
+        [m for source in sources if isinstance(source, dict) for m in _mappings(source) or []]
+        if isinstance(sources, list)
+        else []
+    )
+
+
 def _data_for(spec: Any) -> dict[str, Any]:
-    """ScaiVault data with every key ``spec.keys`` asks for (and two more), each value a canary."""
+    """ScaiVault data with every key ``spec.keys`` (or a source's ``keys``) asks for (and two more), each value a
+    canary. Every path the mock ScaiVault serves holds it."""
     data: dict[str, Any] = {"password": f"{VALUE_CANARY}-pw", "user": f"{VALUE_CANARY}-user"}
-    for index, mapping in enumerate(_mappings(spec) or []):
-        data[mapping["from"]] = f"{VALUE_CANARY}-{index}"
+    for index, mapping in enumerate([*(_mappings(spec) or []), *_source_mappings(spec)]):
+        data.setdefault(mapping["from"], f"{VALUE_CANARY}-{index}")
     return data
 
 
@@ -176,15 +189,70 @@ def expected_data(spec: dict[str, Any], data: dict[str, Any]) -> dict[str, str]:
     return {key: base64.b64decode(value).decode() for key, value in shaped.items()}
 
 
+def expected_composite_data(spec: dict[str, Any], status: dict[str, Any], data: dict[str, Any]) -> dict[str, str]:
+    """A synced composite's Secret data, from what its status says it holds (each named source at its version, the
+    secrets dataFrom found) and the mock's ``data`` at every path. Which secrets a prefix finds depends on the
+    listings the operator chose (the mock lists ``<prefix>db`` under any prefix): the paths in the status must lie
+    under a prefix and carry its tags (the mock's have none), and the same names (``discovered_key``), union and
+    template as ``_logic/composite`` give them (tests/unit/core/test_composite.py owns those) must be the Secret."""
+    model = VaultSecretSpec.model_validate(spec)
+    listed = status.get("sources") or []
+    assert status.get("sourceCount") == len(listed), status
+    assert "syncedVersion" not in status, status
+    named = {item["name"]: item for item in listed if "name" in item}
+    assert [(name, item["path"]) for name, item in named.items()] == sorted(
+        (source.name, source.path) for source in model.sources or ()
+    ), status
+    for source in model.sources or ():
+        assert named[source.name]["version"] == (source.version or 1), status  # the mock's latest is 1
+    found_paths = {item["path"]: item["version"] for item in listed if "name" not in item}
+    listings = [
+        {path: composite.Listed(version) for path, version in found_paths.items() if path.startswith(entry.prefix)}
+        for entry in model.dataFrom or ()
+    ]
+    found = composite.discover(model, listings)
+    assert set(found) == set(found_paths), (found_paths, model.dataFrom)  # each under a prefix, with its tags
+    reads = composite.needed(model, NAMESPACE, lambda conn, path: 1, found)
+    union, by_name = composite.compose(model, [(read, data) for read in reads], found)
+    sources = {
+        source.name: SourceInput(path=source.path, version=source.version or 1, data=by_name[source.name])
+        for source in model.sources or ()
+    }
+    shaped = apply_template(model, union, version=None, sources=sources)
+    return {key: base64.b64decode(value).decode() for key, value in shaped.items()}
+
+
+def _is_composite(spec: Any) -> bool:
+    return isinstance(spec, dict) and spec.get("path") is None and ("sources" in spec or "dataFrom" in spec)
+
+
+#: How an InvalidSourceData message of a composite names what to fix (a key from two sources, a found key that is no
+#: valid Secret key, two keys of a found secret made one by the rewrites).
+_COMPOSITE_SOURCE_DATA = ("comes from both", "not a valid Secret key", "become the Secret key", "spec.keys")
+
+
 def assert_synced_or_named(outcome: Outcome, spec: dict[str, Any]) -> None:
     """A spec the API server stores: Synced with exactly the selected data, or a failure naming what to fix."""
-    if outcome.reason == conditions.SYNCED:
+    several = _is_composite(spec)
+    if outcome.reason == conditions.SYNCED and several:
+        assert outcome.decoded_data() == expected_composite_data(spec, outcome.status, _data_for(spec))
+        assert not any(e["type"] == "Normal" for e in outcome.events)  # a first sync posts no Event
+    elif outcome.reason == conditions.SYNCED:
         assert outcome.decoded_data() == expected_data(spec, _data_for(spec))
         assert outcome.status.get("syncedVersion") == (spec.get("version") or 1)  # null: pruned, as absent
         assert not any(e["type"] == "Normal" for e in outcome.events)  # a first sync posts no Event
+    elif outcome.reason == conditions.INVALID_SOURCE_DATA and several:
+        assert any(words in outcome.message for words in _COMPOSITE_SOURCE_DATA), outcome.message
+        assert VALUE_CANARY not in outcome.message
     elif outcome.reason == conditions.INVALID_SOURCE_DATA:
         assert "spec.keys" in outcome.message or "is not a valid Secret key" in outcome.message, outcome.message
         assert VALUE_CANARY not in outcome.message
+    elif outcome.reason == conditions.TOO_MANY_SECRETS:  # dataFrom found more than maxDiscovered: named, no Secret
+        assert several, outcome.message
+        assert spec.get("dataFrom"), outcome.message
+        assert "spec.maxDiscovered" in outcome.message, outcome.message
+        assert VALUE_CANARY not in outcome.message
+        assert outcome.secret is None
     elif outcome.reason == conditions.TEMPLATE_ERROR:  # a template that fails: named, no value, no Secret
         assert outcome.message.startswith("spec.template"), outcome.message
         assert VALUE_CANARY not in outcome.message
@@ -286,13 +354,31 @@ def _gap_ca_bundle_not_ascii(spec: Any) -> bool:
     return isinstance(bundle, str) and not bundle.isascii()
 
 
+def _source_connection_elsewhere(spec: Any) -> bool:
+    """A source whose ``connectionRef`` names another connection than the spec's: the harness runs one connection, so
+    it does not exist (InvalidSpec naming spec.sources[].connectionRef; a gap until 2026-12-02, which named the
+    spec's)."""
+    sources = spec.get("sources") if isinstance(spec, dict) else None
+    if not isinstance(sources, list):
+        return False
+    refs = [source.get("connectionRef") for source in sources if isinstance(source, dict)]
+    return any(
+        isinstance(ref, dict) and _connection_ref({"connectionRef": ref}) != _connection_ref(spec) for ref in refs
+    )
+
+
 def _at(spec: Any, *where: str) -> Any:
     for name in where:
         spec = spec.get(name) if isinstance(spec, dict) else None
     return spec
 
 
-VAULTSECRET_GAPS = (_gap_version_beyond_int64, _gap_lax_version, _gap_secret_metadata, _gap_duplicate_keys)
+VAULTSECRET_GAPS = (
+    _gap_version_beyond_int64,
+    _gap_lax_version,
+    _gap_secret_metadata,
+    _gap_duplicate_keys,
+)
 CONNECTION_GAPS = (
     _gap_url_scheme,
     _gap_poll_below_1s,
@@ -313,8 +399,10 @@ def _known_gap(kind: str, name: str, where: tuple[Any, ...], spec: Any) -> bool:
 
 
 @_settings(VALID_VAULTSECRETS)
-@given(spec=valid_specs("VaultSecret"))
+@given(spec=valid_specs("VaultSecret").filter(lambda spec: "path" in spec))
 def test_valid_vaultsecret_specs_sync(runner: asyncio.Runner, spec: dict[str, Any]) -> None:
+    """Single-path specs (the composites the generator makes are exercised by the mutations below, and by
+    tests/integration/test_operator_sources.py)."""
     assert crd_errors("VaultSecret", spec) == [], "the generator must make specs the API server stores"
     outcome = run_vaultsecret(spec, runner)
     event(str(outcome.reason))
@@ -328,7 +416,8 @@ def test_mutated_vaultsecret_specs(runner: asyncio.Runner, case: tuple[Any, Muta
     spec, mutation = case
     outcome = run_vaultsecret(spec, runner)
     refused = crd_errors("VaultSecret", spec)
-    event(f"API server {'refuses' if refused else 'stores'} -> {outcome.reason}")
+    several = " (several sources)" if _is_composite(spec) else ""
+    event(f"API server {'refuses' if refused else 'stores'}{several} -> {outcome.reason}")
     assert_settled(outcome)
     if refused:
         assert_invalid_spec(outcome, mutation)
@@ -347,6 +436,40 @@ def test_an_invalid_vaultsecret_is_invalid_spec_with_the_field(runner: asyncio.R
     assert_synced_or_named(synced, {"path": "apps/db"})
     with pytest.raises(AssertionError):
         assert_synced_or_named(synced, {"path": "apps/db", "version": 2})  # another version than the one written
+
+
+def test_a_composite_is_synced_with_the_union(runner: asyncio.Runner) -> None:
+    """The property's assertions on a composite (and proof that they can fail): a named source and a prefix, whose
+    secret the mock lists as ``<prefix>db``."""
+    spec = {
+        "sources": [{"name": "db", "path": "apps/db", "keys": [{"from": "password", "to": "DB_PASSWORD"}]}],
+        "dataFrom": [{"prefix": "apps/found/"}],
+    }
+    outcome = run_vaultsecret(spec, runner)
+    assert outcome.reason == conditions.SYNCED, outcome.message
+    assert outcome.decoded_data() == {
+        "DB_PASSWORD": f"{VALUE_CANARY}-pw",
+        "db_password": f"{VALUE_CANARY}-pw",
+        "db_user": f"{VALUE_CANARY}-user",
+    }
+    assert outcome.status["sources"] == [
+        {"name": "db", "path": "apps/db", "version": 1},
+        {"path": "apps/found/db", "version": 1},
+    ]
+    assert_synced_or_named(outcome, spec)
+    with pytest.raises(AssertionError):  # the mock's secrets carry no tags: none may be found
+        assert_synced_or_named(outcome, {**spec, "dataFrom": [{"prefix": "apps/found/", "tags": ["t"]}]})
+    with pytest.raises(AssertionError):  # another key name
+        assert_synced_or_named(outcome, {**spec, "sources": [{"name": "db", "path": "apps/db"}]})
+
+
+def test_more_secrets_than_max_discovered_is_named(runner: asyncio.Runner) -> None:
+    spec = {"dataFrom": [{"prefix": "apps/a/"}, {"prefix": "apps/b/"}], "maxDiscovered": 1}
+    outcome = run_vaultsecret(spec, runner)
+    assert_settled(outcome)
+    assert outcome.reason == conditions.TOO_MANY_SECRETS, outcome.message
+    assert_synced_or_named(outcome, spec)
+    assert "2 secrets" in outcome.message, outcome.message
 
 
 # -- connection specs ---------------------------------------------------------------------------------------------
@@ -422,14 +545,21 @@ def test_a_spec_that_is_no_object_or_has_no_path_is_invalid_spec(
     runner: asyncio.Runner, spec: Any, metadata: dict[str, Any]
 ) -> None:
     """``spec`` a list, a number, null, an object without ``path``; garbage ``uid``/``generation``: InvalidSpec
-    naming the spec itself or its missing ``path``."""
+    naming the spec itself, its missing ``path`` (the rule: path, or sources and/or dataFrom), or a field it must not
+    have (which pydantic reports first: the rule is checked once the fields are valid)."""
     if isinstance(spec, dict) and "path" in spec:
         spec = {k: v for k, v in spec.items() if k != "path"}
     body = {"apiVersion": "scaivault.scailabs.ai/v1alpha1", "kind": "VaultSecret", "metadata": metadata, "spec": spec}
     outcome = run_operator(vaultsecret=body, connection_spec=_open_connection("ClusterVaultConnection"), runner=runner)
     assert_settled(outcome)
     assert outcome.reason == conditions.INVALID_SPEC, outcome.status
-    assert "path" in outcome.message or "(root)" in outcome.message, outcome.message
+    fields = {field.alias or name for name, field in VaultSecretSpec.model_fields.items()}
+    unknown = [key for key in spec if key not in fields] if isinstance(spec, dict) else []
+    assert (
+        "path" in outcome.message
+        or "(root)" in outcome.message
+        or any(f"{key}: Extra inputs are not permitted" in outcome.message for key in unknown)
+    ), outcome.message
     assert outcome.requests == []
 
 
@@ -532,6 +662,19 @@ def test_secret_labels_and_annotations_are_checked(runner: asyncio.Runner, spec:
 def test_duplicate_key_targets_are_invalid_spec(runner: asyncio.Runner, spec: dict[str, Any]) -> None:
     assert _gap_duplicate_keys(spec)
     assert_invalid_spec(run_vaultsecret(spec, runner), Mutation("rule-keys", ("keys",)))
+
+
+@_xfail_settings(4)
+@given(name=st.sampled_from(["elsewhere", "team-b.conn"]), pinned=st.booleans())
+def test_a_missing_source_connection_is_named(runner: asyncio.Runner, name: str, pinned: bool) -> None:
+    source = {"name": "db", "path": "apps/db", "connectionRef": {"kind": "VaultConnection", "name": name}}
+    spec = {"sources": [{**source, **({"version": 2} if pinned else {})}, {"name": "main", "path": "apps/main"}]}
+    assert _source_connection_elsewhere(spec)
+    outcome = run_vaultsecret(spec, runner)
+    assert outcome.reason == conditions.INVALID_SPEC, (outcome.reason, outcome.message)
+    assert field_named(outcome.message, "sources"), outcome.message
+    assert outcome.requests == []
+    assert outcome.secret is None
 
 
 def _connection_case(

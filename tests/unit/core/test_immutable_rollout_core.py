@@ -49,8 +49,10 @@ def versioned(name: str, version: int | None, values: dict[str, str], *, owner: 
 class Harness(RolloutHarness):
     def vaultsecret(self, name: str = "db", *, uid: str = UID, version: int = 3, keep: int = 2,
                     immutable: bool = True, **target: Any) -> Entry:  # fmt: skip
+        old = self.registry.entries.get((NS, name))
+        generation = (old.generation or 0) + 1 if old is not None else 1  # a spec change bumps it, as on a server
         body = vs(name, f"apps/web/{name}", uid=uid, rollout={"auto": True, "debounce": "0s"},
-                  target={"immutable": immutable, "keepVersions": keep, **target})  # fmt: skip
+                  target={"immutable": immutable, "keepVersions": keep, **target}, generation=generation)  # fmt: skip
         self.registry.upsert(body)
         entry = self.registry.entries[(NS, name)]
         entry.synced_version, entry.synced_spec = version, entry.spec

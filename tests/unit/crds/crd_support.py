@@ -42,12 +42,18 @@ def openapi_schema(crd: JsonDict) -> JsonDict:
     return schema
 
 
+#: The directories of example manifests, relative to ``crds/examples``: the demo (``make demo`` applies the first
+#: two), and the VaultSecrets of several sources (``spec.sources``, ``spec.dataFrom``).
+EXAMPLE_SUBDIRS = ("", "templates", "sources")
+
+
 def load_examples() -> list[tuple[str, JsonDict]]:
-    """(file name relative to ``crds/examples``, document) for every YAML document in ``crds/examples`` and
-    ``crds/examples/templates`` (which ``make demo`` applies too)."""
+    """(file name relative to ``crds/examples``, document) for every YAML document in ``crds/examples``,
+    ``crds/examples/templates`` and ``crds/examples/sources`` (``EXAMPLE_SUBDIRS``)."""
     return [
         (str(path.relative_to(EXAMPLES_DIR)), document)
-        for path in [*sorted(EXAMPLES_DIR.glob("*.yaml")), *sorted((EXAMPLES_DIR / "templates").glob("*.yaml"))]
+        for subdir in EXAMPLE_SUBDIRS
+        for path in sorted((EXAMPLES_DIR / subdir).glob("*.yaml"))
         for document in yaml.safe_load_all(path.read_text(encoding="utf-8"))
         if document is not None
     ]

@@ -6,6 +6,8 @@
   ``policy.check_access`` does for ClusterVaultConnections, with the same messages: on hand-picked cases and on
   hundreds that hypothesis generates per run (rules by name and by selector, ``{namespace}`` prefixes, duplicates,
   paths in and out of the prefixes, control characters).
+- It checks single-path VaultSecrets only (match condition ``single-path``): those of ``spec.sources`` and
+  ``spec.dataFrom`` are admitted, whatever their paths, and left to the operator's check at sync.
 
 cel-python lacks the Kubernetes CEL extensions the policy calls (``replace``, ``split``, ``join``, ``indexOf`` on
 strings and lists, ``find``): ``FUNCTIONS`` supplies them with the semantics of cel-go's strings extension and
@@ -398,6 +400,47 @@ def test_updates_are_checked_only_when_the_spec_changes_and_never_while_deleting
     assert EVALUATOR.admit(changed, denying, {}, old=old) is not None
     deleting = {**changed, "metadata": {**old["metadata"], "deletionTimestamp": "2030-01-01T00:00:00Z"}}
     assert EVALUATOR.admit(deleting, denying, {}, old=old) is None
+
+
+def _several(namespace: str, spec: JsonDict) -> JsonDict:
+    """A VaultSecret of several sources (``spec.sources``/``spec.dataFrom``, no path) through ``CONNECTION``."""
+    body = vaultsecret(namespace, "unused", {"name": CONNECTION})
+    body["spec"] = {**{k: v for k, v in body["spec"].items() if k != "path"}, **spec}
+    return body
+
+
+SEVERAL = [
+    {"sources": [{"name": "db", "path": "y/db"}]},
+    {"dataFrom": [{"prefix": "y/"}]},
+    {"sources": [{"name": "db", "path": "x/db"}, {"name": "other", "path": "y/db"}], "dataFrom": [{"prefix": "z/"}]},
+]
+
+
+@pytest.mark.parametrize("spec", SEVERAL)
+def test_vaultsecrets_of_several_sources_are_left_to_the_operator(spec: JsonDict) -> None:
+    """Only single-path VaultSecrets are checked (the match condition ``single-path``): the paths of sources and
+    dataFrom are checked by the operator at sync (PolicyDenied), whatever the connection says here."""
+    denying = [connection(access=[{"namespaces": ["b"], "pathPrefixes": ["x/"]}])]
+    assert EVALUATOR.admit(_several("a", spec), denying, {}) is None
+    assert EVALUATOR.admit(_several("a", spec), [connection(access=None)], {}) is None
+    # An update from a single path to several sources is admitted; back to a denied path, refused.
+    single = vaultsecret("a", "y/db", {"name": CONNECTION})
+    assert EVALUATOR.admit(_several("a", spec), denying, {}, old=single) is None
+    assert EVALUATOR.admit(single, denying, {}, old=_several("a", spec)) == expected(
+        [{"namespaces": ["b"], "pathPrefixes": ["x/"]}], "a", {}, "y/db"
+    )
+
+
+def test_the_single_path_condition_keeps_composites_from_the_validation() -> None:
+    """Without the match condition, the policy's ``object.spec.path`` fails on a VaultSecret without a path: an
+    evaluation error, which failurePolicy Ignore would admit and Fail would refuse, for every composite."""
+    policy = _policy()
+    [condition] = [c for c in policy["spec"]["matchConditions"] if c["name"] == "single-path"]
+    assert condition["expression"] == "has(object.spec.path)"
+    policy["spec"]["matchConditions"].remove(condition)
+    denying = [connection(access=[{"namespaces": ["b"], "pathPrefixes": ["x/"]}])]
+    with pytest.raises(celpy.CELEvalError, match="path"):
+        PolicyEvaluator(policy).admit(_several("a", SEVERAL[0]), denying, {})
 
 
 # -- generated cases -----------------------------------------------------------------------------------------------

@@ -8,10 +8,17 @@ import json
 
 import pytest
 import yaml
-from crd_support import EXAMPLES_DIR, JsonDict, api_server_errors, is_custom_resource, load_examples
+from crd_support import EXAMPLE_SUBDIRS, EXAMPLES_DIR, JsonDict, api_server_errors, is_custom_resource, load_examples
 from pydantic import BaseModel
 
-from scaivault_operator._cogs.api import CONNECTION_SPECS, ClusterConnectionSpec, ConnectionSpec, VaultSecretSpec
+from scaivault_operator._cogs.api import (
+    CONNECTION_SPECS,
+    ClusterConnectionSpec,
+    ConnectionRef,
+    ConnectionSpec,
+    VaultSecretSpec,
+)
+from scaivault_operator._logic.policy import check_access
 
 EXAMPLES = load_examples()
 CUSTOM_RESOURCES = [(name, doc) for name, doc in EXAMPLES if is_custom_resource(doc)]
@@ -49,6 +56,14 @@ def test_every_example_file_is_commented_and_namespaced_where_needed() -> None:
             assert document["metadata"].get("namespace"), f"{filename}: {document['kind']} needs a namespace"
     for filename in {name for name, _ in EXAMPLES}:
         assert (EXAMPLES_DIR / filename).read_text().startswith("# "), f"{filename} has no comment"
+
+
+def test_every_example_directory_is_loaded() -> None:
+    """A new directory of examples is checked here (and created for real by tests/e2e) only once it is in
+    ``crd_support.EXAMPLE_SUBDIRS``."""
+    directories = {path.parent.relative_to(EXAMPLES_DIR) for path in EXAMPLES_DIR.rglob("*.yaml")}
+    assert sorted(map(str, directories)) == sorted(subdir or "." for subdir in EXAMPLE_SUBDIRS)
+    assert {name.rpartition("/")[0] for name, _ in EXAMPLES} == set(EXAMPLE_SUBDIRS)
 
 
 def test_the_documented_examples_are_there() -> None:
@@ -114,20 +129,52 @@ def test_the_token_secret_is_the_one_the_connection_reads() -> None:
     assert _find("Namespace", ref["namespace"])
 
 
+def _reads(spec: VaultSecretSpec) -> list[tuple[ConnectionRef, str]]:
+    """(connection, path) of every ScaiVault path the VaultSecret reads: ``spec.path``, or each source's path (through
+    its own connection, else the spec's) and, for each ``dataFrom`` prefix, a path just under it (through the spec's
+    connection)."""
+    if spec.path is not None:
+        return [(spec.connection, spec.path)]
+    reads = [(source.connectionRef or spec.connection, source.path) for source in spec.sources or ()]
+    reads += [(spec.connection, entry.prefix + ("" if entry.prefix.endswith("/") else "/") + "found")
+              for entry in spec.dataFrom or ()]  # fmt: skip
+    return reads
+
+
 @pytest.mark.parametrize(
     "document",
     [doc for _, doc in CUSTOM_RESOURCES if doc["kind"] == "VaultSecret"],
     ids=lambda doc: doc["metadata"]["name"],
 )
 def test_every_example_vaultsecret_is_allowed_by_its_connection(document: JsonDict) -> None:
+    """The operator's own decision (``policy.check_access``) for every path the example reads: nothing is
+    PolicyDenied. A ``dataFrom`` prefix must also lie under an allowed prefix as a whole (it is a plain string
+    prefix), so that every secret it can find is allowed, not only the one probed."""
     spec = VaultSecretSpec.model_validate(document["spec"])
-    ref = spec.connection
-    connection = CONNECTION_SPECS[ref.kind].model_validate(_find(ref.kind, ref.name)["spec"])
     namespace = document["metadata"]["namespace"]
-    allowed = [
-        prefix.replace("{namespace}", namespace)
-        for rule in connection.access or []
-        if rule.namespaces is not None and namespace in rule.namespaces
-        for prefix in rule.pathPrefixes
-    ]
-    assert any(spec.path.startswith(prefix) for prefix in allowed), (spec.path, allowed)
+    reads = _reads(spec)
+    assert reads
+    for ref, path in reads:
+        connection = _find(ref.kind, ref.name)
+        decision = check_access(
+            connection_kind=ref.kind,
+            connection_namespace=connection["metadata"].get("namespace"),
+            connection_name=ref.name,
+            access=CONNECTION_SPECS[ref.kind].model_validate(connection["spec"]).access,
+            namespace=namespace,
+            namespace_labels=None,
+            path=path,
+        )
+        assert decision.allowed, decision.message
+    if spec.dataFrom:
+        connection = CONNECTION_SPECS[spec.connection.kind].model_validate(
+            _find(spec.connection.kind, spec.connection.name)["spec"]
+        )
+        allowed = [
+            prefix.replace("{namespace}", namespace)
+            for rule in connection.access or []
+            if rule.namespaces is not None and namespace in rule.namespaces
+            for prefix in rule.pathPrefixes
+        ]
+        for entry in spec.dataFrom:
+            assert any(entry.prefix.startswith(prefix) for prefix in allowed), (entry.prefix, allowed)

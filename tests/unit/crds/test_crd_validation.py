@@ -3,9 +3,11 @@
 The API server's verdict is approximated by ``crd_support.api_server_errors`` (OpenAPI schema, then CEL rules
 evaluated with cel-python). The models repeat every schema check and every CEL rule: the path rules, the https
 rules of the connections (plain http:// only to a loopback host, unless insecureHTTP), exactly one auth method,
-exactly one namespace selection, unique target keys, URL schemes, poll interval >= 1s, and the namespace of a
-ClusterVaultConnection's credentials Secret (``ClusterConnectionSpec``). A check that only the CRD makes would be a
-case with ``mirrored=False``.
+exactly one namespace selection, unique target keys, URL schemes, poll interval >= 1s, the namespace of a
+ClusterVaultConnection's credentials Secret (``ClusterConnectionSpec``), and the rules of ``spec.sources`` and
+``spec.dataFrom`` (exactly one of path or sources/dataFrom, what goes with path only, distinct source names, the
+prefix rules; ``test_sources_schema`` has many more of their cases). A check that only the CRD makes would be a case
+with ``mirrored=False``.
 """
 
 from __future__ import annotations
@@ -49,8 +51,25 @@ MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+SOURCE = {"name": "db", "path": PATH}
+DATA_FROM = {"prefix": "environments/production/"}
+#: The messages of the rules on spec.sources and spec.dataFrom (``api.SOURCES_RULES`` and the fields' own).
+ONE_SHAPE = "set exactly one of path, or sources and/or dataFrom"
+TOP_LEVEL = "version and keys go with path; with sources, set them on each source"
+IMMUTABLE_PATH = "target.immutable needs path (the Secret of several sources has no single version)"
+DELETE_PATH = "onSourceDeleted: Delete needs path"
+SOURCE_NAMES = "two sources have one name"
+PREFIX_SLASHES = "prefix must not start with '/' or contain '//'"
+PREFIX_DOTS = "prefix must not contain '.' or '..' segments"
+
+
 def vsec(**fields: Any) -> JsonDict:
     return {"path": PATH, **fields}
+
+
+def composite(**fields: Any) -> JsonDict:
+    """A VaultSecret of several sources (no path)."""
+    return {"sources": [SOURCE], **fields}
 
 
 def conn(**fields: Any) -> JsonDict:
@@ -114,7 +133,32 @@ class Invalid(NamedTuple):
 
 INVALID = [
     # VaultSecret
-    Invalid("missing path", "VaultSecret", {}, error="'path' is a required property"),
+    Invalid("missing path", "VaultSecret", {}, error=ONE_SHAPE),
+    Invalid("only a target", "VaultSecret", {"target": {"name": "x"}}, error=ONE_SHAPE),
+    Invalid("path and sources", "VaultSecret", vsec(sources=[SOURCE]), error=ONE_SHAPE),
+    Invalid("path and dataFrom", "VaultSecret", vsec(dataFrom=[DATA_FROM]), error=ONE_SHAPE),
+    Invalid("version with sources", "VaultSecret", composite(version=2), error=TOP_LEVEL),
+    Invalid("keys with dataFrom", "VaultSecret", {"dataFrom": [DATA_FROM], "keys": [{"from": "a"}]}, error=TOP_LEVEL),
+    Invalid("immutable with sources", "VaultSecret", composite(target={"immutable": True}), error=IMMUTABLE_PATH),
+    Invalid("Delete with sources", "VaultSecret", composite(onSourceDeleted="Delete"), error=DELETE_PATH),
+    Invalid("two sources with one name", "VaultSecret", composite(sources=[SOURCE, SOURCE]), error=SOURCE_NAMES),
+    Invalid(
+        "two keys of a source to one Secret key",
+        "VaultSecret",
+        composite(sources=[{**SOURCE, "keys": [{"from": "a"}, {"from": "b", "to": "a"}]}]),
+        error="two keys map to the same Secret key",
+    ),
+    Invalid("bad source name", "VaultSecret", composite(sources=[{**SOURCE, "name": "a-b"}]), error="does not match"),
+    Invalid("absolute source path", "VaultSecret", composite(sources=[{**SOURCE, "path": "/a"}]), error="'/'"),
+    Invalid("absolute prefix", "VaultSecret", {"dataFrom": [{"prefix": "/a/"}]}, error=PREFIX_SLASHES),
+    Invalid("dot-dot prefix", "VaultSecret", {"dataFrom": [{"prefix": "a/../"}]}, error=PREFIX_DOTS),
+    Invalid("maxDiscovered 0", "VaultSecret", {"dataFrom": [DATA_FROM], "maxDiscovered": 0}, error="minimum of 1"),
+    Invalid(
+        "source connection kind too long",
+        "VaultSecret",
+        composite(sources=[{**SOURCE, "connectionRef": {"kind": "ClusterVaultConnection" * 2, "name": "x"}}]),
+        error="is too long",  # maxLength 22 (bounds the cost of the sources rules), besides the enum
+    ),
     Invalid("empty path", "VaultSecret", {"path": ""}),
     Invalid("path too long", "VaultSecret", {"path": "a" * 1025}),
     Invalid("absolute path", "VaultSecret", {"path": "/" + PATH}, error="must not start or end with '/'"),
@@ -292,6 +336,30 @@ VALID = [
     ),
     ("VaultSecret", vsec(template={"mergePolicy": "Merge", "type": "kubernetes.io/tls"})),
     ("VaultSecret", vsec(target={"type": "kubernetes.io/tls"}, template={"data": {"tls.crt": "x"}})),
+    ("VaultSecret", composite()),
+    ("VaultSecret", {"dataFrom": [DATA_FROM]}),
+    (
+        "VaultSecret",
+        composite(
+            sources=[
+                {**SOURCE, "version": 3, "keys": [{"from": "user"}, {"from": "password", "to": "PGPASSWORD"}]},
+                {"name": "login", "path": PATH, "connectionRef": {"kind": "ClusterVaultConnection", "name": "shared"}},
+                {
+                    "name": "_cache2",
+                    "path": "a/.hidden/b..c",
+                    "connectionRef": {"kind": "VaultConnection", "name": "x"},
+                },
+            ],
+            dataFrom=[
+                {"prefix": "environments/", "tags": ["prod"], "rewrite": [{"regexp": {"source": "^", "target": "X_"}}]}
+            ],
+            maxDiscovered=1000,
+            target={"immutable": False, "creationPolicy": "Merge"},
+            onSourceDeleted="Retain",
+            template={"data": {"URL": "{{ sources.db.data.user }}"}},
+        ),
+    ),
+    ("VaultSecret", vsec(maxDiscovered=1, version=2, target={"immutable": True}, onSourceDeleted="Delete")),
     ("VaultConnection", conn()),
     ("VaultConnection", conn(auth={"tokenSecretRef": {"name": "scaivault-token"}})),
     ("VaultConnection", conn(auth={"clientCredentials": {**CLIENT_CREDENTIALS, "secretRef": {"name": "c"}}})),
@@ -477,6 +545,39 @@ RULE_CASES: dict[str, tuple[list[Any], list[Any]]] = {
     "auth.clientCredentials.secretRef.namespace is required on a ClusterVaultConnection": (
         [conn(), conn(auth={"clientCredentials": CLIENT_CREDENTIALS})],
         [conn(auth={"clientCredentials": {**CLIENT_CREDENTIALS, "secretRef": {"name": "c"}}})],
+    ),
+    ONE_SHAPE: (
+        [vsec(), composite(), {"dataFrom": [DATA_FROM]}, composite(dataFrom=[DATA_FROM])],
+        [{}, {"target": {}}, vsec(sources=[SOURCE]), vsec(dataFrom=[DATA_FROM]), vsec(**composite(dataFrom=[]))],
+    ),
+    TOP_LEVEL: (
+        [vsec(version=1, keys=[{"from": "a"}]), {}, composite(), composite(sources=[{**SOURCE, "version": 1}])],
+        [composite(version=1), {"dataFrom": [DATA_FROM], "keys": []}, composite(version=1, keys=[{"from": "a"}])],
+    ),
+    IMMUTABLE_PATH: (
+        [
+            vsec(target={"immutable": True}),
+            composite(),
+            composite(target={}),
+            composite(target={"immutable": False, "name": "x"}),
+        ],
+        [composite(target={"immutable": True}), {"dataFrom": [DATA_FROM], "target": {"immutable": True}}],
+    ),
+    DELETE_PATH: (
+        [vsec(onSourceDeleted="Delete"), composite(), composite(onSourceDeleted="Retain")],
+        [composite(onSourceDeleted="Delete"), {"dataFrom": [DATA_FROM], "onSourceDeleted": "Delete"}],
+    ),
+    SOURCE_NAMES: (
+        [[SOURCE], [SOURCE, {**SOURCE, "name": "DB"}], [SOURCE, {"name": "login", "path": PATH}]],
+        [[SOURCE, SOURCE], [SOURCE, {"name": "x", "path": "a"}, {**SOURCE, "path": "b"}]],
+    ),
+    PREFIX_SLASHES: (
+        ["environments/", "environments", "a/b-", "team a/"],
+        ["/", "/environments/", "environments//", "a//b/"],
+    ),
+    PREFIX_DOTS: (
+        ["environments/", "a/.hidden/", "a/b..", "..."],
+        [".", "..", "./", "a/../b/", "a/.", "a/./"],
     ),
 }
 

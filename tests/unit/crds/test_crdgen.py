@@ -103,9 +103,12 @@ def _columns(crd: JsonDict) -> dict[str, JsonDict]:
 
 def test_vaultsecret_printer_columns(crds: dict[str, JsonDict]) -> None:
     columns = _columns(crds["VaultSecret"])
-    assert list(columns) == ["Path", "Version", "Ready", "Reason", "Age", "Pinned", "Secret"]
+    assert list(columns) == ["Path", "Version", "Sources", "Ready", "Reason", "Age", "Pinned", "Secret"]
     assert columns["Path"]["jsonPath"] == ".spec.path"
     assert (columns["Version"]["jsonPath"], columns["Version"]["type"]) == (".status.syncedVersion", "integer")
+    # With spec.sources or spec.dataFrom: how many ScaiVault secrets the Secret holds (empty for a single path).
+    sources = columns["Sources"]
+    assert (sources["jsonPath"], sources["type"], sources.get("priority", 0)) == (".status.sourceCount", "integer", 0)
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
     assert (columns["Age"]["jsonPath"], columns["Age"]["type"]) == (".metadata.creationTimestamp", "date")
@@ -290,6 +293,19 @@ def test_cel_rules_have_bounded_cost(schemas: dict[str, JsonDict], kind: str) ->
             for item_path, item in walk(node["items"], f"{path}[]"):
                 if item["type"] == "string":
                     assert "maxLength" in item, f"{kind} {item_path}: string iterated by a rule has no maxLength"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bounds_that_keep_cel_cheap_admit_every_enum_value(schemas: dict[str, JsonDict], kind: str) -> None:
+    """A maxLength added to an enum for the cost estimate (``connectionRef.kind``, ``rollout.targets[].kind``) must
+    not refuse one of its own values."""
+    bounded = [(path, node) for path, node in walk(schemas[kind]) if "enum" in node and "maxLength" in node]
+    for path, node in bounded:
+        assert node["maxLength"] >= max(map(len, node["enum"])), f"{kind} {path}: maxLength refuses an enum value"
+    if kind == "VaultSecret":
+        paths = {path: node["maxLength"] for path, node in bounded}
+        kinds = len("ClusterVaultConnection")
+        assert paths[".spec.connectionRef.kind"] == paths[".spec.sources[].connectionRef.kind"] == kinds == 22
 
 
 # -- the converter -----------------------------------------------------------------------------------------------
