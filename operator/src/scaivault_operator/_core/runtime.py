@@ -39,7 +39,7 @@ from scaivault_operator._logic.registry import (
     Release,
     Unit,
     deleting,
-    reason_label,
+    entry_reason_label,
 )
 from scaivault_operator._logic.rollout import RolloutWindow
 from scaivault_operator._logic.sharding import Shard
@@ -277,7 +277,7 @@ class Runtime:
     def _resync(self, conn: ConnKey, *, only_unready: bool) -> None:
         for source in self.registry.sources_of(conn):
             for entry in self.registry.members(source):
-                if not only_unready or not _ready(entry.status):
+                if not only_unready or entry.ready != "True":
                     self.registry.mark_dirty(entry.key, Priority.RETRY)
                     self.schedule(source, Priority.RETRY)
 
@@ -393,7 +393,7 @@ class Runtime:
     def _count_by_reason(self) -> list[tuple[dict[str, str], float]]:
         counts: dict[str, int] = {}
         for entry in self.registry.entries.values():
-            reason = reason_label(entry.status)
+            reason = entry_reason_label(entry)
             counts[reason] = counts.get(reason, 0) + 1
         return [({"reason": reason}, float(n)) for reason, n in sorted(counts.items())]
 
@@ -429,7 +429,3 @@ def _namespace_of(body: Mapping[str, Any]) -> str:
 def _describe(unit: Unit) -> str:
     """A work unit in a log line: the source's path, or the VaultSecret with several sources."""
     return f"VaultSecret {unit.key[0]}/{unit.key[1]}" if isinstance(unit, Composite) else unit[1]
-
-
-def _ready(status: Mapping[str, Any]) -> bool:
-    return conditions.ready_of(status).get("status") == "True"

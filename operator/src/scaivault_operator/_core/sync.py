@@ -83,7 +83,7 @@ from scaivault_operator._logic.manifests import (
     written_keys,
 )
 from scaivault_operator._logic.policy import check_access
-from scaivault_operator._logic.registry import Entry, Priority, Registry, SecretInfo, SourceKey, Unit, ready_reason
+from scaivault_operator._logic.registry import Entry, Priority, Registry, SecretInfo, SourceKey, Unit
 from scaivault_operator._logic.templating import SourceInput, apply_template
 
 __all__ = ["Syncer"]
@@ -904,7 +904,7 @@ class Syncer:
         sources: Mapping[Slot, int] | None = None,
     ) -> None:
         now = conditions.now_rfc3339()
-        first = ready_reason(entry.status) is None  # never reported before: a new VaultSecret (or a cold start)
+        first = entry.reason is None  # never reported before: a new VaultSecret (or a cold start)
         previous_version = entry.status.get("syncedVersion")
         listed = composite.status_sources(sources) if sources is not None else None
         moved = written or (synced_version is not None and synced_version != previous_version)

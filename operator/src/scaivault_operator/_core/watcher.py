@@ -48,7 +48,7 @@ from scaivault_operator._core.connections import Connection, Connections
 from scaivault_operator._logic import conditions
 from scaivault_operator._logic.breaker import Backoff
 from scaivault_operator._logic.composite import Composite, Listed
-from scaivault_operator._logic.registry import ConnKey, Priority, Registry, SourceKey, Unit, ready_reason
+from scaivault_operator._logic.registry import ConnKey, Priority, Registry, SourceKey, Unit
 
 __all__ = ["VersionWatcher", "covering_prefixes"]
 
@@ -226,7 +226,7 @@ class VersionWatcher:
         sources = [s for s in self._registry.sources_of(self.conn_key) if not isinstance(s, Composite)]
         for source in sorted(sources, key=lambda s: (s[1], s[2] or 0)):
             if source[2] is not None and not all(
-                ready_reason(entry.status) == conditions.POLICY_DENIED for entry in self._registry.members(source)
+                entry.reason == conditions.POLICY_DENIED for entry in self._registry.members(source)
             ):
                 return source
         return None

@@ -13,6 +13,7 @@ ones its Secret holds (``Entry.synced_sources``); its reads share GETs in ``_cor
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections import defaultdict
@@ -47,6 +48,7 @@ __all__ = [
     "Unit",
     "VSKey",
     "deleting",
+    "entry_reason_label",
     "ready_reason",
     "reason_label",
 ]
@@ -82,7 +84,7 @@ class Release:
     key: VSKey
 
 
-@dataclass
+@dataclass(slots=True)
 class SecretInfo:
     """What the index keeps of a managed Secret (or of one a VaultSecret merges into): no data, only whether the data
     written is intact and its version."""
@@ -94,16 +96,23 @@ class SecretInfo:
     revision: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
-    """One VaultSecret as the operator last saw it."""
+    """One VaultSecret as the operator last saw it. Compact (issue 14: ten thousands of them): slots, and its status
+    kept as compact JSON (``packed_status``, a fifth of the dict's memory), read back as a dict by ``status`` — only a
+    sync does — with the Ready condition's status and reason at hand for the per-poll and per-scrape questions
+    (``ready``, ``reason``)."""
 
     key: VSKey
     uid: str
     generation: int | None
     spec: VaultSecretSpec | None
     spec_error: str | None
-    status: dict[str, Any]
+    packed_status: bytes = b"{}"
+    #: The Ready condition's status ("True", "False", ...; "" when it has none) and reason in ``status``; None without
+    #: a Ready condition (``ready``) or a reason.
+    ready: str | None = None
+    reason: str | None = None
     source: Unit | None = None
     synced_version: int | None = None
     synced_spec: VaultSecretSpec | None = None
@@ -118,6 +127,29 @@ class Entry:
     finalized: bool = False
     #: It has a deletionTimestamp: never synced again; only released (``Release``) when it carries our finalizer.
     deleting: bool = False
+
+    @classmethod
+    def of(cls, *, status: Mapping[str, Any], **fields: Any) -> Entry:
+        entry = cls(**fields)
+        entry.status = status
+        return entry
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """The status as last seen or written (a new dict each time: change it by assigning a new one)."""
+        found: dict[str, Any] = json.loads(self.packed_status)
+        return found
+
+    @status.setter
+    def status(self, value: Mapping[str, Any]) -> None:
+        try:
+            self.packed_status = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError):  # not JSON (an odd body): keep what can be kept
+            self.packed_status = json.dumps(value, separators=(",", ":"), default=str).encode("utf-8")
+        ready = conditions.ready_of(value)
+        status, reason = ready.get("status"), ready.get("reason")
+        self.ready = (status if isinstance(status, str) else "") if ready else None
+        self.reason = reason if isinstance(reason, str) else None
 
     @property
     def namespace(self) -> str:
@@ -221,8 +253,8 @@ class Registry:
             self.dirty[key] = Priority.NEW
             return old.source
         status = dict(_mapping(body.get("status")))
-        entry = Entry(key=key, uid=uid, generation=generation, spec=spec, spec_error=error, status=status,
-                      refresh=refresh, finalized=finalized)  # fmt: skip
+        entry = Entry.of(key=key, uid=uid, generation=generation, spec=spec, spec_error=error, status=status,
+                         refresh=refresh, finalized=finalized)  # fmt: skip
         if old is not None and old.uid == uid:
             entry.synced_version, entry.synced_spec = old.synced_version, old.synced_spec
             entry.synced_sources = old.synced_sources
@@ -321,8 +353,8 @@ class Registry:
         self._detach(key)
         self._prune_listings(old)
         self.dirty.pop(key, None)
-        self.entries[key] = Entry(key=key, uid=uid, generation=None, spec=spec, spec_error=error, status=status,
-                                  finalized=_finalized(meta), deleting=True)  # fmt: skip
+        self.entries[key] = Entry.of(key=key, uid=uid, generation=None, spec=spec, spec_error=error, status=status,
+                                     finalized=_finalized(meta), deleting=True)  # fmt: skip
         return self.entries[key].finalized
 
     def remove(self, key: VSKey) -> None:
@@ -415,8 +447,8 @@ class Registry:
         none, ``Unknown`` for a reason that is not a condition reason (a word; status is not free text in a label)."""
         found = []
         for entry in self.entries.values():
-            if conditions.ready_of(entry.status).get("status") != "True":
-                found.append((entry.namespace, entry.name, reason_label(entry.status)))
+            if entry.ready != "True":
+                found.append((entry.namespace, entry.name, entry_reason_label(entry)))
         return found
 
     def invalid_entries(self) -> list[Entry]:
@@ -436,13 +468,13 @@ class Registry:
             if not isinstance(source, Composite)
             and source[0] == conn
             and source[2] is None
-            and not all(ready_reason(self.entries[key].status) == conditions.POLICY_DENIED for key in members)
+            and not all(self.entries[key].reason == conditions.POLICY_DENIED for key in members)
         }
         return paths | {path for (key_conn, path), members in self.composite_paths.items()
                         if key_conn == conn and not self._all_denied(members)}  # fmt: skip
 
     def _all_denied(self, members: Iterable[VSKey]) -> bool:
-        return all(ready_reason(self.entries[key].status) == conditions.POLICY_DENIED for key in members)
+        return all(self.entries[key].reason == conditions.POLICY_DENIED for key in members)
 
     def followed_prefixes(self, conn: ConnKey) -> set[str]:
         """The dataFrom prefixes of the VaultSecrets on ``conn``: listed whole by the version watcher."""
@@ -477,7 +509,7 @@ class Registry:
                 # A source is gone: one re-created later starts again at version 1, so the versions held can no
                 # longer confirm the Secret (as for a single path): its next sync reads every source again.
                 entry.synced_sources, entry.reread = None, True
-            elif wanted == entry.synced_sources and ready_reason(entry.status) != conditions.SOURCE_NOT_FOUND:
+            elif wanted == entry.synced_sources and entry.reason != conditions.SOURCE_NOT_FOUND:
                 continue
             self.mark_dirty(key, Priority.VERSION)
             behind.append(Composite(key))
@@ -614,7 +646,7 @@ class Registry:
     def _retrying(self, key: VSKey, version: int) -> bool:
         entry = self.entries[key]
         return (key in self.dirty and entry.synced_version != version
-                and ready_reason(entry.status) == conditions.BACKEND_UNAVAILABLE)  # fmt: skip
+                and entry.reason == conditions.BACKEND_UNAVAILABLE)  # fmt: skip
 
     # -- managed Secrets (drift) ------------------------------------------------------------------------
 
@@ -689,6 +721,14 @@ def reason_label(status: Mapping[str, Any]) -> str:
     ready = conditions.ready_of(status)
     reason = ready.get("reason") if ready else "Pending"
     return reason if isinstance(reason, str) and _REASON.fullmatch(reason) else "Unknown"
+
+
+def entry_reason_label(entry: Entry) -> str:
+    """``reason_label`` of an entry's status, from its cached Ready reason (no decoding)."""
+    if entry.ready is None:
+        return "Pending"
+    reason = entry.reason
+    return reason if reason is not None and _REASON.fullmatch(reason) else "Unknown"
 
 
 def ready_reason(status: Mapping[str, Any]) -> str | None:
