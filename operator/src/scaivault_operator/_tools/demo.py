@@ -1,10 +1,11 @@
 """``make demo``: the whole product in one command, on a machine with nothing but Python.
 
 Owned here: the demo script. It starts a local ScaiVault (dev-vault) and writes the quickstart's secret (and the
-three secrets of ``crds/examples/templates/``), picks a Kubernetes API — the kubeconfig's cluster when one answers,
-otherwise kmock's in-process emulator, and says which — applies ``crds/examples/`` and ``crds/examples/templates/``
-(the connection pointed at the local ScaiVault), runs the real operator in-process, shows the Secrets appear (the
-templated ones too), writes version 2 and shows it follow while the pinned VaultSecret stays, then shows two
+secrets of ``crds/examples/templates/`` and ``crds/examples/sources/``), picks a Kubernetes API — the kubeconfig's
+cluster when one answers, otherwise kmock's in-process emulator, and says which — applies ``crds/examples/``,
+``templates/`` and ``sources/`` (the connection pointed at the local ScaiVault), runs the real operator in-process,
+shows the Secrets appear (the templated ones, and those built from several secrets or from every secret under a
+prefix), writes version 2 and shows it follow while the pinned VaultSecret stays, then shows two
 Deployments restarted for the key they use (spec.rollout), and only the one reading every key (envFrom) restarted
 again for version 3, which changes a key the other does not read.
 
@@ -31,6 +32,7 @@ import yaml
 
 from scaivault_operator._cogs.settings import OperatorSettings
 from scaivault_operator._logic import conditions
+from scaivault_operator._logic.manifests import ANNOTATION_SOURCES, ANNOTATION_VERSION
 from scaivault_operator._logic.rollout import ROLLOUT_ANNOTATION
 from scaivault_operator.testing import Cluster, emulated_cluster, real_cluster, running_operator
 
@@ -68,6 +70,20 @@ TEMPLATE_SECRETS: dict[str, dict[str, Any]] = {
 }
 #: The templated Secrets of crds/examples/templates/ the demo shows.
 TEMPLATED = ("billing-database", "ghcr-pull", "api-gateway-tls", "billing-config")
+#: The ScaiVault secrets of crds/examples/sources/ (demo values) and their tags: the payments ones are found by
+#: spec.dataFrom (prefix and tags; the legacy one lacks the production tag).
+SOURCE_SECRETS: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "environments/production/postgres/orders-server": ({"host": "postgres.default.svc", "port": 5432,
+                                                        "dbname": "orders"}, []),
+    "environments/production/postgres/orders-login": ({"user": "orders", "password": "demo-p@ss"}, []),
+    "environments/production/redis/orders": ({"host": "redis.default.svc", "password": "demo-redis"}, []),
+    "environments/production/payments/stripe/api": ({"token": "sk_demo"}, ["payments", "production"]),
+    "environments/production/payments/adyen/api": ({"api_key": "ak_demo", "hmac_key": "hk_demo"},
+                                                   ["payments", "production", "eu"]),
+    "environments/production/payments/legacy/api": ({"token": "old"}, ["payments"]),
+}  # fmt: skip
+#: The Secrets of crds/examples/sources/ the demo shows.
+COMPOSED = ("orders-database", "payments-keys", "orders-config")
 
 
 def _free_port(preferred: int) -> int:
@@ -86,10 +102,11 @@ def _mask(encoded: str) -> str:
 
 
 def load_examples(vault_url: str) -> list[dict[str, Any]]:
-    """The example manifests in apply order (``templates/`` last), with the connection's URL pointed at the local
-    ScaiVault."""
+    """The example manifests in apply order (``templates/`` and ``sources/`` last), with the connection's URL pointed
+    at the local ScaiVault."""
     docs: list[dict[str, Any]] = []
-    for path in [*sorted(EXAMPLES.glob("*.yaml")), *sorted((EXAMPLES / "templates").glob("*.yaml"))]:
+    more = [*sorted((EXAMPLES / "templates").glob("*.yaml")), *sorted((EXAMPLES / "sources").glob("*.yaml"))]
+    for path in [*sorted(EXAMPLES.glob("*.yaml")), *more]:
         docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
     for doc in docs:
         if doc["kind"] in ("ClusterVaultConnection", "VaultConnection"):
@@ -122,7 +139,9 @@ class Demo:
         secret = await self.cluster.get("Secret", namespace, name) or {}
         annotations = (secret.get("metadata") or {}).get("annotations") or {}
         kind = "" if secret.get("type", "Opaque") == "Opaque" else f", type {secret.get('type')}"
-        self.say(f"  Secret {namespace}/{name}  (version {annotations.get('scaivault.scailabs.ai/version')}{kind})")
+        sources = annotations.get(ANNOTATION_SOURCES)
+        held = f"from {sources}" if sources else f"version {annotations.get(ANNOTATION_VERSION)}"
+        self.say(f"  Secret {namespace}/{name}  ({held}{kind})")
         for key, value in sorted((secret.get("data") or {}).items()):
             self.say(f"    {key:<26} {_mask(value)}")
 
@@ -191,6 +210,10 @@ async def run_demo(*, out: TextIO = sys.stdout, force_emulated: bool = False) ->
         for path, data in TEMPLATE_SECRETS.items():
             vault.write(path, data)
         print(f"  wrote {len(TEMPLATE_SECRETS)} more for crds/examples/templates/ (database, registry, TLS)", file=out)
+        for path, (data, tags) in SOURCE_SECRETS.items():
+            vault.write(path, data, metadata={"tags": tags} if tags else None)
+        print(f"  wrote {len(SOURCE_SECRETS)} more for crds/examples/sources/ (orders database, redis, payments keys "
+              "with tags)", file=out)  # fmt: skip
         async with _pick_cluster(out, force_emulated) as (cluster, real):
             demo = Demo(cluster, vault, out)
             created: list[dict[str, Any]] = []
@@ -298,6 +321,12 @@ async def _run_operator(
         demo.say("   And the Secrets shaped by spec.template (crds/examples/templates/, docs/templates.md):")
         for name in TEMPLATED:
             await demo.show_secret("default", name)
+        for name in COMPOSED:
+            await _wait(f"the Secret default/{name}", functools.partial(_has_sources, demo, name))
+        demo.say("   And the Secrets built from several ScaiVault secrets (spec.sources) or from every secret under a "
+                 "prefix\n   with some tags (spec.dataFrom; crds/examples/sources/, docs/crds.md):")  # fmt: skip
+        for name in COMPOSED:
+            await demo.show_secret("default", name)
 
         demo.say(f"\n2) Two Deployments read Secret billing-salesforce-env as environment variables: {WORKER} every "
                  f"key (envFrom),\n   {APP} only SALESFORCE_CLIENT_SECRET. VaultSecret salesforce-env names both in "
@@ -359,6 +388,11 @@ async def _moved(demo: Demo, name: str, stamp: str | None) -> bool:
 
 async def _has_version(demo: Demo, name: str, version: str) -> bool:
     return await demo.secret_version("default", name) == version
+
+
+async def _has_sources(demo: Demo, name: str) -> bool:
+    secret = await demo.cluster.get("Secret", "default", name) or {}
+    return bool(((secret.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SOURCES))
 
 
 def main(force_emulated: bool = False) -> int:
