@@ -804,7 +804,7 @@ async def test_render_of_several_sources_refuses_what_the_operator_refuses(clust
     )
     found = await plugin("render", f"{NS}/found-denied")
     assert found.code == 1
-    assert found.err.startswith("error: PolicyDenied: the operator would not read apps/no/b (found under apps/no): ")
+    assert found.err.startswith("error: PolicyDenied: the operator would not list apps/no: ")
     assert cluster.vault.stats.count("read") == reads  # denied before anything was read
 
     collide = await plugin("render", f"{NS}/collide")

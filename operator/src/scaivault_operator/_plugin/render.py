@@ -392,7 +392,7 @@ async def _build_composite(
         for entry in spec.dataFrom or ():
             if lister is None or entry.prefix in listed:
                 continue
-            decision = check_path(lister, namespace, labels, entry.prefix, prefix=True)
+            decision = check_path(lister, namespace, labels, entry.prefix, prefix=True, field="spec.dataFrom")
             if not decision.allowed:  # as the operator: nothing outside the rules is listed
                 raise PluginError(f"PolicyDenied: the operator would not list {entry.prefix}: {decision.message}",
                                   ExitCode.NOT_READY)  # fmt: skip
@@ -408,7 +408,8 @@ async def _build_composite(
         reads = composite.needed(spec, namespace, lambda _conn, _path: None, found)  # the latest: read it
         for read in reads:
             conn = conns[_plugin_key(read.conn)]
-            decision = check_path(conn, namespace, labels, read.path)
+            field = "spec.sources" if read.slot[0] is not None else "spec.dataFrom"
+            decision = check_path(conn, namespace, labels, read.path, field=field)
             if not decision.allowed:
                 raise PluginError(f"PolicyDenied: the operator would not read {_where(spec, read.slot, found)}: "
                                   f"{decision.message}", ExitCode.NOT_READY)  # fmt: skip

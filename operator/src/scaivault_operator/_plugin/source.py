@@ -129,14 +129,20 @@ def connection_keys(spec: VaultSecretSpec, namespace: str) -> list[ConnectionKey
 
 
 def check_path(
-    conn: Connection, namespace: str, labels: Mapping[str, str] | None, path: str, *, prefix: bool = False
+    conn: Connection,
+    namespace: str,
+    labels: Mapping[str, str] | None,
+    path: str,
+    *,
+    prefix: bool = False,
+    field: str = "spec.path",
 ) -> Decision:
     """``policy.check_access``: may a VaultSecret in ``namespace`` (labels ``labels``, None when unknown) read
     ``path`` (``prefix``: list the dataFrom prefix ``path``) through ``conn``, as the operator decides before each
     read and list."""
     return check_access(connection_kind=conn.kind, connection_namespace=conn.namespace, connection_name=conn.name,
                         access=conn.spec.access if conn.spec is not None else None, namespace=namespace,
-                        namespace_labels=labels, path=path, prefix=prefix)  # fmt: skip
+                        namespace_labels=labels, path=path, prefix=prefix, field=field)  # fmt: skip
 
 
 def parse_connection_arg(value: str) -> tuple[str, str]:

@@ -321,9 +321,9 @@ def sources_access_step(
     denied: list[tuple[State, str]] = []
     allowed = hidden = unreadable = 0
 
-    def check(conn: Connection, path: str, label: str, *, shown: bool = True) -> None:
+    def check(conn: Connection, path: str, label: str, *, shown: bool = True, field: str = "spec.sources") -> None:
         nonlocal allowed, hidden
-        decision = check_path(conn, namespace, labels, path)
+        decision = check_path(conn, namespace, labels, path, field=field)
         if decision.allowed:
             allowed += 1
             if shown:
@@ -348,13 +348,16 @@ def sources_access_step(
             unreadable += 1
             details.append(("unknown", f"dataFrom {entry.prefix}: its connection could not be read"))
             continue
-        whole = entry.prefix.rstrip("/")
-        if whole and check_path(lister, namespace, labels, whole).allowed:  # every path under the prefix starts so
-            index = _matching_rule(lister, namespace, labels, whole)
+        # As the operator: a prefix is listed only when the rules allow all of it (nothing outside them is listed).
+        decision = check_path(lister, namespace, labels, entry.prefix, prefix=True, field="spec.dataFrom")
+        if decision.allowed:
+            index = _matching_rule(lister, namespace, labels, entry.prefix.rstrip("/") or entry.prefix)
             rule = f"rule #{index + 1} of spec.access" if index is not None else "the connection has no access rules"
             details.append(("ok", f"dataFrom {entry.prefix}: every secret under it may be read ({rule})"))
         else:
-            details.append(("info", f"dataFrom {entry.prefix}: the operator checks each secret it finds there"))
+            state: State = "unknown" if labels is None and selectors else "fail"
+            denied.append((state, decision.message))
+            details.append((state, f"dataFrom {entry.prefix}: not listed — {decision.message}"))
     found = sorted(path for name, path in composite.versions_from_status(status) or {} if name is None)
     if lister is not None:
         for number, path in enumerate(found):
