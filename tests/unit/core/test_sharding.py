@@ -462,7 +462,7 @@ async def test_a_relist_forgets_a_vaultsecret_relabelled_away_while_the_watch_wa
     b. Kopf lists again with the selector: only web comes back (db is not listed, and no DELETED event comes for it).
     The runtime's check after a re-list must forget db, which shard b now serves."""
     kube = RecordingKube(secrets=[managed_secret(), managed_secret("web")])
-    a = runtime(kube, selector="shard=a")
+    a = runtime(kube, selector="shard=a", relist_quiet=0.0)
     await a.start()
     try:
         db = _synced("a")

@@ -74,6 +74,12 @@ class OperatorSettings(BaseSettings):
         description="Write the connections' status (Ready, identity, breaker, watchedPaths). One shard should: None "
         "means shard 0 (or no --shard) does; with several --selector shards, set it false on all but one.",
     )
+    relist_quiet: float = Field(
+        default=2.0,
+        ge=0,
+        description="After Kopf lists the VaultSecrets again (410 Gone), how long its listing must be quiet before "
+        "the operator lists them once itself to forget the ones deleted meanwhile.",
+    )
     watch_server_timeout: int = Field(default=300, ge=10, description="Server-side watch timeout (kopf#585).")
     watch_client_timeout: int = Field(default=330, ge=10, description="Client-side watch timeout (kopf#957).")
     service_account_dir: Path = Field(

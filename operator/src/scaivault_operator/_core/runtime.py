@@ -105,6 +105,7 @@ class Runtime:
         self._relist: asyncio.Task[None] | None = None  # the check of a re-list of the VaultSecret watch
         self._relist_seen: set[tuple[str, str]] = set()  # listed since the check began
         self._relist_again = False
+        self._relist_last = 0.0  # loop time of the last listing event of a re-list
         self.syncs = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------------
@@ -211,7 +212,10 @@ class Runtime:
     def _relisted(self, key: tuple[str, str]) -> None:
         """Kopf listed the VaultSecrets again (after 410 Gone, or a watch that failed to resume). What was deleted
         meanwhile never gets a DELETED event: hold the entries not seen again, and list the VaultSecrets once
-        ourselves — later than Kopf's list — to forget those that are gone (``Registry.begin_relist``)."""
+        ourselves — after Kopf's listing has been quiet for ``relist_quiet`` seconds — to forget those that are gone
+        (``Registry.begin_relist``). Kopf delivers a re-list object by object: at 50,000 VaultSecrets a check per
+        straggler listed everything again and again (issue 14's re-list storm)."""
+        self._relist_last = asyncio.get_running_loop().time()
         if self._relist is None:
             self.registry.begin_relist()
             self._relist_seen = set()
@@ -222,7 +226,10 @@ class Runtime:
 
     async def _check_relist(self) -> None:
         delay = self.settings.retry_base
+        loop = asyncio.get_running_loop()
         while True:
+            while (quiet := self._relist_last + self.settings.relist_quiet - loop.time()) > 0:
+                await asyncio.sleep(quiet)  # Kopf's listing still arrives: what it delivers confirms entries
             try:
                 present = await self.kube.list_vaultsecret_uids(list(self.settings.namespaces))
             except KubeError as exc:
