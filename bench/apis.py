@@ -1,14 +1,17 @@
 """The Kubernetes side of a benchmark world: the in-memory API (``FakeSide``) or a real cluster (``ClusterSide``).
 
 Both create the world's objects (namespaces, the token Secret, a ClusterVaultConnection, the VaultSecrets), report
-changes to VaultSecrets and our Secrets to an ``observe(kind, type, object)`` callback, and count the operator's
-Kubernetes requests as ``{"verb resource": count}``:
+changes to VaultSecrets and the measured side's Secrets to an ``observe(kind, type, object)`` callback, and count
+the Kubernetes requests of the process under test (the operator or the naive baseline) as
+``{"verb resource": count}``:
 
 - ``FakeSide``: objects written through the fake API's store (never counted), changes from its listeners,
   requests counted by the server (every request, reads included).
-- ``ClusterSide``: objects written with lightkube over HTTP, changes from lightkube watches, and the operator's
-  writes counted by the operator itself (its ``/metrics``: ``secret_writes_total``, ``status_writes_total``,
-  ``events_total``), scraped at each mark — reads and Kopf's own requests are not in these counts.
+- ``ClusterSide``: objects written with lightkube over HTTP, changes from lightkube watches. For the operator
+  (``role="operator"``) its writes are counted by the operator itself (its ``/metrics``: ``secret_writes_total``,
+  ``status_writes_total``, ``events_total``), scraped at each mark — reads and Kopf's own requests are not in
+  these counts. For the naive baseline (``role="baseline"``: its own namespaces in the same cluster, no CRDs, no
+  VaultSecrets) every Kubernetes request it sends, counted by the baseline (``bench.naive --stats-port``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Namespace, Secret
 
 from bench.fakeapi import FakeApi, ResourceType, load_crds
+from bench.naive import LABEL as BASELINE_LABEL
+from bench.naive import MANAGED_BY as BASELINE_MANAGED_BY
 from scaivault_operator._cogs.kube import ClusterVaultConnectionResource, VaultSecretResource
 from scaivault_operator._cogs.kubeconfig import load as load_kubeconfig
 from scaivault_operator._logic.manifests import CREDENTIALS_LABEL, MANAGED_BY, MANAGED_BY_LABEL
@@ -64,6 +69,7 @@ class KubeSide(Protocol):
     async def seed(self, items: Sequence[Item], vault_url: str, interval: float, *, connection: bool) -> None: ...
     async def create_vaultsecrets(self, items: Sequence[Item]) -> None: ...
     def operator_args(self) -> list[str]: ...
+    def baseline_args(self) -> list[str]: ...
     async def operator_ready(self, limit: float) -> bool: ...
     def counts(self) -> dict[str, int]: ...
     def describe(self) -> dict[str, Any]: ...
@@ -92,8 +98,9 @@ class FakeSide:
     namespace_prefix = "bench-"
     OP_NS = "scaivault-system"
 
-    def __init__(self, *, crds: bool) -> None:
+    def __init__(self, *, crds: bool, history: int = 20_000) -> None:
         self.with_crds = crds
+        self.history = history  # watch events kept per resource type (older resourceVersions: 410 Gone)
         self._api: FakeApi | None = None
 
     @property
@@ -111,7 +118,7 @@ class FakeSide:
         return found
 
     async def start(self, observe: Observe) -> None:
-        self._api = await FakeApi(crds=load_crds() if self.with_crds else ()).start()
+        self._api = await FakeApi(crds=load_crds() if self.with_crds else (), history=self.history).start()
 
         def listener(rtype: ResourceType, type_: str, old: Any, new: dict[str, Any]) -> None:
             if rtype.kind == "VaultSecret" or (rtype.kind == "Secret" and rtype.group == ""):
@@ -146,6 +153,10 @@ class FakeSide:
 
     def operator_args(self) -> list[str]:
         return ["--server", self.fake.url]
+
+    def baseline_args(self) -> list[str]:
+        """The naive baseline's Kubernetes API; its requests are counted by the fake API."""
+        return ["--api", self.fake.url]
 
     async def operator_ready(self, limit: float) -> bool:
         """Kopf watches both VaultSecrets and Secrets."""
@@ -230,12 +241,19 @@ def _free_port() -> int:
 
 class ClusterSide:
     """The cluster in the kubeconfig: a namespace set, a token Secret and a ClusterVaultConnection of this run
-    (``svo-bench-<random>``), our CRDs installed when missing; all of it (and only that) deleted at the end."""
+    (``svo-bench-<random>``), our CRDs installed when missing; all of it (and only that) deleted at the end.
+
+    ``role="baseline"``: the naive baseline's world in the same cluster — namespaces of its own run only (no CRDs,
+    no token, no connection, no VaultSecrets), its Secrets observed by their label, its requests counted by
+    itself."""
 
     api = "cluster"
 
-    def __init__(self, info: ClusterInfo, *, concurrency: int = 32) -> None:
+    def __init__(self, info: ClusterInfo, *, concurrency: int = 32, role: str = "operator") -> None:
+        if role not in ("operator", "baseline"):
+            raise ValueError(f"role: {role!r}")
         self.info = info
+        self.role = role
         run = secrets.token_hex(3)
         self.connection = f"svo-bench-{run}"
         self.namespace_prefix = f"svo-bench-{run}-"
@@ -244,12 +262,16 @@ class ClusterSide:
         self.client = AsyncClient(info.config, field_manager="svo-bench")
         self.namespaces: list[str] = []
         self.created_crds: list[str] = []
-        self.metrics_url: str | None = None
+        self.metrics_url: str | None = None  # the operator's /metrics, or the baseline's request counts (JSON)
         self._tasks: list[asyncio.Task[None]] = []
         self._observe: Observe | None = None
 
     async def start(self, observe: Observe) -> None:
         self._observe = observe
+        if self.role == "baseline":
+            labels = {BASELINE_LABEL: BASELINE_MANAGED_BY}
+            self._tasks = [asyncio.create_task(self._watch(Secret, "Secret", labels))]
+            return
         await self._install_crds()
         self._tasks = [asyncio.create_task(self._watch(VaultSecretResource, "VaultSecret", None)),
                        asyncio.create_task(self._watch(Secret, "Secret", {MANAGED_BY_LABEL: MANAGED_BY}))]  # fmt: skip
@@ -289,7 +311,7 @@ class ClusterSide:
                 await asyncio.sleep(0.5)  # start over: the first events (ADDED) repeat the current state
 
     async def seed(self, items: Sequence[Item], vault_url: str, interval: float, *, connection: bool) -> None:
-        for namespace in [*sorted({item.namespace for item in items}), self.op_ns]:
+        for namespace in [*sorted({item.namespace for item in items}), *([self.op_ns] if connection else [])]:
             if namespace not in self.namespaces:
                 meta = {"name": namespace, "labels": {BENCH_LABEL: "true"}}
                 await self.client.create(Namespace.from_dict({"metadata": meta}))
@@ -321,6 +343,13 @@ class ClusterSide:
         self.metrics_url = f"http://127.0.0.1:{port}/metrics"
         return ["--metrics-port", str(port)]
 
+    def baseline_args(self) -> list[str]:
+        """The naive baseline reads the same kubeconfig and serves its request counts on a fresh local port (each
+        baseline process counts from zero)."""
+        port = _free_port()
+        self.metrics_url = f"http://127.0.0.1:{port}/"
+        return ["--kubeconfig", "--stats-port", str(port)]
+
     async def operator_ready(self, limit: float) -> bool:
         """/metrics answers (Kopf's watches are not visible from here; it lists before watching, so nothing is
         missed)."""
@@ -334,7 +363,8 @@ class ClusterSide:
         return False
 
     def counts(self) -> dict[str, int]:
-        """The current operator's writes (nothing while no operator runs: a new one counts from zero)."""
+        """The current operator's writes, or the current baseline's requests (nothing while no such process runs: a
+        new one counts from zero)."""
         if self.metrics_url is None:
             return {}
         try:
@@ -342,6 +372,8 @@ class ClusterSide:
             response.raise_for_status()
         except httpx.HTTPError:
             return {}
+        if self.role == "baseline":
+            return {str(key): int(value) for key, value in response.json().items()}
         return parse_metrics(response.text)
 
     def describe(self) -> dict[str, Any]:
@@ -354,8 +386,9 @@ class ClusterSide:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        with contextlib.suppress(ApiError, httpx.HTTPError):
-            await self.client.delete(ClusterVaultConnectionResource, self.connection)
+        if self.role == "operator":
+            with contextlib.suppress(ApiError, httpx.HTTPError):
+                await self.client.delete(ClusterVaultConnectionResource, self.connection)
         for namespace in self.namespaces:
             with contextlib.suppress(ApiError, httpx.HTTPError):
                 await self.client.delete(Namespace, namespace)

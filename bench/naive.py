@@ -8,9 +8,12 @@ is simply tried again at the next interval (as a requeue-after would). At most `
 flight, as a reconcile worker pool would allow.
 
 Reports on stdout, one JSON object per line: ``started``, then ``pass`` after each full pass over the items.
-The benchmark counts its requests at the ScaiVault server and the Kubernetes API, like ours.
+The benchmark counts its requests at the ScaiVault server and, on the in-memory API, at the Kubernetes API, like
+ours. On a real cluster (``--kubeconfig``: the cluster the operator would use, ``$KUBECONFIG`` first) the baseline
+counts its own Kubernetes requests, ``{"verb resource": count}``, served as JSON on ``127.0.0.1:--stats-port``.
 
     python -m bench.naive --vault URL --token T --api URL --items items.json --interval 2
+    python -m bench.naive --vault URL --token T --kubeconfig --stats-port P --items items.json --interval 2
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import sys
 import time
@@ -42,9 +46,31 @@ class Naive:
         self.interval: float = args.interval
         self.vault = httpx.AsyncClient(base_url=args.vault, headers={"Authorization": f"Bearer {args.token}"},
                                        timeout=30.0, limits=httpx.Limits(max_connections=args.concurrency))  # fmt: skip
-        self.api = httpx.AsyncClient(base_url=args.api, headers={"User-Agent": "naive-baseline"}, timeout=30.0)
+        self.api = kube_client(args.api) if args.api else kube_client_from_kubeconfig()
+        self.api.headers["User-Agent"] = "naive-baseline"
+        self.api.event_hooks = {"request": [self._count]}
         self.gate = asyncio.Semaphore(args.concurrency)
         self.known: dict[tuple[str, str], int] = {}
+        self.counts: dict[str, int] = {}  # "verb resource" -> Kubernetes requests sent (served on --stats-port)
+        self.stats_server: asyncio.Server | None = None
+
+    async def _count(self, request: httpx.Request) -> None:
+        key = f"{request_verb(request.method, request.url.path)} secrets"
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    async def serve_stats(self, port: int) -> None:
+        """``GET /`` on 127.0.0.1:``port``: the Kubernetes requests sent so far, as JSON."""
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                await reader.readuntil(b"\r\n\r\n")
+                body = json.dumps(self.counts).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+                await writer.drain()
+            writer.close()
+
+        self.stats_server = await asyncio.start_server(answer, "127.0.0.1", port)
 
     async def load_known(self) -> None:
         token = ""
@@ -123,16 +149,48 @@ class Naive:
                 start = loop.time() - passes * self.interval  # behind schedule: start the next pass now
 
 
+def request_verb(method: str, path: str) -> str:
+    """The API server's verb for a request on Secrets (a GET on the collection is a list)."""
+    if method == "GET":
+        return "list" if path.rstrip("/").endswith("/secrets") else "get"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
+
+
+def kube_client(url: str) -> httpx.AsyncClient:
+    """An unauthenticated API (the in-memory one)."""
+    return httpx.AsyncClient(base_url=url, timeout=30.0)
+
+
+def kube_client_from_kubeconfig() -> httpx.AsyncClient:
+    """The cluster the operator would use (``$KUBECONFIG``, in-cluster, ``~/.kube/config``): its URL, CA and
+    credentials, through lightkube's httpx adapter."""
+    from lightkube.config.client_adapter import AsyncClient, ConnectionParams
+
+    from scaivault_operator._cogs.kubeconfig import load
+
+    return AsyncClient(load().config, ConnectionParams(timeout=httpx.Timeout(30.0)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.naive")
     parser.add_argument("--vault", required=True)
     parser.add_argument("--token", required=True)
-    parser.add_argument("--api", required=True)
+    api = parser.add_mutually_exclusive_group(required=True)
+    api.add_argument("--api", help="an unauthenticated Kubernetes API URL (bench.fakeapi)")
+    api.add_argument("--kubeconfig", action="store_true", help="the cluster in $KUBECONFIG (or ~/.kube/config)")
+    parser.add_argument("--stats-port", type=int, default=0, help="serve the Kubernetes request counts (0: none)")
     parser.add_argument("--items", required=True, help="JSON list of [namespace, name, path]")
     parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    asyncio.run(Naive(args).run())
+    asyncio.run(_main(args))
+
+
+async def _main(args: argparse.Namespace) -> None:
+    naive = Naive(args)
+    if args.stats_port:
+        await naive.serve_stats(args.stats_port)
+    await naive.run()
 
 
 if __name__ == "__main__":

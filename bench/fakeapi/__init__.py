@@ -5,7 +5,9 @@ keeps a dict per resource type and costs O(1) per get/create/patch/delete, O(mat
 serves what Kopf and the operator use, with the API server's semantics:
 
 - discovery (``/api``, ``/api/v1``, ``/apis``, ``/apis/{group}[/{version}]``, ``/version``), CRDs that register
-  their resources when created (``crds=`` loads ``crds/*.yaml``-style bodies at start);
+  their resources when created (``crds=`` loads ``crds/*.yaml``-style bodies at start); the built-in types
+  Namespace, Secret, ConfigMap, Event, ServiceAccount, Lease and the workloads the operator rolls out
+  (Deployment, StatefulSet, DaemonSet: stored and listed, never run);
 - list with label/field selectors and ``limit``/``continue`` paging over consistent snapshots;
 - watch from a ``resourceVersion`` (bounded history per resource; ``ERROR`` 410 Expired when too old), without
   one (ADDED for every object first), ``allowWatchBookmarks`` (BOOKMARK events), ``sendInitialEvents``,

@@ -188,6 +188,14 @@ CORE_TYPES: tuple[ResourceType, ...] = (
     ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
                  namespaced=False, short_names=("crd", "crds"), subresources=frozenset({"status"}), generation=True),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True),
+    # The workloads the operator lists and patches to roll out changed keys (``_core/rollout``): without them it
+    # would see 404s and retry, which a real API server never answers.
+    ResourceType("apps", "v1", "deployments", "Deployment", namespaced=True, short_names=("deploy",),
+                 subresources=frozenset({"status"}), generation=True),
+    ResourceType("apps", "v1", "statefulsets", "StatefulSet", namespaced=True, short_names=("sts",),
+                 subresources=frozenset({"status"}), generation=True),
+    ResourceType("apps", "v1", "daemonsets", "DaemonSet", namespaced=True, short_names=("ds",),
+                 subresources=frozenset({"status"}), generation=True),
 )  # fmt: skip
 
 

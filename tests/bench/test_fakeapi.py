@@ -378,6 +378,31 @@ async def test_the_operators_lightkube_calls(api: FakeApi, http: httpx.AsyncClie
     assert api.count("list", "secrets", exclude_client=TEST_AGENT) == 1
 
 
+async def test_workloads_the_operator_rolls_out(api: FakeApi, http: httpx.AsyncClient) -> None:
+    """Deployments, StatefulSets and DaemonSets are served (the operator lists them after a Secret's keys change:
+    a 404 there would be retried, which no real API server causes)."""
+    from scaivault_operator._cogs.kube import Kube
+
+    deployments = "/apis/apps/v1/namespaces/team-a/deployments"
+    body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"template": {"metadata": {}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}  # fmt: skip
+    made = await created(http, deployments, body)
+    assert made["metadata"]["generation"] == 1
+    kube = Kube.for_server(api.url)
+    try:
+        assert await kube.list_workloads("team-b") == []
+        listed = await kube.list_workloads("team-a")
+        assert [(w["kind"], w["metadata"]["name"]) for w in listed] == [("Deployment", "web")]
+        patch = {"spec": {"template": {"metadata": {"annotations": {"restarted": "1"}}}}}
+        assert await kube.patch_workload("Deployment", "team-a", "web", patch)
+        assert not await kube.patch_workload("StatefulSet", "team-a", "web", patch)
+    finally:
+        await kube.aclose()
+    assert (await http.get(f"{deployments}/web")).json()["metadata"]["generation"] == 2
+    groups = (await http.get("/apis")).json()["groups"]
+    assert "apps" in [g["name"] for g in groups]
+
+
 # -- watch --------------------------------------------------------------------------------------------------
 
 

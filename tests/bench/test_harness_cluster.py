@@ -1,8 +1,9 @@
 """The benchmark's real-cluster mode (``--cluster kubeconfig``) end to end without a cluster: ``bench.fakeapi``
 served over HTTP with a temporary kubeconfig pointing at it. The harness then installs the CRDs, creates its
 namespaces, token Secret, ClusterVaultConnection and VaultSecrets with lightkube, observes through watches, runs
-the operator from the kubeconfig and counts its Kubernetes writes from the operator's ``/metrics`` — and cleans up.
-Asserts counts, never times."""
+the operator from the kubeconfig and counts its Kubernetes writes from the operator's ``/metrics``; the naive
+baseline runs against the same API (namespaces of its own) and counts its own requests — and everything is cleaned
+up. Asserts counts, never times."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def test_parse_metrics() -> None:
                                    "create events": 21}  # fmt: skip
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_cluster_mode_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with FakeApi() as api:  # no CRDs: the harness installs them
         kubeconfig = tmp_path / "kubeconfig"
@@ -49,11 +50,11 @@ async def test_cluster_mode_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert info.server == api.url
         assert await asyncio.to_thread(bench.select_cluster, "auto") == info
         config = bench.Config(tiers=[N], interval=1.0, idle_polls=3, samples=SAMPLES, spread_polls=2.0, outage=2.0,
-                              out=None, quiet=True, baseline=False, cluster=info)  # fmt: skip
+                              out=None, quiet=True, cluster=info)  # fmt: skip
         result = await bench.run_tier(N, config, tmp_path)
 
         assert result["api"] == "cluster"
-        assert result["baseline_api"] == "fake"
+        assert result["baseline_api"] == "cluster"
         assert result["cluster"]["server"] == api.url
         ours = result["ours"]
         cold = ours["cold_sync"]
@@ -62,8 +63,25 @@ async def test_cluster_mode_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert cold["vault_reads"] == N
         assert cold["kube_requests"] == {"create secrets": N, "patch vaultsecrets/status": N}  # no Event
         assert cold["kube_writes"] == 2 * N
+        assert cold["lag_after_last_create"] == pytest.approx(cold["time_to_ready"] - cold["creation_seconds"],
+                                                              abs=0.02)  # fmt: skip
         assert_operator_counts(ours)
-        assert "api: cluster" in bench.table([result])
+
+        # The baseline ran against the same API, in namespaces of its own, and counted its own requests: the same
+        # numbers as the API server's counters for its User-Agent.
+        naive = result["naive"]
+        assert naive["cold_sync"]["complete"]
+        assert naive["cold_sync"]["kube_requests"] == {"list secrets": 1, "create secrets": N}
+        assert naive["idle"]["passes"] >= 2
+        assert naive["idle"]["vault_reads"] >= N * (naive["idle"]["passes"] - 1)
+        assert naive["idle"]["kube_writes"] == 0
+        assert naive["warm_restart"]["kube_writes"] == 0
+        assert naive["warm_restart"]["kube_requests"] == {"list secrets": 1}
+        assert api.count("create", "secrets", client="naive-baseline") == N
+        assert 0 < ours["outage"]["vault_requests"] < naive["outage"]["vault_requests"]
+        text = bench.table([result])
+        assert "api: cluster" in text
+        assert "baseline_api: cluster" in text
 
         # Cleaned up: the run's namespaces, its connection and the CRDs it installed are gone.
         store = api.store

@@ -34,6 +34,8 @@ async def test_tier_counts(tmp_path: Path) -> None:
     assert cold["kube_requests"]["patch vaultsecrets/status"] == N
     assert cold["kube_requests"].get("create events", 0) == 0
     assert cold["kube_writes"] == 2 * N
+    # Reported apart: the harness creating, and the operator's lag after the last create.
+    assert cold["lag_after_last_create"] == pytest.approx(cold["time_to_ready"] - cold["creation_seconds"], abs=0.02)
     # New Secrets are created, not read first: the only reads are of the token (once per worker that builds the
     # connection's client at the same moment).
     assert cold["kube_requests"].get("get secrets", 0) <= config.workers
@@ -64,4 +66,11 @@ async def test_tier_counts(tmp_path: Path) -> None:
     assert summary["checks"]["at_floor"]["met"]
     assert summary["backend_ratio"] == math.ceil(N / 500) / N  # one list page per poll against N GETs per poll
     assert abs(naive["idle"]["vault_reads"] - N * passes) <= 2  # a GET of the next pass may straddle the mark
-    assert "N = 20" in bench.table([result])
+    assert summary["ours"]["cold_sync_kube_writes"] == 2 * N
+    assert summary["ours"]["cold_sync_lag_s"] == cold["lag_after_last_create"]
+    assert summary["ours"]["cold_sync_cpu_s"] == cold["operator_cpu_seconds"]
+    assert summary["naive"]["cold_sync_kube_writes"] == naive["cold_sync"]["kube_writes"] >= N
+    assert result["baseline_api"] == "fake"
+    text = bench.table([result])
+    assert "N = 20" in text
+    assert "lag after the last create" in text
