@@ -59,7 +59,7 @@ image: ## Build the container image (IMAGE=scaivault-operator:dev by default; ne
 	@docker info >/dev/null 2>&1 || { echo 'make image: no Docker engine answers (docker info failed): build the image where Docker runs' >&2; exit 1; }
 	docker build --tag "$(IMAGE)" .
 
-bench: $(STAMP) ## Benchmark N=100,1000,10000 vs a naive baseline, on the KUBECONFIG cluster if it answers, else in memory; BENCH_ARGS="--tiers 100"
+bench: $(STAMP) ## Benchmark N=100,1000,10000 vs a naive baseline, on the KUBECONFIG cluster if it answers, else in memory; BENCH_ARGS="--tiers 100" (--tiers all adds 50,000)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check), mypy --strict on the package, import-linter (its layers)
