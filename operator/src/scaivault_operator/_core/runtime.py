@@ -224,12 +224,20 @@ class Runtime:
             self._relist_again = True  # listed twice since the check began: another re-list; check once more
         self._relist_seen.add(key)
 
-    async def _check_relist(self) -> None:
-        delay = self.settings.retry_base
+    async def _relist_settled(self) -> None:
+        """Return once Kopf's listing has been quiet for ``relist_quiet`` seconds: what it still delivers confirms
+        entries, and the check should see all of it."""
         loop = asyncio.get_running_loop()
         while True:
-            while (quiet := self._relist_last + self.settings.relist_quiet - loop.time()) > 0:
-                await asyncio.sleep(quiet)  # Kopf's listing still arrives: what it delivers confirms entries
+            quiet = self._relist_last + self.settings.relist_quiet - loop.time()
+            if quiet <= 0:
+                return
+            await asyncio.sleep(quiet)
+
+    async def _check_relist(self) -> None:
+        delay = self.settings.retry_base
+        while True:
+            await self._relist_settled()
             try:
                 present = await self.kube.list_vaultsecret_uids(list(self.settings.namespaces))
             except KubeError as exc:
