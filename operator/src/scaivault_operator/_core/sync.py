@@ -203,20 +203,13 @@ class Syncer:
         if not breaker.allow():
             self.metrics.inc("backend_requests_suppressed_total", {"connection": conn.label, "call": "read"})
             return await self._hold(allowed, conn)
-        labels = {"connection": conn.label, "call": "read"}
         try:
             secret = await self._read(conn, source[1], source[2])
         except ScaiVaultError as exc:
             failure = conditions.classify(exc)
-            self.metrics.inc("backend_errors_total", {"connection": labels["connection"], "reason": failure.reason})
-            if breaker.is_open:  # it opened while this request was out: held like the others
-                return await self._hold(allowed, conn)
-            if isinstance(exc, UnauthenticatedError):
-                self._trip(conn, failure)
-                return await self._hold(allowed, conn)
-            if failure.transient and breaker.count_failure(source):
-                self._trip(conn, failure, counted=True)
-                return await self._hold(allowed, conn)
+            held = await self._held_after(conn, exc, failure, source, allowed)
+            if held is not None:
+                return held
             backoff = self._backoff(allowed, exc, failure)
             if isinstance(exc, NotFoundError) and source[2] is None and self.registry.path_gone(conn.key, source[1]):
                 removing = [entry for entry in allowed if entry.spec and entry.spec.onSourceDeleted == "Delete"]
@@ -343,8 +336,7 @@ class Syncer:
                     self.metrics.inc("backend_requests_total", {"connection": conn.label, "call": "list"})
                     for item in page.secrets:
                         if item.path.startswith(prefix):
-                            stamp = int(item.updated_at.timestamp()) if item.updated_at is not None else None
-                            listing[item.path] = Listed(item.version, frozenset(item.tags), stamp)
+                            listing[item.path] = Listed.of(item)
                 self.registry.observe_listing(conn_key, prefix, listing)
             found.append(listing)
         return found
@@ -357,11 +349,7 @@ class Syncer:
         if any(read.version is None for read in reads):
             return False
         versions = {read.slot: read.version for read in reads}
-        if versions != entry.synced_sources:
-            return False
-        info = self.registry.secrets.get((entry.namespace, spec.target_name(entry.name)))
-        return (info is not None and info.intact and info.owner_uid == entry.uid
-                and info.revision == composite.revision(entry.synced_sources))  # fmt: skip
+        return versions == entry.synced_sources and self.registry.secret_holds(entry, entry.synced_sources)
 
     async def _composite_read_failed(
         self, entry: Entry, conn: Connection, exc: ScaiVaultError, read: Needed | str
@@ -369,22 +357,34 @@ class Syncer:
         """A read (or the list of a dataFrom prefix) of a VaultSecret with sources failed: its failure, named by the
         source, and the retry — a 401 opens the breaker, as do transient failures in a row (``count_failure``)."""
         failure = conditions.classify(exc)
-        self.metrics.inc("backend_errors_total", {"connection": conn.label, "reason": failure.reason})
-        breaker = conn.breaker
-        if breaker.is_open:
-            return await self._hold([entry], conn)
-        if isinstance(exc, UnauthenticatedError):
-            self._trip(conn, failure)
-            return await self._hold([entry], conn)
-        if failure.transient and breaker.count_failure(Composite(entry.key)):
-            self._trip(conn, failure, counted=True)
-            return await self._hold([entry], conn)
+        held = await self._held_after(conn, exc, failure, Composite(entry.key), [entry])
+        if held is not None:
+            return held
         if isinstance(read, Needed):
             name, path = read.slot
             where = f"source {name} ({path})" if name is not None else f"{path} (found by dataFrom)"
             failure = conditions.Failure(failure.reason, conditions.clip(f"{where}: {failure.message}"),
                                          transient=failure.transient, retry_after=failure.retry_after)  # fmt: skip
         return await self._fail([entry], failure, delay=self._backoff([entry], exc, failure))
+
+    async def _held_after(
+        self, conn: Connection, exc: ScaiVaultError, failure: conditions.Failure, unit: Unit, entries: list[Entry]
+    ) -> float | None:
+        """The breaker's part of a failed read (or list) of ``unit``: counted in ``backend_errors_total``; when the
+        breaker was open already (it opened while the request was out), a 401 opens it, or transient failures of
+        different units in a row do (``count_failure``), the entries are held like the others — the hold's delay.
+        None: the breaker stays closed, the caller reports the failure."""
+        self.metrics.inc("backend_errors_total", {"connection": conn.label, "reason": failure.reason})
+        breaker = conn.breaker
+        if breaker.is_open:
+            return await self._hold(entries, conn)
+        if isinstance(exc, UnauthenticatedError):
+            self._trip(conn, failure)
+            return await self._hold(entries, conn)
+        if failure.transient and breaker.count_failure(unit):
+            self._trip(conn, failure, counted=True)
+            return await self._hold(entries, conn)
+        return None
 
     # -- steps --------------------------------------------------------------------------------------------
 

@@ -278,8 +278,7 @@ class VersionWatcher:
                                 stamps[item.path] = int(item.updated_at.timestamp())
                         for whole, listing in listings.items():
                             if item.path.startswith(whole):
-                                stamp = int(item.updated_at.timestamp()) if item.updated_at is not None else None
-                                listing[item.path] = Listed(item.version, frozenset(item.tags), stamp)
+                                listing[item.path] = Listed.of(item)
             except ScaiVaultError as exc:
                 if isinstance(exc, APIError | ResponseError):  # sent and failed (any but a 403 stops the poll)
                     self._count_list(conn)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaivault_operator._cogs.api import ConnectionRef, DataFrom, Rewrite, VaultSecretSpec, compile_rewrite
+from scaivault_operator._cogs.scaivault import SecretSummary
 from scaivault_operator._logic import conditions
 from scaivault_operator._logic.manifests import MAX_SECRET_BYTES, SourceDataError, key_problem, secret_data
 
@@ -73,6 +74,12 @@ class Listed:
     version: int
     tags: frozenset[str] = frozenset()
     stamp: int | None = None
+
+    @classmethod
+    def of(cls, item: SecretSummary) -> Listed:
+        """An item of a list page, as the watcher, a first sync and ``kubectl scaivault render`` keep it."""
+        stamp = int(item.updated_at.timestamp()) if item.updated_at is not None else None
+        return cls(item.version, frozenset(item.tags), stamp)
 
 
 @dataclass(frozen=True)

@@ -309,10 +309,15 @@ class Registry:
         if conditions.ready_of(status).get("status") != "True" or entry.finalized != wants_finalizer(spec):
             return None
         versions = composite.versions_from_status(status)
-        info = self.secrets.get((entry.namespace, spec.target_name(entry.name)))
-        if versions is None or info is None or not info.intact or info.owner_uid != entry.uid:
-            return None
-        return versions if info.revision == composite.revision(versions) else None
+        return versions if versions is not None and self.secret_holds(entry, versions) else None
+
+    def secret_holds(self, entry: Entry, versions: Mapping[Slot, int]) -> bool:
+        """Whether the Secret of a VaultSecret with sources is indexed, intact, its own, and holds ``versions`` (its
+        revision annotation)."""
+        assert entry.spec is not None
+        info = self.secrets.get((entry.namespace, entry.spec.target_name(entry.name)))
+        return (info is not None and info.intact and info.owner_uid == entry.uid
+                and info.revision == composite.revision(versions))  # fmt: skip
 
     def _looks_synced(self, entry: Entry) -> bool:
         """Whether a VaultSecret seen for the first time (operator start) is already in sync."""

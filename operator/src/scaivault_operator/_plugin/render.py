@@ -348,12 +348,8 @@ async def list_prefix(client: scaivault.ScaiVaultClient, prefix: str) -> dict[st
     async for page in client.list_secrets(prefix, page_size=LIST_PAGE_SIZE):
         for item in page.secrets:
             if item.path.startswith(prefix):
-                listing[item.path] = composite.Listed(item.version, frozenset(item.tags), _stamp(item.updated_at))
+                listing[item.path] = composite.Listed.of(item)
     return listing
-
-
-def _stamp(updated: datetime | None) -> int | None:
-    return int(updated.timestamp()) if updated is not None else None
 
 
 def _where(spec: VaultSecretSpec, slot: Slot, found: Mapping[str, composite.Found]) -> str:
