@@ -474,9 +474,10 @@ async def test_watch_410_gone_an_only_vaultsecret_deleted_meanwhile(cluster: Ope
 async def test_watch_cut_mid_event_loses_nothing(
     bare_env: OperatorEnv, dev_vault: Any, plural: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The watch connection is reset in the middle of an event line (a half-sent event): Kopf drops the half line,
-    watches again, and the change that event carried (a new VaultSecret; the operator's own new Secret) is seen
-    in the new watch. One Secret write per VaultSecret, no drift repair of the operator's own write."""
+    """The watch connection is reset in the middle of an event line (a half-sent event): the watcher (Kopf's for
+    VaultSecrets, ``secretwatch`` for the operator's Secrets) drops the half line, watches again, and the change
+    that event carried (a new VaultSecret; the operator's own new Secret) is seen in the new watch. One Secret
+    write per VaultSecret, no drift repair of the operator's own write."""
     env = bare_env
     await env.token_secret(dev_vault.ro_token)
     await env.create(cluster_connection(CONN, dev_vault.url))
@@ -487,7 +488,7 @@ async def test_watch_cut_mid_event_loses_nothing(
     env.vault.write("apps/km/cut", V1)
     await env.create(vaultsecret("cut", "apps/km/cut"))
     await env.wait_synced(NS, "cut", 1)
-    await wait_until(lambda: watch_requests(env, mark, plural) >= 1, 10, what=f"Kopf watches {plural} again")
+    await wait_until(lambda: watch_requests(env, mark, plural) >= 1, 10, what=f"{plural} are watched again")
     # One more VaultSecret on the new watch, and a drift that must still be seen (the Secret watch was re-opened).
     await synced(env, "after", "apps/km/after")
     await env.cluster.patch("Secret", NS, "after", {"data": {"password": b64("edited")}})

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+from kube_fakes import QuietSecretWatch
 
 from scaivault_operator._cogs.api import API_VERSION
 from scaivault_operator._cogs.kube import Conflict, KubeError
@@ -211,7 +212,7 @@ def scaivault_on(vault: SimVault) -> Iterator[None]:
 # -- Kubernetes --------------------------------------------------------------------------------------------------
 
 
-class SimKube:
+class SimKube(QuietSecretWatch):
     """What ``Runtime`` calls of ``kube.Kube``, in memory."""
 
     default_namespace = OP_NS

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from kube_fakes import QuietSecretWatch
+
 from scaivault_operator._cogs.kube import Identity, KubeError
 from scaivault_operator._cogs.settings import OperatorSettings
 from scaivault_operator._core.runtime import Runtime
 
 
-class StubKube:
+class StubKube(QuietSecretWatch):
     """The calls ``Runtime.start`` and ``Runtime.readiness`` make; the API server answers while ``up``."""
 
     def __init__(self) -> None:

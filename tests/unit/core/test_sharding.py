@@ -18,6 +18,7 @@ import kopf
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kube_fakes import QuietSecretWatch
 from test_registry import CONN, managed_secret, ready_status, vs
 
 from scaivault_operator._app.handlers import configure_kopf
@@ -275,14 +276,14 @@ def test_the_watch_asks_the_api_server_for_the_selected_vaultsecrets_only() -> N
     configure_kopf(plain, OperatorSettings(shard="1/2"))
     assert sharded.watching.label_selectors[GROUP, "vaultsecrets"] == "shard!=a"
     assert (GROUP, "vaultsecrets") not in plain.watching.label_selectors  # by namespace: every event, filtered here
-    for settings in (sharded, plain):
-        assert settings.watching.label_selectors["v1", "secrets"] == f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    for settings in (sharded, plain):  # the Secrets are watched outside Kopf (secretwatch), by their label
+        assert ("v1", "secrets") not in settings.watching.label_selectors
 
 
 # -- two Runtimes fed the same events -----------------------------------------------------------------------------
 
 
-class RecordingKube:
+class RecordingKube(QuietSecretWatch):
     """What ``Runtime`` calls of ``kube.Kube`` in these tests: listings at start (``vaultsecrets``, ``secrets``) and a
     record of every write, which none of these events may cause."""
 
@@ -298,9 +299,11 @@ class RecordingKube:
     async def whoami(self) -> Identity | None:
         return None
 
+    def managed_secrets(self) -> list[dict[str, Any]]:
+        return [secret for secret in self.secrets if secret["metadata"]["labels"].get(MANAGED_BY_LABEL) == MANAGED_BY]
+
     async def list_secrets(self, namespaces: Any, labels: Mapping[str, str]) -> list[dict[str, Any]]:
-        wanted = labels.get(MANAGED_BY_LABEL)
-        return [secret for secret in self.secrets if secret["metadata"]["labels"].get(MANAGED_BY_LABEL) == wanted]
+        return []  # the Secrets merged into: none here
 
     async def list_connections(self, namespaces: Any) -> list[tuple[str, dict[str, Any]]]:
         return []

@@ -1,7 +1,8 @@
 """Kopf wiring — the only module with Kopf decorators. Every handler is one line into ``runtime``.
 
-Owned here: which resources are watched and how Kopf is configured (our own finalizer and annotation prefix,
-watch timeouts, server-side label selector for Secrets, Events only for warnings). Handlers are registered in
+Owned here: which resources Kopf watches (VaultSecrets and the two connection kinds; the operator's own Secrets are
+watched by ``secretwatch``, outside Kopf) and how Kopf is configured (our own finalizer and annotation prefix, watch
+timeouts, a shard's label selector, Events only for warnings). Handlers are registered in
 a fresh ``kopf.OperatorRegistry`` per call of ``build_registry``, so tests can run the real operator repeatedly
 in one process.
 
@@ -24,7 +25,6 @@ from scaivault_operator._cogs.kube import Kube
 from scaivault_operator._cogs.kubeconfig import KubeAccess
 from scaivault_operator._cogs.settings import OperatorSettings
 from scaivault_operator._core.runtime import Runtime
-from scaivault_operator._logic.manifests import MANAGED_BY, MANAGED_BY_LABEL
 
 __all__ = ["build_registry", "configure_kopf"]
 
@@ -40,8 +40,6 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.watching.server_timeout = settings.watch_server_timeout
     kopf_settings.watching.client_timeout = settings.watch_client_timeout
     kopf_settings.watching.connect_timeout = 30
-    # Server-side selection: only our Secrets are streamed (a ("v1/secrets") string key would match nothing).
-    kopf_settings.watching.label_selectors["v1", "secrets"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
     if settings.selector:  # a shard by label (--selector): only its VaultSecrets; one relabelled away is DELETED here
         kopf_settings.watching.label_selectors[GROUP, "vaultsecrets"] = settings.selector
     kopf_settings.networking.request_timeout = 60
@@ -115,10 +113,5 @@ def build_registry(
     @kopf.on.event(GROUP, VERSION, "vaultconnections", registry=registry)
     async def connection_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await memo.runtime.on_connection("VaultConnection", event.get("type"), body)
-
-    @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY_LABEL: MANAGED_BY}, registry=registry)
-    async def secret_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        # async: Kopf runs a plain function in a thread pool, a thread hop per Secret event.
-        memo.runtime.on_secret(event.get("type"), body)
 
     return registry

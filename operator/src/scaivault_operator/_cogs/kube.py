@@ -1,11 +1,14 @@
-"""Kubernetes access for the operator's own calls (Kopf does its own watching): lightkube, async, on httpx.
+"""Kubernetes access for the operator's own calls (Kopf watches the VaultSecrets and connections): lightkube, async,
+on httpx.
 
 Owned here: the lightkube client, the few calls the operator makes (Secrets, the status subresources of VaultSecrets
 and connections, the finalizer of VaultSecrets with deletionPolicy Retain, namespace labels, Events, who it runs
-as, whether the API server answers), and the translation of lightkube/httpx errors into ``KubeError`` — only
-here. Where the API server is and which credentials to use come from ``kubeconfig`` (the same ``KubeAccess`` that
-Kopf logs in with). Objects travel as plain dicts, so the pure modules (``manifests``, ``conditions``) never see
-lightkube types. Called by ``sync``, ``connections`` and ``runtime``.
+as, whether the API server answers), the list and watch of the operator's own Secrets (plain JSON over the same
+httpx client: ``list_secrets_at``, ``watch_secrets``; ``secretwatch`` runs them), and the translation of
+lightkube/httpx errors into ``KubeError`` — only here. Where the API server is and which credentials to use come
+from ``kubeconfig`` (the same ``KubeAccess`` that Kopf logs in with). Objects travel as plain dicts, so the pure
+modules (``manifests``, ``conditions``) never see lightkube types. Called by ``sync``, ``connections``, ``runtime``
+and ``secretwatch``.
 
 Logs name objects, never Secret data.
 """
@@ -15,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -38,7 +42,18 @@ from lightkube.types import PatchType
 from scaivault_operator._cogs.api import GROUP, VERSION
 from scaivault_operator._cogs.kubeconfig import KubeAccess
 
-__all__ = ["Conflict", "Identity", "Kube", "KubeError", "ObjectRef", "VaultSecretResource", "secret_value"]
+__all__ = [
+    "Conflict",
+    "Gone",
+    "Identity",
+    "Kube",
+    "KubeError",
+    "Listing",
+    "ObjectRef",
+    "VaultSecretResource",
+    "WatchEvent",
+    "secret_value",
+]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +83,24 @@ class Conflict(KubeError):
     """409: the object already exists (create) or changed under us."""
 
 
+class Gone(KubeError):
+    """410: the ``resourceVersion`` a watch resumed from (or a list continued from) is older than the API server
+    keeps: list again."""
+
+
+class Listing(NamedTuple):
+    """A list of objects (plain dicts, as the API sends them: no ``kind`` per item) and the list's
+    ``resourceVersion``, where a watch of the same objects starts ("" when the API sent none)."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
+
+
+#: A watch event: its type (ADDED, MODIFIED, DELETED, BOOKMARK) and the object (for a BOOKMARK only its
+#: ``metadata.resourceVersion``).
+WatchEvent = tuple[str, dict[str, Any]]
+
+
 ObjectRef = Mapping[str, str]  # apiVersion, kind, name, namespace, uid
 
 #: The workloads a rollout restarts (apps/v1).
@@ -79,6 +112,10 @@ _PROBE_TIMEOUT = 2.0
 #: (re)initializing" for a CRD created a moment ago (``helm install`` creates the CRDs and the operator at once).
 _STARTUP_RETRY_DEADLINE = 60.0
 _STARTUP_RETRY_MAX_DELAY = 5.0
+#: A page of a Secret list (500 items) may take this long.
+_LIST_TIMEOUT = 60.0
+#: A watch's reads may be silent this much longer than the server's own timeout before the connection counts as dead.
+_WATCH_READ_MARGIN = 30
 
 
 class Identity(NamedTuple):
@@ -106,12 +143,15 @@ def _retry_after(exc: Exception) -> float | None:
         return None
 
 
+_BY_STATUS: dict[int, type[KubeError]] = {409: Conflict, 410: Gone}
+
+
 def _translate(what: str, exc: Exception) -> KubeError:
     status = _status(exc)
     if status is None:
         return KubeError(f"{what}: {type(exc).__name__}", None)
     reason = (exc.status.reason or "") if isinstance(exc, ApiError) else ""
-    cls = Conflict if status == 409 else KubeError
+    cls = _BY_STATUS.get(status, KubeError)
     return cls(f"{what}: HTTP {status} {reason}".rstrip(), status, _retry_after(exc))
 
 
@@ -148,17 +188,22 @@ def secret_value(secret: Mapping[str, Any] | None, key: str) -> str | None:
 class Kube:
     """The operator's Kubernetes calls. One instance per process, sharing one connection pool."""
 
-    def __init__(self, config: SingleConfig) -> None:
-        self._client = AsyncClient(config, field_manager="scaivault-operator")
-        # Plain HTTP on the same server and credentials, for what lightkube has no call for (GET /version).
-        self._http = HttpxAsyncClient(config, ConnectionParams(timeout=httpx.Timeout(_PROBE_TIMEOUT)))
+    def __init__(self, config: SingleConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """``transport``: an httpx transport for every call (tests: ``httpx.MockTransport``)."""
+        self._client = AsyncClient(config, field_manager="scaivault-operator", transport=transport)
+        # Plain HTTP on the same server and credentials, for what lightkube has no call for (GET /version) and for
+        # the Secret list and watch (JSON as the API sends it: no model objects for thousands of Secrets).
+        self._http = HttpxAsyncClient(
+            config,
+            ConnectionParams(timeout=httpx.Timeout(_PROBE_TIMEOUT), transport=transport),  # type: ignore[arg-type]
+        )
 
     @classmethod
     def from_access(cls, access: KubeAccess) -> Kube:
         return cls(access.config)
 
     @classmethod
-    def for_server(cls, server: str) -> Kube:
+    def for_server(cls, server: str, *, transport: httpx.AsyncBaseTransport | None = None) -> Kube:
         """An unauthenticated client for a local API (the emulated one of tests and the demo)."""
         config = KubeConfig.from_dict(
             {
@@ -170,7 +215,7 @@ class Kube:
         )
         single = config.get()
         assert single is not None
-        return cls(single)
+        return cls(single, transport=transport)
 
     @property
     def default_namespace(self) -> str:
@@ -263,6 +308,61 @@ class Kube:
             except (ApiError, httpx.HTTPError) as exc:
                 raise _translate(f"list Secrets in {namespace}", exc) from None
         return found
+
+    async def list_secrets_at(self, namespace: str, selector: str) -> Listing:
+        """The Secrets matching the label ``selector`` in ``namespace`` ("": every namespace), in 500-item pages, with
+        the list's ``resourceVersion`` for ``watch_secrets``. Transient failures are retried (``_retrying``); a
+        continue token that expired (410) starts the list again."""
+        return await _retrying("list Secrets", lambda: self._list_secrets_at(namespace, selector))
+
+    async def _list_secrets_at(self, namespace: str, selector: str) -> Listing:
+        where = namespace or "every namespace"
+        items: list[dict[str, Any]] = []
+        resource_version = ""
+        params: dict[str, str | int] = {"labelSelector": selector, "limit": 500}
+        while True:
+            try:
+                response = await self._http.get(_secrets_path(namespace), params=params, timeout=_LIST_TIMEOUT)
+                response.raise_for_status()
+                page = response.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                error = _translate(f"list Secrets in {where}", exc)
+                if isinstance(error, Gone) and "continue" in params:  # the snapshot expired between pages
+                    items, resource_version, params = [], "", {"labelSelector": selector, "limit": 500}
+                    continue
+                raise error from None
+            meta = _dict(page.get("metadata"))
+            resource_version = resource_version or _str(meta.get("resourceVersion"))  # the first page's snapshot
+            items.extend(item for item in page.get("items") or () if isinstance(item, dict))
+            token = _str(meta.get("continue"))
+            if not token:
+                return Listing(items, resource_version)
+            params = {"labelSelector": selector, "limit": 500, "continue": token}
+
+    async def watch_secrets(
+        self, namespace: str, selector: str, resource_version: str, server_timeout: int
+    ) -> AsyncIterator[WatchEvent]:
+        """Watch the Secrets matching ``selector`` in ``namespace`` ("": every namespace) from ``resource_version``
+        ("": from now, with an ADDED event for each existing one), with bookmarks, until the API server ends the
+        watch after ``server_timeout`` seconds. Raises ``Gone`` when ``resource_version`` is too old (an ERROR event
+        or an HTTP 410: list again), ``KubeError`` for any other failure, the connection's included."""
+        where = namespace or "every namespace"
+        params: dict[str, str | int] = {"watch": "true", "labelSelector": selector, "allowWatchBookmarks": "true",
+                                        "timeoutSeconds": server_timeout}  # fmt: skip
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        # No read may take longer than the server's own timeout and a margin: a silent dead connection ends too.
+        limits = httpx.Timeout(_PROBE_TIMEOUT * 15, read=server_timeout + _WATCH_READ_MARGIN)
+        try:
+            async with self._http.stream("GET", _secrets_path(namespace), params=params, timeout=limits) as response:
+                if response.is_error:
+                    await response.aread()
+                    response.raise_for_status()
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield _watch_event(where, line)
+        except (httpx.HTTPError, ValueError) as exc:
+            raise _translate(f"watch Secrets in {where}", exc) from None
 
     async def list_connections(self, namespaces: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
         """Every connection object as ``(kind, body)``: cluster-wide ones, then namespaced ones in ``namespaces``.
@@ -427,6 +527,40 @@ class Kube:
         except (ApiError, httpx.HTTPError) as exc:
             logger.warning("cannot post Event %s on %s/%s: %s", reason, involved["namespace"], involved["name"],
                            _translate("create Event", exc))  # fmt: skip
+
+
+def _secrets_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/secrets" if namespace else "/api/v1/secrets"
+
+
+def _watch_event(where: str, line: str) -> WatchEvent:
+    """One line of a watch stream. An ERROR event is raised (410 as ``Gone``); a line that is not an event ends the
+    watch as a ``KubeError`` (never quoting the line: it may hold Secret data)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        raise KubeError(f"watch Secrets in {where}: a line that is not JSON", None) from None
+    obj = _dict(event.get("object")) if isinstance(event, dict) else {}
+    kind = event.get("type") if isinstance(event, dict) else None
+    if kind == "ERROR":
+        code = obj.get("code") if isinstance(obj.get("code"), int) else None
+        reason = _str(obj.get("reason"))
+        cls = _BY_STATUS.get(code or 0, KubeError)
+        raise cls(f"watch Secrets in {where}: ERROR {code or ''} {reason}".rstrip(), code)
+    if kind not in _WATCH_TYPES:
+        raise KubeError(f"watch Secrets in {where}: an event of unknown type", None)
+    return kind, obj
+
+
+_WATCH_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK"})
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

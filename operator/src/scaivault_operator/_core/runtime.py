@@ -1,10 +1,11 @@
 """The running operator: wires the registry, connections, work queue, workers, version watchers and ``sync``.
 
-Owned here: lifecycle (start: index existing Secrets and connections, then start workers; stop: cancel and
-close), the reactions to watch events, which only update the registry and queue work — they never call
-ScaiVault themselves — and to a connection's breaker opening or closing (who re-syncs; the connection's
-``status.breaker`` through ``connstatus``). Kopf handlers (``handlers``) call the ``on_*`` methods; tests drive
-them the same way. ``clock`` (monotonic seconds) is injectable so that tests can run an outage in virtual time.
+Owned here: lifecycle (start: index existing Secrets and connections, then start workers and the watch of our
+Secrets; stop: cancel and close), the reactions to watch events, which only update the registry and queue work —
+they never call ScaiVault themselves — and to a connection's breaker opening or closing (who re-syncs; the
+connection's ``status.breaker`` through ``connstatus``). Kopf handlers (``handlers``) call the ``on_*`` methods
+for VaultSecrets and connections, ``secretwatch`` calls ``on_secret``; tests drive them the same way. ``clock``
+(monotonic seconds) is injectable so that tests can run an outage in virtual time.
 
 Flow of a watch event to a written Secret::
 
@@ -27,6 +28,7 @@ from scaivault_operator._cogs.settings import OperatorSettings
 from scaivault_operator._core.connections import Connection, Connections
 from scaivault_operator._core.connstatus import StatusWriter
 from scaivault_operator._core.rollout import Rollouts
+from scaivault_operator._core.secretwatch import SecretWatch
 from scaivault_operator._core.sync import Syncer
 from scaivault_operator._core.watcher import VersionWatcher
 from scaivault_operator._logic import conditions
@@ -107,6 +109,7 @@ class Runtime:
         self._relist_again = False
         self._relist_last = 0.0  # loop time of the last listing event of a re-list
         self.syncs = 0
+        self.secret_watch: SecretWatch | None = None  # from ``start``
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -114,7 +117,9 @@ class Runtime:
         """Learn what exists before any watch event arrives, so a warm restart costs no ScaiVault GETs."""
         await self._log_identity()
         namespaces = list(self.settings.namespaces)
-        secrets = await self.kube.list_secrets(namespaces, {MANAGED_BY_LABEL: MANAGED_BY})
+        self.secret_watch = SecretWatch(self.kube, namespaces, {MANAGED_BY_LABEL: MANAGED_BY}, self.on_secret,
+                                        timeout=self.settings.watch_server_timeout)  # fmt: skip
+        secrets = await self.secret_watch.list_existing()  # where the watch of our Secrets starts
         # And the Secrets VaultSecrets merge their keys into (creationPolicy Merge): not ours, not watched, but a
         # warm restart trusts them as it trusts ours (one more paged list; a label selector has no "or").
         secrets += await self.kube.list_secrets(namespaces, {MERGE_LABEL: MERGE_LABEL_VALUE})
@@ -127,6 +132,7 @@ class Runtime:
             self._check_status(key)  # a status.breaker left Open by a previous run is closed
         self._workers = [asyncio.create_task(self._worker(), name=f"sync-worker-{i}")
                          for i in range(self.settings.workers)]  # fmt: skip
+        self.secret_watch.start()
         self._started = True
         self.connection_status.start()
         if self.settings.metrics_port:
@@ -167,11 +173,13 @@ class Runtime:
             self._relist = None
         await cancel_and_wait(tasks)
         self._workers, self.watchers = [], {}
+        if self.secret_watch is not None:
+            await self.secret_watch.aclose()
         await self.connection_status.aclose()
         await self.connections.aclose()
         await self.metrics.close()
 
-    # -- watch events (called by the Kopf handlers) -------------------------------------------------------
+    # -- watch events (called by the Kopf handlers; ``on_secret`` by the Secret watch) ---------------------
 
     async def on_vaultsecret(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
