@@ -200,3 +200,53 @@ async def test_a_policy_denied_composites_prefix_is_not_listed() -> None:
     assert registry.followed_prefixes(CONN) == set()
     await watcher.poll_once()
     assert client.calls == []
+
+
+class LoggingClient(FakeClient):
+    """Pages of one item each, every page noted in ``log`` as it is handed out."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__(dict(SECRETS), page_size=1)
+        self.log = log
+
+    async def list_secrets(self, prefix: str, *, page_size: int) -> AsyncIterator[SecretPage]:
+        async for page in super().list_secrets(prefix, page_size=page_size):
+            self.log.append(f"page {page.secrets[0].path}")
+            yield page
+
+
+def single(name: str, path: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": "ns", "name": name, "uid": f"uid-{name}", "generation": 1},
+            "spec": {"path": path}}  # fmt: skip
+
+
+async def test_a_new_version_is_acted_on_when_its_page_arrives_not_after_the_whole_list() -> None:
+    log: list[str] = []
+    watcher, registry, _, _, conn = make_watcher(None, single("db", "apps/web/db"), single("other", "apps/web/other"))
+    watcher._connections = FakeConnections(conn, LoggingClient(log))  # type: ignore[assignment]
+    watcher._schedule = lambda source, priority: log.append(f"sync {source[1]}")
+    await watcher.poll_once()
+    assert log == ["page apps/web/db", "sync apps/web/db", "page apps/web/other", "sync apps/web/other"]
+    # Gone since: known only once the whole list is through.
+    for key in (("ns", "db"), ("ns", "other")):
+        registry.entries[key].synced_version = registry.latest[(CONN, f"apps/web/{key[1]}")]
+    log.clear()
+    del watcher._connections.client_.secrets["apps/web/db"]  # type: ignore[attr-defined]
+    await watcher.poll_once()
+    assert log == ["page apps/web/other", "sync apps/web/db"]
+    assert registry.latest[(CONN, "apps/web/db")] is None
+
+
+async def test_a_probe_hands_nothing_over_before_it_has_succeeded() -> None:
+    log: list[str] = []
+    watcher, _, _, _, conn = make_watcher(None, single("db", "apps/web/db"), single("other", "apps/web/other"))
+    watcher._connections = FakeConnections(conn, LoggingClient(log))  # type: ignore[assignment]
+    watcher._schedule = lambda source, priority: log.append(f"sync {source[1]}")
+    closed: list[bool] = []
+    watcher._on_breaker = lambda conn, opened: closed.append(not opened)
+    conn.breaker.trip(conditions.Failure(conditions.BACKEND_UNAVAILABLE, "503", transient=True), floor=0.0)
+    conn.breaker.until = 0.0  # its retryAt has passed: the next poll is the probe
+    await watcher.poll_once()
+    assert log[:2] == ["page apps/web/db", "page apps/web/other"]
+    assert sorted(log[2:]) == ["sync apps/web/db", "sync apps/web/other"]
+    assert closed == [True]

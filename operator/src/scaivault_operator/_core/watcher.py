@@ -26,6 +26,7 @@ Started and stopped by ``runtime`` as connections come and go.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -176,6 +177,10 @@ class VersionWatcher:
         if not breaker.begin_probe():
             return max(breaker.remaining(), _MIN_WAIT)  # open: sleep until its retryAt, then probe
         self.polls += 1
+        seen: set[str] = set()  # the paths whose new versions were handed over page by page
+        # While the breaker is closed, what a page shows is acted on at once: a path on the last of 20 pages is not
+        # read a whole list later (propagation, issue 14). A probe hands nothing over until it has succeeded.
+        early = None if breaker.probing else functools.partial(self._observe_page, seen)
         try:
             if pinned is not None:
                 await self._probe_pinned(conn, pinned)
@@ -183,7 +188,7 @@ class VersionWatcher:
                 stamps: dict[str, int] = {}
                 listings: dict[str, dict[str, Listed]] = {}
             else:
-                versions, stamps, listings = await self._list(conn, paths, wholes)
+                versions, stamps, listings = await self._list(conn, paths, wholes, on_page=early)
         except ScaiVaultError as exc:
             return self._failed(conn, exc)
         self._garbled = 0
@@ -191,11 +196,24 @@ class VersionWatcher:
         if breaker.reset() or self._misconfigured:
             self._on_breaker(conn, False)  # closed again, or fixed: re-sync what the outage marked
         self._misconfigured = False
+        rest = {path: version for path, version in versions.items() if path not in seen}  # the gone ones, mostly
+        self._observe(rest, stamps, listings)
+        return self._interval()
+
+    def _observe(
+        self,
+        versions: dict[str, int | None],
+        stamps: dict[str, int],
+        listings: dict[str, dict[str, Listed]] | None = None,
+    ) -> None:
         # ``now``: a version that moved starts its propagation clock (``propagation_seconds``, observed by ``sync``).
         moved = self._registry.observe_versions(self.conn_key, versions, stamps, now=self._clock(), listings=listings)
         for source in moved:
             self._schedule(source, Priority.VERSION)
-        return self._interval()
+
+    def _observe_page(self, seen: set[str], versions: dict[str, int | None], stamps: dict[str, int]) -> None:
+        seen.update(versions)
+        self._observe(versions, stamps)
 
     def _failed(self, conn: Connection, exc: ScaiVaultError) -> float:
         """A poll failed: open (or keep open) the breaker, or back off this watcher's polls; the next delay."""
@@ -243,11 +261,17 @@ class VersionWatcher:
             return
 
     async def _list(
-        self, conn: Connection, paths: set[str], wholes: set[str]
+        self,
+        conn: Connection,
+        paths: set[str],
+        wholes: set[str],
+        *,
+        on_page: Callable[[dict[str, int | None], dict[str, int]], None] | None = None,
     ) -> tuple[dict[str, int | None], dict[str, int], dict[str, dict[str, Listed]]]:
         """``{path: current version or None when gone}`` for the followed paths that could be listed,
         ``{path: updated_at as Unix seconds}`` for those the list dated, and for each followed ``dataFrom`` prefix
-        (``wholes``) that could be listed, every secret under it: ``{prefix: {path: Listed}}``.
+        (``wholes``) that could be listed, every secret under it: ``{prefix: {path: Listed}}``. ``on_page`` is
+        given each page's followed paths (versions and stamps) as soon as the page arrives.
 
         A 403 on one prefix (a ScaiVault policy on part of the tree) pauses that prefix for ``forbidden_retry``
         and hands its paths to their own reads once, which report Forbidden per VaultSecret; only when every
@@ -271,14 +295,18 @@ class VersionWatcher:
             try:
                 async for page in client.list_secrets(prefix, page_size=self._settings.page_size):
                     self._count_list(conn)
+                    page_versions: dict[str, int | None] = {}
+                    page_stamps: dict[str, int] = {}
                     for item in page.secrets:
                         if item.path in found:
-                            found[item.path] = item.version
+                            found[item.path] = page_versions[item.path] = item.version
                             if item.updated_at is not None:
-                                stamps[item.path] = int(item.updated_at.timestamp())
+                                stamps[item.path] = page_stamps[item.path] = int(item.updated_at.timestamp())
                         for whole, listing in listings.items():
                             if item.path.startswith(whole):
                                 listing[item.path] = Listed.of(item)
+                    if on_page is not None and page_versions:
+                        on_page(page_versions, page_stamps)
             except ScaiVaultError as exc:
                 if isinstance(exc, APIError | ResponseError):  # sent and failed (any but a 403 stops the poll)
                     self._count_list(conn)
