@@ -98,9 +98,9 @@ async def test_valid_ca_bundle_is_used() -> None:
     for kwargs in ({"ca_file": certifi.where()}, {"ca_data": _first_certificate()}):
         client = ScaiVaultClient("https://vault.example", StaticToken("t"), **kwargs)  # type: ignore[arg-type]
         try:
-            pool = client._http._transport._pool  # type: ignore[attr-defined]
-            assert isinstance(pool._ssl_context, ssl.SSLContext)
-            assert pool._ssl_context.verify_mode == ssl.CERT_REQUIRED
+            context = client._http._transport._ssl  # type: ignore[attr-defined]
+            assert isinstance(context, ssl.SSLContext)
+            assert context.verify_mode == ssl.CERT_REQUIRED
         finally:
             await client.aclose()
 
@@ -108,7 +108,7 @@ async def test_valid_ca_bundle_is_used() -> None:
 async def test_verify_off_is_allowed_without_ca() -> None:
     client = ScaiVaultClient("https://vault.example", StaticToken("t"), verify=False)
     try:
-        assert client._http._transport._pool._ssl_context.verify_mode == ssl.CERT_NONE  # type: ignore[attr-defined]
+        assert client._http._transport._ssl is False  # type: ignore[attr-defined]
     finally:
         await client.aclose()
 

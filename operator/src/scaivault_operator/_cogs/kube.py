@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, TypeVar
 import httpx
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.client_adapter import AsyncClient as HttpxAsyncClient
-from lightkube.config.client_adapter import ConnectionParams
+from lightkube.config.client_adapter import ConnectionParams, verify_cluster
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.models.core_v1 import EventSource, ObjectReference
@@ -41,6 +41,7 @@ from lightkube.types import PatchType
 
 from scaivault_operator._cogs.api import GROUP, VERSION
 from scaivault_operator._cogs.kubeconfig import KubeAccess
+from scaivault_operator._cogs.transport import AiohttpTransport
 
 __all__ = [
     "Conflict",
@@ -189,7 +190,11 @@ class Kube:
     """The operator's Kubernetes calls. One instance per process, sharing one connection pool."""
 
     def __init__(self, config: SingleConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        """``transport``: an httpx transport for every call (tests: ``httpx.MockTransport``)."""
+        """``transport``: an httpx transport for every call (tests: ``httpx.MockTransport``); by default aiohttp's
+        (``transport.AiohttpTransport``) with the kubeconfig's CA and client certificate."""
+        if transport is None:
+            assert config.user is not None, "a kubeconfig context without a user"
+            transport = AiohttpTransport(ssl=verify_cluster(config.cluster, config.user, config.abs_file))
         self._client = AsyncClient(config, field_manager="scaivault-operator", transport=transport)
         # Plain HTTP on the same server and credentials, for what lightkube has no call for (GET /version) and for
         # the Secret list and watch (JSON as the API sends it: no model objects for thousands of Secrets).
