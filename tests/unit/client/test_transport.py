@@ -192,3 +192,21 @@ def test_a_copy_is_the_same_transport() -> None:
 
     transport = AiohttpTransport(ssl=ssl.create_default_context())
     assert copy.deepcopy({"transport": transport})["transport"] is transport
+
+
+async def test_the_proxy_of_the_environment_is_used_unless_no_proxy_exempts_the_host(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", server.url)  # the test server plays the proxy: it answers for any host
+    monkeypatch.setenv("NO_PROXY", "direct.invalid")
+    for name in ("http_proxy", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
+        response = await client.get("http://vault.invalid/v1/secrets/a")
+        with pytest.raises(httpx.ConnectError):  # exempt: sent directly, and .invalid never resolves
+            await client.get("http://direct.invalid/x")
+    async with httpx.AsyncClient(transport=AiohttpTransport(trust_env=False)) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get("http://vault.invalid/v1/secrets/a")
+    assert response.status_code == 200
+    assert [seen["headers"]["Host"] for seen in server.seen] == ["vault.invalid"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,12 +33,16 @@ __all__ = ["AiohttpTransport"]
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session (opened at the first request, on the running loop) with at most ``limit`` connections.
     ``ssl``: an ``SSLContext`` (CA and client certificate), True for the system's CAs, False for no verification.
-    ``trust_env``: the proxies of ``HTTP(S)_PROXY`` / ``NO_PROXY``, as httpx's own transport would use them."""
+    ``trust_env``: the proxies of ``HTTP(S)_PROXY`` / ``NO_PROXY``, as httpx's own transport used them."""
 
     def __init__(self, *, ssl: ssl.SSLContext | bool = True, limit: int = 100, trust_env: bool = True) -> None:
         self._ssl = ssl
         self._limit = limit
-        self._trust_env = trust_env
+        # Read once, as httpx does when its client is made. Not aiohttp's own trust_env: that also reads ~/.netrc,
+        # in a thread, for every request, and would put its credentials on requests that carry no Authorization.
+        found = urllib.request.getproxies() if trust_env else {}
+        self._proxies = {scheme: url for scheme, url in found.items() if scheme in ("http", "https")}
+        self._bypass = {"no": found["no"]} if "no" in found else {}
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -53,8 +58,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl),
                 auto_decompress=False,  # httpx decodes, from the Content-Encoding header it is given
-                trust_env=self._trust_env,
                 cookie_jar=aiohttp.DummyCookieJar(),  # no cookies: neither API sets any that matter
+                trust_env=False,
             )
         return self._session
 
@@ -73,6 +78,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=body or None,
                 timeout=timeout,
                 allow_redirects=False,
+                proxy=self._proxy(request.url) if self._proxies else None,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _translate(exc, request) from exc
@@ -82,6 +88,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             stream=_Body(response, request),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode("latin-1")},
         )
+
+    def _proxy(self, url: httpx.URL) -> str | None:
+        """The proxy of ``HTTP_PROXY`` / ``HTTPS_PROXY`` for ``url``, unless ``NO_PROXY`` exempts its host."""
+        proxy = self._proxies.get(url.scheme)
+        if proxy is None or urllib.request.proxy_bypass_environment(url.host, self._bypass):  # type: ignore[attr-defined]
+            return None
+        return proxy
 
     async def aclose(self) -> None:
         """Close the session; again is a no-op (lightkube's client and the plain one share a transport)."""
