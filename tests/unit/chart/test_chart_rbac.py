@@ -73,6 +73,8 @@ KUBE_CALLS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "patch_secret": (("", "secrets", "patch"),),
     "delete_secret": (("", "secrets", "delete"),),
     "list_secrets": (("", "secrets", "list"),),
+    "list_secrets_at": (("", "secrets", "list"),),
+    "watch_secrets": (("", "secrets", "watch"),),
     "namespace_labels": (("", "namespaces", "get"),),
     "list_connections": ((GROUP, "clustervaultconnections", "list"), (GROUP, "vaultconnections", "list")),
     "get_vaultsecret": ((GROUP, "vaultsecrets", "get"),),

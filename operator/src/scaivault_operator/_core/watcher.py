@@ -205,15 +205,19 @@ class VersionWatcher:
         versions: dict[str, int | None],
         stamps: dict[str, int],
         listings: dict[str, dict[str, Listed]] | None = None,
+        *,
+        partial: bool = False,
     ) -> None:
         # ``now``: a version that moved starts its propagation clock (``propagation_seconds``, observed by ``sync``).
-        moved = self._registry.observe_versions(self.conn_key, versions, stamps, now=self._clock(), listings=listings)
+        moved = self._registry.observe_versions(self.conn_key, versions, stamps, now=self._clock(), listings=listings,
+                                                partial=partial)  # fmt: skip
         for source in moved:
             self._schedule(source, Priority.VERSION)
 
     def _observe_page(self, seen: set[str], versions: dict[str, int | None], stamps: dict[str, int]) -> None:
+        """One page: the single-path VaultSecrets behind go at once; those with sources wait for the whole list."""
         seen.update(versions)
-        self._observe(versions, stamps)
+        self._observe(versions, stamps, partial=True)
 
     def _failed(self, conn: Connection, exc: ScaiVaultError) -> float:
         """A poll failed: open (or keep open) the breaker, or back off this watcher's polls; the next delay."""

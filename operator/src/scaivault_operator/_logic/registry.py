@@ -543,12 +543,13 @@ class Registry:
         *,
         now: float | None = None,
         listings: Mapping[str, Mapping[str, Listed]] | None = None,
+        partial: bool = False,
     ) -> list[Unit]:
         """Record listed versions (None: the path is gone) and, where the list gives them, ``updated_at`` stamps;
         return the sources with members behind. ``now`` (the watcher's monotonic clock): when given, a version that
         moved while members held an older one is noted in ``first_seen``. ``listings``: what the lists showed under
         each followed dataFrom prefix (``{prefix: {path: Listed}}``); the VaultSecrets with sources that are behind
-        come last.
+        come last — unless ``partial`` (one page of a poll): what they should hold is decided on the whole list only.
 
         Behind: a version that moved since the last poll; the same version with another stamp (the secret was
         deleted and re-created at that version between two polls: its members are synced again, from a GET);
@@ -599,6 +600,8 @@ class Registry:
                             len(again))  # fmt: skip
                 changed += self._reread(self.composite_prefixes.get((conn, prefix), ()))
             self.observe_listing(conn, prefix, listing)
+        if partial:
+            return changed
         return changed + [unit for unit in self.composites_behind(conn) if unit not in changed]
 
     def _reread(self, keys: Iterable[VSKey]) -> list[Unit]:
