@@ -90,7 +90,7 @@ async def operate(
     """
     import kopf
 
-    from scaivault_operator._app.handlers import build_registry
+    from scaivault_operator._app.handlers import ForgetfulMemories, build_registry
 
     kube_factory: Callable[[], Kube]
     if server:
@@ -110,6 +110,7 @@ async def operate(
         "clusterwide": not settings.namespaces,
         "namespaces": list(settings.namespaces),
         "liveness_endpoint": settings.liveness_endpoint or None,
+        "memories": ForgetfulMemories(),  # no per-object record kept by Kopf (handlers.ForgetfulMemories)
     }
     if stop_flag is None:
         await kopf.operator(**options)
