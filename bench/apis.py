@@ -10,8 +10,9 @@ the Kubernetes requests of the process under test (the operator or the naive bas
 - ``ClusterSide``: objects written with lightkube over HTTP, changes from lightkube watches. For the operator
   (``role="operator"``) its writes are counted by the operator itself (its ``/metrics``: ``secret_writes_total``,
   ``status_writes_total``, ``events_total``), scraped at each mark — reads and Kopf's own requests are not in
-  these counts. For the naive baseline (``role="baseline"``: its own namespaces in the same cluster, no CRDs, no
-  VaultSecrets) every Kubernetes request it sends, counted by the baseline (``bench.naive --stats-port``).
+  these counts; with several operator processes (``bench.run --shards``) each one's ``/metrics``, summed. For the
+  naive baseline (``role="baseline"``: its own namespaces in the same cluster, no CRDs, no VaultSecrets) every
+  Kubernetes request it sends, counted by the baseline (``bench.naive --stats-port``).
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ class KubeSide(Protocol):
     async def stop(self) -> None: ...
     async def seed(self, items: Sequence[Item], vault_url: str, interval: float, *, connection: bool) -> None: ...
     async def create_vaultsecrets(self, items: Sequence[Item]) -> None: ...
-    def operator_args(self) -> list[str]: ...
+    def operator_args(self, *, replace: bool = True) -> list[str]: ...
     def baseline_args(self) -> list[str]: ...
-    async def operator_ready(self, limit: float) -> bool: ...
+    async def operator_ready(self, limit: float, processes: int = 1) -> bool: ...
     def counts(self) -> dict[str, int]: ...
     def describe(self) -> dict[str, Any]: ...
 
@@ -151,19 +152,20 @@ class FakeSide:
             if index % 100 == 99:
                 await asyncio.sleep(0)  # let the server stream the events meanwhile
 
-    def operator_args(self) -> list[str]:
+    def operator_args(self, *, replace: bool = True) -> list[str]:
+        """``replace``: ignored here (the fake API counts every process's requests at the server)."""
         return ["--server", self.fake.url]
 
     def baseline_args(self) -> list[str]:
         """The naive baseline's Kubernetes API; its requests are counted by the fake API."""
         return ["--api", self.fake.url]
 
-    async def operator_ready(self, limit: float) -> bool:
-        """Kopf watches both VaultSecrets and Secrets."""
+    async def operator_ready(self, limit: float, processes: int = 1) -> bool:
+        """Kopf watches both VaultSecrets and Secrets (each of ``processes`` operator processes its own)."""
         store = self.fake.store
         vs, secrets_ = self.rtype(GROUP, VERSION, "vaultsecrets"), self.rtype("", "v1", "secrets")
         deadline = time.monotonic() + limit
-        while store.watcher_count(vs) == 0 or store.watcher_count(secrets_) == 0:
+        while store.watcher_count(vs) < processes or store.watcher_count(secrets_) < processes:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.05)
@@ -233,7 +235,18 @@ def parse_metrics(text: str) -> dict[str, int]:
     return found
 
 
-def _free_port() -> int:
+def metric_sum(text: str, name: str) -> float:
+    """The sum over its labels of ``scaivault_operator_<name>`` in a ``/metrics`` text (e.g. ``vaultsecrets``: the
+    VaultSecrets a process serves, by reason)."""
+    total = 0.0
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is not None and match.group(1) == name:
+            total += float(match.group(3))
+    return total
+
+
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -263,6 +276,7 @@ class ClusterSide:
         self.namespaces: list[str] = []
         self.created_crds: list[str] = []
         self.metrics_url: str | None = None  # the operator's /metrics, or the baseline's request counts (JSON)
+        self.metrics_urls: list[str] = []  # the running operator processes' /metrics (several with --shards)
         self._tasks: list[asyncio.Task[None]] = []
         self._observe: Observe | None = None
 
@@ -336,45 +350,60 @@ class ClusterSide:
 
         await asyncio.gather(*(create(item) for item in items))
 
-    def operator_args(self) -> list[str]:
+    def operator_args(self, *, replace: bool = True) -> list[str]:
         """No ``--server``: the operator reads the kubeconfig, as ``scaivault-operator run`` does; /metrics on a
-        fresh local port (each operator process counts from zero)."""
-        port = _free_port()
+        fresh local port (each operator process counts from zero). ``replace``: a new set of processes (the counts
+        start again from this one's); False: one more process of the same set (a shard), its counts added."""
+        port = free_port()
         self.metrics_url = f"http://127.0.0.1:{port}/metrics"
+        self.metrics_urls = [*([] if replace else self.metrics_urls), self.metrics_url]
         return ["--metrics-port", str(port)]
 
     def baseline_args(self) -> list[str]:
         """The naive baseline reads the same kubeconfig and serves its request counts on a fresh local port (each
         baseline process counts from zero)."""
-        port = _free_port()
+        port = free_port()
         self.metrics_url = f"http://127.0.0.1:{port}/"
         return ["--kubeconfig", "--stats-port", str(port)]
 
-    async def operator_ready(self, limit: float) -> bool:
-        """/metrics answers (Kopf's watches are not visible from here; it lists before watching, so nothing is
-        missed)."""
+    async def operator_ready(self, limit: float, processes: int = 1) -> bool:
+        """Every operator process's /metrics answers (Kopf's watches are not visible from here; it lists before
+        watching, so nothing is missed)."""
         deadline = time.monotonic() + limit
+        waiting = list(self.metrics_urls or ([self.metrics_url] if self.metrics_url else []))
         async with httpx.AsyncClient(timeout=2.0) as http:
             while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
-                    if self.metrics_url and (await http.get(self.metrics_url)).status_code == 200:
-                        return True
+                for url in list(waiting):
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await http.get(url)).status_code == 200:
+                            waiting.remove(url)
+                if not waiting and len(self.metrics_urls) >= processes:
+                    return True
                 await asyncio.sleep(0.1)
         return False
 
     def counts(self) -> dict[str, int]:
-        """The current operator's writes, or the current baseline's requests (nothing while no such process runs: a
-        new one counts from zero)."""
+        """The current operator's writes (the sum over its processes with ``--shards``), or the current baseline's
+        requests (nothing while no such process runs: a new one counts from zero)."""
         if self.metrics_url is None:
             return {}
-        try:
-            response = httpx.get(self.metrics_url, timeout=10.0)
-            response.raise_for_status()
-        except httpx.HTTPError:
-            return {}
         if self.role == "baseline":
+            try:
+                response = httpx.get(self.metrics_url, timeout=10.0)
+                response.raise_for_status()
+            except httpx.HTTPError:
+                return {}
             return {str(key): int(value) for key, value in response.json().items()}
-        return parse_metrics(response.text)
+        found: dict[str, int] = {}
+        for url in self.metrics_urls or [self.metrics_url]:
+            try:
+                response = httpx.get(url, timeout=10.0)
+                response.raise_for_status()
+            except httpx.HTTPError:
+                continue
+            for key, value in parse_metrics(response.text).items():
+                found[key] = found.get(key, 0) + value
+        return found
 
     def describe(self) -> dict[str, Any]:
         return {"api": "cluster", "kubernetes": f"cluster {self.info.server} ({self.info.version})",

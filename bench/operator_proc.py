@@ -4,9 +4,14 @@ process, so its RSS is its own, plus a probe that reports on stdout (one JSON ob
 In sync: the registry knows ``--expect`` VaultSecrets, none is dirty, no sync job is queued or running, and
 every version watcher completed a poll that started after the last VaultSecret arrived (so versions that moved
 while the operator was down have been looked for). The probe reads the ``Runtime`` in-process and wraps
-``VersionWatcher.poll_once`` to time polls; it changes nothing the operator does.
+``VersionWatcher.poll_once`` to time polls (a ``poll_start`` event as one begins, a ``poll`` event as it ends); it
+changes nothing the operator does.
 
-    python -m bench.operator_proc [--server http://127.0.0.1:PORT] --expect 1000 [--metrics-port P]
+    python -m bench.operator_proc [--server http://127.0.0.1:PORT] --expect 1000 [--metrics-port P] [--shard i/n]
+
+With ``--shard i/n`` (``scaivault-operator run --shard``, docs/sharding.md) the process serves the VaultSecrets of
+the namespaces that hash to shard ``i`` only, and ``--expect`` is the number of those. A shard with none
+(``--expect 0``) is in sync once a poll of its watchers has completed.
 
 Without ``--server`` the operator reads the kubeconfig (``$KUBECONFIG``), as ``scaivault-operator run`` does.
 """
@@ -37,9 +42,10 @@ def _instrument_polls() -> None:
     async def poll_once(self: Any) -> float:
         started = time.time()
         before = self.list_requests
+        _say("poll_start")
         result = await original(self)
         _poll_done[id(self)] = started
-        _say("poll", lists=self.list_requests - before, seconds=round(time.time() - started, 4))
+        _say("poll", lists=self.list_requests - before, seconds=round(time.time() - started, 4), started=started)
         return result
 
     watcher_module.VersionWatcher.poll_once = poll_once  # type: ignore[method-assign]
@@ -64,7 +70,7 @@ async def _probe(runtime: Runtime, expect: int) -> None:
             full_at = time.time()
             _say("known", entries=count)
         watchers = [w for w, _ in runtime.watchers.values()]
-        polled = bool(watchers) and all(_poll_done.get(id(w), 0.0) >= full_at for w in watchers)
+        polled = (bool(watchers) or expect == 0) and all(_poll_done.get(id(w), 0.0) >= full_at for w in watchers)
         now_in_sync = polled and not registry.dirty and len(runtime.queue) == 0 and not runtime.queue.running
         if now_in_sync != in_sync:
             in_sync = now_in_sync
@@ -114,6 +120,7 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--namespace", action="append", default=[])
     parser.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on 127.0.0.1:PORT (0: none)")
+    parser.add_argument("--shard", default=None, help="i/n: serve shard i of n only (scaivault-operator run --shard)")
     parser.add_argument("--tracemalloc", action="store_true", help="on SIGUSR1, log the top allocation sites")
     args = parser.parse_args()
     if args.tracemalloc:
@@ -121,7 +128,7 @@ def main() -> None:
     _trim_on_signal()
     settings = OperatorSettings(liveness_endpoint=None, metrics_port=args.metrics_port, metrics_host="127.0.0.1",
                                 workers=args.workers, page_size=args.page_size,
-                                namespaces=tuple(args.namespace))  # fmt: skip
+                                namespaces=tuple(args.namespace), shard=args.shard)  # fmt: skip
     configure_logging(settings)
     _instrument_polls()
     _say("spawned")

@@ -29,6 +29,16 @@ namespace set of its own in the same cluster, ``baseline_api: cluster``). Our Ku
 from the operator's ``/metrics``, the baseline's requests by the baseline itself. Results:
 ``bench/results/<date>-<tier>.json`` and a Markdown table on stdout (``--update-docs`` also puts it into
 docs/performance.md).
+
+``--shards N`` (default 1): "ours" is N operator processes, ``bench.operator_proc --shard i/N`` (docs/sharding.md:
+each serves the VaultSecrets of the namespaces that hash to it; shard 0 writes the connection's status), each with
+its own ``/metrics`` port and log (``operator-shard<i>.log``), started, paused (SIGSTOP, while the baseline runs),
+stopped and restarted (warm restart) together. Every figure is for the whole set: cold sync until all VaultSecrets
+are Ready, CPU seconds and RSS summed over the processes (and reported per process; the peak is the sum of each
+process's peak), Kubernetes requests summed (the fake API counts every process's; in cluster mode each process's
+``/metrics``), ScaiVault requests per idle poll as the dev vault counts them — every shard lists its covering
+prefixes itself, so up to N times one process's list floor. Results: ``<date>-<tier>-shardsN.json``, with
+``"shards": N``. ``--profile`` samples shard 0 only.
 """
 
 from __future__ import annotations
@@ -54,6 +64,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.apis import (
     TOKEN,
     WRITE_VERBS,
@@ -62,9 +74,13 @@ from bench.apis import (
     ClusterUnavailable,
     FakeSide,
     KubeSide,
+    free_port,
+    metric_sum,
+    parse_metrics,
     probe_cluster,
 )
 from scaivault_operator._logic.manifests import ANNOTATION_VERSION
+from scaivault_operator._logic.sharding import MAX_SHARDS, shard_of
 from scaivault_operator.devvault import DevVaultConfig, RunningDevVault, run_in_thread
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,13 +117,40 @@ class Config:
     profile: bool = False
     cluster: ClusterInfo | None = None  # None: the in-memory API (bench.fakeapi)
     watch_history: int = 20_000  # the in-memory API's watch events kept per resource type
+    shards: int = 1  # operator processes, --shard i/shards each (1: one process serving everything)
+    per_namespace: int = PER_NAMESPACE  # VaultSecrets per namespace (the shards split namespaces)
 
 
-def layout(n: int, prefix: str = "bench-") -> list[Item]:
+def layout(n: int, prefix: str = "bench-", per_namespace: int = PER_NAMESPACE) -> list[Item]:
     """N VaultSecrets, 100 per namespace, paths in ceil(N / 1000) ScaiVault directories of equal size."""
     dirs = max(1, math.ceil(n / PER_DIRECTORY))
-    return [Item(f"{prefix}{i // PER_NAMESPACE:03d}", f"vs-{i:05d}", f"bench/team-{i % dirs:02d}/secret-{i:05d}")
+    return [Item(f"{prefix}{i // per_namespace:03d}", f"vs-{i:05d}", f"bench/team-{i % dirs:02d}/secret-{i:05d}")
             for i in range(n)]  # fmt: skip
+
+
+def shard_index(item: Item, shards: int) -> int:
+    """The shard serving ``item`` among ``shards`` (``--shard i/n``: by a hash of its namespace)."""
+    return shard_of(item.namespace, shards) if shards > 1 else 0
+
+
+def shard_sizes(items: list[Item], shards: int) -> list[int]:
+    """VaultSecrets per shard: each shard's ``--expect``."""
+    sizes = [0] * shards
+    for item in items:
+        sizes[shard_index(item, shards)] += 1
+    return sizes
+
+
+def shard_floors(items: list[Item], page_size: int, shards: int) -> list[int]:
+    """Each shard's list floor per poll: it lists the covering prefixes of its own paths, and a list returns
+    everything under a prefix — the other shards' paths too. With one shard: ``[list_floor(items, page_size)]``."""
+    per_dir: dict[str, int] = {}
+    owned: list[set[str]] = [set() for _ in range(shards)]
+    for item in items:
+        prefix = item.path[: item.path.rfind("/") + 1]
+        per_dir[prefix] = per_dir.get(prefix, 0) + 1
+        owned[shard_index(item, shards)].add(prefix)
+    return [sum(math.ceil(per_dir[prefix] / page_size) for prefix in prefixes) for prefixes in owned]
 
 
 def list_floor(items: list[Item], page_size: int) -> int:
@@ -153,6 +196,8 @@ class Proc:
         self._log_file = log_file
         self._reader = asyncio.create_task(self._read())
         self.spawned_at = time.time()
+        self.metrics_url: str | None = None  # the operator's /metrics, when it serves one
+        self.expect = 0  # the operator's VaultSecrets (its shard's)
 
     @classmethod
     async def start(cls, args: list[str], log_path: Path) -> Proc:
@@ -228,6 +273,82 @@ class Proc:
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
         self._log_file.close()
+
+
+def _in_sync_since(floor: float) -> Callable[[dict[str, Any]], bool]:
+    return lambda event: event["event"] == "in_sync" and event["t"] >= floor
+
+
+class Operators:
+    """The operator processes under test: one, or one per shard (``--shards``), handled together. Totals are sums
+    over the processes (with one process: that process's own figures)."""
+
+    def __init__(self, procs: list[Proc]) -> None:
+        self.procs = procs
+
+    @property
+    def sharded(self) -> bool:
+        return len(self.procs) > 1
+
+    @property
+    def spawned_at(self) -> float:
+        return min(proc.spawned_at for proc in self.procs)
+
+    def cpus(self) -> list[float]:
+        return [proc.cpu() for proc in self.procs]
+
+    def memories(self) -> list[dict[str, float]]:
+        return [proc.memory() for proc in self.procs]
+
+    def memory(self) -> dict[str, float]:
+        """VmRSS and VmHWM summed over the processes (VmHWM: the sum of each one's peak, an upper bound of the
+        set's)."""
+        found: dict[str, float] = {}
+        for memory in self.memories():
+            for key, value in memory.items():
+                found[key] = round(found.get(key, 0.0) + value, 1)
+        return found
+
+    async def wait_in_sync(self, since: float, limit: float) -> list[float] | None:
+        """When each process reported itself in sync (at or after ``since``; a shard with no VaultSecrets: any
+        report); None when one did not within ``limit`` s."""
+        deadline = time.monotonic() + limit
+        times = []
+        for proc in self.procs:
+            event = await proc.wait_for(_in_sync_since(since if proc.expect else 0.0),
+                                        max(0.0, deadline - time.monotonic()))  # fmt: skip
+            if event is None:
+                return None
+            times.append(float(event["t"]))
+        return times
+
+    async def served(self) -> dict[str, list[Any]]:
+        """Per process, from its ``/metrics``: the VaultSecrets it serves (the ``vaultsecrets`` gauge) and its
+        Kubernetes writes as it counts them (Secret writes, status patches, Events)."""
+        served: list[int | None] = []
+        writes: list[int | None] = []
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            for proc in self.procs:
+                text = None
+                if proc.metrics_url is not None:
+                    with contextlib.suppress(httpx.HTTPError):
+                        response = await http.get(proc.metrics_url)
+                        response.raise_for_status()
+                        text = response.text
+                served.append(round(metric_sum(text, "vaultsecrets")) if text is not None else None)
+                writes.append(sum(parse_metrics(text).values()) if text is not None else None)
+        return {"vaultsecrets_per_process": served, "operator_counted_writes_per_process": writes}
+
+    def pause(self) -> None:
+        for proc in self.procs:
+            proc.pause()
+
+    def resume(self) -> None:
+        for proc in self.procs:
+            proc.resume()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(proc.stop() for proc in self.procs))
 
 
 # -- a world: ScaiVault + the Kubernetes API, observed ----------------------------------------------------
@@ -402,6 +523,114 @@ async def idle_window(proc: Proc, world: World, event: str, *, at_least: float, 
     return world.since(mark), proc.count(event, 0) - first, rss
 
 
+def _in_poll(proc: Proc) -> bool:
+    """Whether the operator is in the middle of a poll, as far as its events read so far say."""
+    for event in reversed(proc.events):
+        if event.get("event") == "poll":
+            return False
+        if event.get("event") == "poll_start":
+            return True
+    return False
+
+
+def _polls(proc: Proc) -> list[tuple[float, float | None, int]]:
+    """Its polls as (start, end or None while it runs, list requests), from its ``poll_start`` / ``poll`` events."""
+    polls: list[tuple[float, float | None, int]] = []
+    open_start: float | None = None
+    for event in proc.events:
+        if event.get("event") == "poll_start":
+            open_start = float(event["t"])
+        elif event.get("event") == "poll":
+            polls.append((float(event.get("started", event["t"] - event["seconds"])), float(event["t"]),
+                          int(event.get("lists", 0))))  # fmt: skip
+            open_start = None
+    if open_start is not None:
+        polls.append((open_start, None, 0))
+    return polls
+
+
+def _quiet(procs: list[Proc], margin: float) -> bool:
+    """No process is in a poll, and none ended one in the last ``margin`` s."""
+    now = time.time()
+    for proc in procs:
+        if _in_poll(proc):
+            return False
+        last = next((e for e in reversed(proc.events) if e.get("event") == "poll"), None)
+        if last is not None and now - float(last["t"]) <= margin:
+            return False
+    return True
+
+
+async def _until_quiet(procs: list[Proc], margin: float, deadline: float) -> None:
+    """Until ``_quiet`` (the processes' events arrive on pipes: looked at every 5 ms)."""
+    while True:
+        if _quiet(procs, margin) or time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(0.005)
+
+
+async def idle_window_set(ops: Operators, world: World, config: Config, *, most: int, limit: float,
+                          margin: float = 0.01) -> dict[str, Any]:  # fmt: skip
+    """``idle_window`` for several operator processes (``--shards``), whose polls are not in step: the window
+    starts and ends at moments when no process is polling (checked afterwards from the poll times each reports,
+    ``margin`` s around each end; a window cut through a poll is measured again, at most three times), so the dev
+    vault's count covers whole polls only. It ends once every process (with VaultSecrets) has completed ``most``
+    polls in it; ``polls`` is the mean over those processes of their polls in it (equal, or off by one: the polls
+    are jittered), so that requests per poll is the set's, one poll of each process."""
+    polling = [proc for proc in ops.procs if proc.expect]
+    deadline = time.monotonic() + limit
+    lead = polling[0]
+    await lead.wait_count("poll", lead.count("poll", 0) + 1, limit)
+    attempts = 0
+    while True:
+        attempts += 1
+        await _until_quiet(polling, margin, deadline)
+        begin = time.time()
+        mark = world.mark()
+        rows: list[list[float]] = []
+        sampled = 0.0
+        while time.monotonic() < deadline:
+            if time.monotonic() - sampled >= 0.25:
+                sampled = time.monotonic()
+                row = [proc.memory().get("VmRSS") for proc in ops.procs]
+                if all(value is not None for value in row):
+                    rows.append([value for value in row if value is not None])
+            done = [sum(1 for start, end, _ in _polls(proc) if start >= begin and end is not None) for proc in polling]
+            if min(done) >= most and _quiet(polling, margin):
+                break
+            await asyncio.sleep(0.02)
+        end_before = time.time()
+        idle = world.since(mark)
+        end_after = time.time()
+        await asyncio.sleep(0.25)  # a poll begun at the end has said so by now
+        cut = False
+        counted: list[tuple[int, int]] = []
+        for proc in ops.procs:
+            polls, lists = 0, 0
+            for start, end, requests in _polls(proc):
+                stop = math.inf if end is None else end
+                for moment_from, moment_to in ((begin, mark["t"]), (end_before, end_after)):
+                    if proc.expect and start - margin < moment_to and stop + margin > moment_from:
+                        cut = True
+                if start >= begin and end is not None and end <= end_before:
+                    polls, lists = polls + 1, lists + requests
+            counted.append((polls, lists))
+        if not cut or attempts >= 3 or time.monotonic() >= deadline:
+            break
+        log(config, f"idle window cut through a poll (attempt {attempts}); measuring again")
+    per_process = [polls for (polls, _), proc in zip(counted, ops.procs, strict=True) if proc.expect]
+    mean = statistics.fmean(per_process) if per_process else 0.0
+    sums = [sum(row) for row in rows]
+    idle.update(polls=int(mean) if mean == int(mean) else round(mean, 3), whole_polls=not cut, attempts=attempts,
+                polls_per_process=[polls for polls, _ in counted],
+                list_requests_per_process=[lists for _, lists in counted],
+                rss_samples_mib=[round(total, 1) for total in sums],
+                rss_steady_mib=_r(statistics.median(sums), 1) if sums else None,
+                rss_steady_mib_per_process=[_r(statistics.median(column), 1) for column in zip(*rows, strict=True)]
+                if rows else None)  # fmt: skip
+    return idle
+
+
 # -- ours ----------------------------------------------------------------------------------------------------
 
 
@@ -421,46 +650,75 @@ async def stop_profiler(profiler: asyncio.subprocess.Process | None) -> None:
         await profiler.wait()
 
 
-async def start_operator(world: World, config: Config, log_path: Path) -> Proc:
-    proc = await Proc.start(["bench.operator_proc", *world.side.operator_args(), "--expect", str(world.n),
-                             "--workers", str(config.workers), "--page-size", str(config.page_size)],
-                            log_path)  # fmt: skip
-    world.procs.append(proc)
-    if await proc.wait_for(lambda e: e["event"] == "runtime", 60) is None:
-        raise RuntimeError(f"the operator did not start; see {log_path}")
-    await world.side.operator_ready(30)
-    return proc
+async def start_operators(world: World, config: Config, logs: Path) -> Operators:
+    """The operator: one process (``operator.log``), or with ``--shards N`` N processes ``--shard i/N`` (each its
+    own ``/metrics`` port and ``operator-shard<i>.log``), spawned together; returns once every one is running."""
+    shards = config.shards
+    sizes = shard_sizes(world.items, shards)
+    procs: list[Proc] = []
+    paths: list[Path] = []
+    for index, expect in enumerate(sizes):
+        args = world.side.operator_args(replace=index == 0)
+        if shards > 1:
+            if "--metrics-port" not in args:
+                args = [*args, "--metrics-port", str(free_port())]
+            args = [*args, "--shard", f"{index}/{shards}"]
+        path = logs / ("operator.log" if shards == 1 else f"operator-shard{index}.log")
+        proc = await Proc.start(["bench.operator_proc", *args, "--expect", str(expect),
+                                 "--workers", str(config.workers), "--page-size", str(config.page_size)],
+                                path)  # fmt: skip
+        if "--metrics-port" in args:
+            proc.metrics_url = f"http://127.0.0.1:{args[args.index('--metrics-port') + 1]}/metrics"
+        proc.expect = expect
+        world.procs.append(proc)
+        procs.append(proc)
+        paths.append(path)
+    for proc, path in zip(procs, paths, strict=True):
+        if await proc.wait_for(lambda e: e["event"] == "runtime", 60) is None:
+            raise RuntimeError(f"the operator did not start; see {path}")
+    await world.side.operator_ready(30, processes=len(procs))
+    return Operators(procs)
 
 
-async def run_ours(world: World, config: Config, logs: Path) -> tuple[dict[str, Any], Proc]:
+async def run_ours(world: World, config: Config, logs: Path) -> tuple[dict[str, Any], Operators]:
     n, interval = world.n, config.interval
     result: dict[str, Any] = {}
     await world.seed(interval, connection=True)
-    proc = await start_operator(world, config, logs / "operator.log")
-    result["startup_seconds"] = round(time.time() - proc.spawned_at, 2)
+    ops = await start_operators(world, config, logs)
+    result["startup_seconds"] = round(time.time() - ops.spawned_at, 2)
 
     # 1. cold sync
-    log(config, f"N={n} ours: cold sync")
-    profiler = await start_profiler(proc, config, logs / f"profile-cold-{n}.txt")
+    log(config, f"N={n} ours: cold sync" + (f" ({len(ops.procs)} shards)" if ops.sharded else ""))
+    if config.profile and ops.sharded:
+        log(config, "--profile: sampling shard 0 only")
+    profiler = await start_profiler(ops.procs[0], config, logs / f"profile-cold-{n}.txt")
     mark = world.mark()
-    cpu = proc.cpu()
+    cpu = ops.cpus()
     await world.create_vaultsecrets()
     created = time.time()
     done = await world.wait(lambda: len(world.ready) >= n, max(120.0, n * 0.05))
     ready_at = time.time()
-    cpu_to_ready = proc.cpu() - cpu
-    in_sync = await proc.wait_for(lambda e: e["event"] == "in_sync" and e["t"] >= mark["t"], 60 + n * 0.01)
+    cpu_at_ready = ops.cpus()
+    in_sync = await ops.wait_in_sync(mark["t"], 60 + n * 0.01)
     cold = world.since(mark)
-    cold["operator_cpu_seconds"] = round(proc.cpu() - cpu, 2)
+    cpu_now = ops.cpus()
+    cold["operator_cpu_seconds"] = round(sum(cpu_now) - sum(cpu), 2)
     await stop_profiler(profiler)
     # The harness's creating (first create → last create acknowledged) and the operator's lag after it (last
     # create → all Ready) apart: on a real API server the creates alone take a large share of the cold sync.
     cold.update(complete=done, ready=len(world.ready), creation_seconds=round(created - mark["t"], 2),
                 time_to_ready=round(ready_at - mark["t"], 2),
                 lag_after_last_create=round(ready_at - created, 2),
-                operator_cpu_seconds_to_ready=round(cpu_to_ready, 2),
-                time_to_in_sync=round(in_sync["t"] - mark["t"], 2) if in_sync else None,
-                rss_mib=proc.memory())  # fmt: skip
+                operator_cpu_seconds_to_ready=round(sum(cpu_at_ready) - sum(cpu), 2),
+                time_to_in_sync=round(max(in_sync) - mark["t"], 2) if in_sync else None,
+                rss_mib=ops.memory())  # fmt: skip
+    if ops.sharded:
+        cold.update(operator_cpu_seconds_per_process=[round(b - a, 2) for a, b in zip(cpu, cpu_now, strict=True)],
+                    operator_cpu_seconds_to_ready_per_process=[round(b - a, 2)
+                                                               for a, b in zip(cpu, cpu_at_ready, strict=True)],
+                    time_to_in_sync_per_process=[round(t - mark["t"], 2) for t in in_sync] if in_sync else None,
+                    expected_per_process=[proc.expect for proc in ops.procs],
+                    rss_mib_per_process=ops.memories(), **await ops.served())  # fmt: skip
     result["cold_sync"] = cold
     log(config, f"N={n} ours: created in {cold['creation_seconds']:g} s, all Ready "
                 f"{cold['lag_after_last_create']:g} s after the last create; {cold['operator_cpu_seconds']:g} "
@@ -468,11 +726,18 @@ async def run_ours(world: World, config: Config, logs: Path) -> tuple[dict[str, 
 
     # 2. idle
     log(config, f"N={n} ours: idle")
-    cpu = proc.cpu()
-    idle, polls, rss = await idle_window(proc, world, "poll", at_least=math.inf, most=config.idle_polls,
-                                         limit=config.idle_polls * interval * 3 + 30)  # fmt: skip
-    idle["operator_cpu_seconds"] = round(proc.cpu() - cpu, 2)
-    idle.update(polls=polls, rss_samples_mib=rss, rss_steady_mib=_r(statistics.median(rss), 1) if rss else None)
+    cpu = ops.cpus()
+    limit = config.idle_polls * interval * 3 + 30
+    if ops.sharded:
+        idle = await idle_window_set(ops, world, config, most=config.idle_polls, limit=limit)
+    else:
+        idle, polls, rss = await idle_window(ops.procs[0], world, "poll", at_least=math.inf, most=config.idle_polls,
+                                             limit=limit)  # fmt: skip
+        idle.update(polls=polls, rss_samples_mib=rss, rss_steady_mib=_r(statistics.median(rss), 1) if rss else None)
+    cpu_now = ops.cpus()
+    idle["operator_cpu_seconds"] = round(sum(cpu_now) - sum(cpu), 2)
+    if ops.sharded:
+        idle["operator_cpu_seconds_per_process"] = [round(b - a, 2) for a, b in zip(cpu, cpu_now, strict=True)]
     result["idle"] = idle
 
     # 3. propagation
@@ -483,22 +748,28 @@ async def run_ours(world: World, config: Config, logs: Path) -> tuple[dict[str, 
     await asyncio.sleep(interval * 1.5)  # let the last statuses land before counting
     prop.update(world.since(mark))
     result["propagation"] = prop
-    result["rss_peak_mib"] = proc.memory().get("VmHWM")
+    result["rss_peak_mib"] = ops.memory().get("VmHWM")
+    if ops.sharded:
+        result["rss_peak_mib_per_process"] = [memory.get("VmHWM") for memory in ops.memories()]
 
     # 4. warm restart
     log(config, f"N={n} ours: warm restart")
-    await proc.stop()
+    await ops.stop()
     mark = world.mark()
-    proc = await start_operator(world, config, logs / "operator.log")
-    in_sync = await proc.wait_for(lambda e: e["event"] == "in_sync", 120 + n * 0.01)
+    ops = await start_operators(world, config, logs)
+    in_sync = await ops.wait_in_sync(0.0, 120 + n * 0.01)
     synced_at = time.time()
     await asyncio.sleep(interval)
     restart = world.since(mark)
-    restart.update(complete=in_sync is not None, time_to_in_sync=round(in_sync["t"] - proc.spawned_at, 2)
-                   if in_sync else None, rss_mib=proc.memory(),
+    restart.update(complete=in_sync is not None, time_to_in_sync=round(max(in_sync) - ops.spawned_at, 2)
+                   if in_sync else None, rss_mib=ops.memory(),
                    counted_until_seconds=round(synced_at - mark["t"] + interval, 2))  # fmt: skip
+    if ops.sharded:
+        restart.update(time_to_in_sync_per_process=[round(t - proc.spawned_at, 2)
+                                                    for t, proc in zip(in_sync, ops.procs, strict=True)]
+                       if in_sync else None, rss_mib_per_process=ops.memories())  # fmt: skip
     result["warm_restart"] = restart
-    return result, proc
+    return result, ops
 
 
 # -- the naive baseline -------------------------------------------------------------------------------------
@@ -599,21 +870,29 @@ def sides(config: Config) -> tuple[KubeSide, KubeSide | None]:
 
 async def run_tier(n: int, config: Config, logs: Path) -> dict[str, Any]:
     side, naive_side = sides(config)
-    items = layout(n, side.namespace_prefix)
+    items = layout(n, side.namespace_prefix, config.per_namespace)
     started = time.time()
     result: dict[str, Any] = {
         "tier": n,
+        "shards": config.shards,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_at_start": load()},
         "revision": source_revision(),
         "config": {"interval_seconds": config.interval, "page_size": config.page_size, "workers": config.workers,
                    "idle_polls": config.idle_polls, "samples": config.samples, "outage_seconds": config.outage,
-                   "naive_concurrency": config.concurrency, "namespaces": math.ceil(n / PER_NAMESPACE),
+                   "naive_concurrency": config.concurrency, "namespaces": math.ceil(n / config.per_namespace),
                    "directories": max(1, math.ceil(n / PER_DIRECTORY)),
                    "list_floor_per_poll": list_floor(items, config.page_size), "kubernetes": "bench.fakeapi",
                    "watch_history": config.watch_history if config.cluster is None else None},
     }  # fmt: skip
+    if config.shards > 1:
+        floors = shard_floors(items, config.page_size, config.shards)
+        result["config"].update(
+            vaultsecrets_per_shard=shard_sizes(items, config.shards),
+            list_floor_per_poll_per_shard=floors,
+            list_floor_per_poll_all_shards=sum(floors),
+        )
     # The baseline runs against the same kind of API as ours: the in-memory one, or the same cluster.
     baseline_api = naive_side.api if naive_side is not None else None
     result["config"].update(side.describe(), baseline_api=baseline_api)
@@ -621,22 +900,22 @@ async def run_tier(n: int, config: Config, logs: Path) -> dict[str, Any]:
     ours_world = World(items, version_annotation=ANNOTATION_VERSION, side=side)
     naive_world: World | None = None
     if naive_side is not None:  # its own namespaces in a cluster (the same names in its own fake API)
-        naive_world = World(layout(n, naive_side.namespace_prefix), version_annotation=NAIVE_ANNOTATION,
-                            side=naive_side)  # fmt: skip
+        naive_world = World(layout(n, naive_side.namespace_prefix, config.per_namespace),
+                            version_annotation=NAIVE_ANNOTATION, side=naive_side)  # fmt: skip
     try:
         await ours_world.start()
-        ours, ours_proc = await run_ours(ours_world, config, logs)
+        ours, ours_ops = await run_ours(ours_world, config, logs)
         result["ours"] = ours
         naive_proc: Proc | None = None
         if naive_world is not None:
-            ours_proc.pause()
+            ours_ops.pause()
             try:
                 await naive_world.start()
                 await naive_world.seed(config.interval, connection=False)
                 naive, naive_proc = await run_naive(naive_world, config, logs)
                 result["naive"] = naive
             finally:
-                ours_proc.resume()
+                ours_ops.resume()
         log(config, f"N={n}: outage of {config.outage:g}s")
         await asyncio.sleep(config.interval)
         worlds = [("ours", ours_world)] + ([("naive", naive_world)] if naive_world and naive_proc else [])
@@ -649,12 +928,14 @@ async def run_tier(n: int, config: Config, logs: Path) -> dict[str, Any]:
             outage = world.since(marks[label])
             world.vault.reset_faults()
             result.setdefault(label, {})["outage"] = outage
-        result["ours"]["rss_after_restart_peak_mib"] = ours_proc.memory().get("VmHWM")
+        result["ours"]["rss_after_restart_peak_mib"] = ours_ops.memory().get("VmHWM")
+        if ours_ops.sharded:
+            result["ours"]["rss_after_restart_peak_mib_per_process"] = [m.get("VmHWM") for m in ours_ops.memories()]
         if naive_proc is not None:
             result["naive"]["rss_after_restart_peak_mib"] = naive_proc.memory().get("VmHWM")
     finally:  # also on an error or Ctrl-C: no process is left behind
-        for proc in ours_world.procs + (naive_world.procs if naive_world is not None else []):
-            await proc.stop()
+        procs = ours_world.procs + (naive_world.procs if naive_world is not None else [])
+        await asyncio.gather(*(proc.stop() for proc in procs))  # together: an operator takes seconds to stop
         await ours_world.stop()
         if naive_world is not None:
             await naive_world.stop()
@@ -680,7 +961,7 @@ def figures(side: dict[str, Any], n: int, config: Config, *, ours: bool) -> dict
     outage = side.get("outage") or {}
     cpu = cold.get("operator_cpu_seconds", cold.get("process_cpu_seconds"))
     peaks = [m for m in (side.get("rss_peak_mib"), side.get("rss_after_restart_peak_mib")) if m is not None]
-    return {
+    found = {
         "propagation_p50_s": prop.get("p50"),
         "propagation_p95_s": prop.get("p95"),
         "propagation_p99_s": prop.get("p99"),
@@ -704,6 +985,35 @@ def figures(side: dict[str, Any], n: int, config: Config, *, ours: bool) -> dict
         "warm_restart_gets": restart.get("vault_reads"),
         "warm_restart_kube_writes": restart.get("kube_writes"),
         "outage_requests": outage.get("vault_requests"),
+    }
+    if "rss_peak_mib_per_process" in side:  # several operator processes (--shards): the totals above, and each's
+        found.update(per_process_figures(side))
+    return found
+
+
+def per_process_figures(side: dict[str, Any]) -> dict[str, Any]:
+    """Per operator process (shard order) with ``--shards``; the requests per idle poll as each process counted its
+    own list requests (the dev vault counts them all together)."""
+    idle, restart, cold = side.get("idle") or {}, side.get("warm_restart") or {}, side.get("cold_sync") or {}
+    peaks = side.get("rss_peak_mib_per_process") or []
+    after = side.get("rss_after_restart_peak_mib_per_process") or [None] * len(peaks)
+    polls = idle.get("polls_per_process") or []
+    lists = idle.get("list_requests_per_process") or []
+    return {
+        "processes": len(peaks),
+        "vaultsecrets_per_process": cold.get("vaultsecrets_per_process"),
+        "cold_sync_cpu_s_per_process": cold.get("operator_cpu_seconds_per_process"),
+        "cold_sync_in_sync_s_per_process": cold.get("time_to_in_sync_per_process"),
+        "backend_requests_per_poll_per_process": [
+            _r(b / a, 2) if a else None for a, b in zip(polls, lists, strict=True)
+        ],
+        "rss_steady_mib_per_process": idle.get("rss_steady_mib_per_process"),
+        "rss_peak_mib_per_process": peaks,
+        "rss_after_restart_mib_per_process": [m.get("VmRSS") for m in restart.get("rss_mib_per_process") or []],
+        "rss_peak_with_restart_mib_per_process": [
+            max((m for m in pair if m is not None), default=None) for pair in zip(peaks, after, strict=True)
+        ],
+        "warm_restart_s_per_process": restart.get("time_to_in_sync_per_process"),
     }
 
 
@@ -753,8 +1063,15 @@ def summarize(result: dict[str, Any], config: Config) -> dict[str, Any]:
                                    "value": ratio,
                                    "met": ratio is not None and ratio <= 0.01}  # fmt: skip
     floor = result["config"]["list_floor_per_poll"]
+    target = f"backend requests per idle poll = the list floor ({floor})"
+    if "list_floor_per_poll_all_shards" in result["config"]:  # each shard lists the prefixes of its paths itself
+        floor = result["config"]["list_floor_per_poll_all_shards"]
+        target = (
+            f"backend requests per idle poll = the list floors of the {result['shards']} shards, summed "
+            f"({' + '.join(str(f) for f in result['config']['list_floor_per_poll_per_shard'])} = {floor})"
+        )
     per_poll = ours["backend_requests_per_poll"]
-    checks["at_floor"] = {"target": f"backend requests per idle poll = the list floor ({floor})", "value": per_poll,
+    checks["at_floor"] = {"target": target, "value": per_poll,
                           "met": per_poll is not None and per_poll <= floor + 0.5}  # fmt: skip
     gets = ours["propagation_gets_per_change"]
     checks["one_get_per_change"] = {"target": "one GET per real version change", "value": gets, "met": gets == 1.0}
@@ -789,16 +1106,35 @@ ROWS: list[tuple[str, str, str]] = [  # (figure, label, unit)
 ]
 
 
+PER_PROCESS_ROWS: list[tuple[str, str, str]] = [  # with --shards: ours only, one value per process
+    ("vaultsecrets_per_process", "VaultSecrets served, per process (/metrics)", ""),
+    ("cold_sync_cpu_s_per_process", "cold sync CPU, per process", "s"),
+    ("backend_requests_per_poll_per_process", "ScaiVault requests per idle poll, per process (its own count)", ""),
+    ("rss_steady_mib_per_process", "RSS steady, per process", "MiB"),
+    ("rss_peak_mib_per_process", "RSS peak, per process", "MiB"),
+    ("rss_peak_with_restart_mib_per_process", "RSS peak, warm restart included, per process", "MiB"),
+    ("warm_restart_s_per_process", "warm restart → in sync, per process", "s"),
+]
+
+
 def _fmt(value: Any, unit: str) -> str:
     if value is None:
         return "—"
+    if isinstance(value, list):
+        return f"{' + '.join(_fmt(v, '') for v in value)} {unit}".strip()
     text = (f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}") if isinstance(value, float) else f"{value:,}"
     return f"{text} {unit}".strip()
 
 
 def table(results: list[dict[str, Any]]) -> str:
     """Markdown: one row per figure, one column per tier, each cell ``ours / baseline``."""
-    head = "| figure (ours / naive baseline) | " + " | ".join(f"N = {r['tier']:,}" for r in results) + " |"
+    head = (
+        "| figure (ours / naive baseline) | "
+        + " | ".join(
+            f"N = {r['tier']:,}" + (f", {r['shards']} shards" if r.get("shards", 1) > 1 else "") for r in results
+        )
+        + " |"
+    )
     lines = [head, "|---|" + "---|" * len(results)]
     for key, label, unit in ROWS:
         cells = []
@@ -808,6 +1144,10 @@ def table(results: list[dict[str, Any]]) -> str:
             cells.append(f"{_fmt(ours, unit)} / {_fmt(naive, unit)}" if "naive" in result["summary"]
                          else _fmt(ours, unit))  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if any(r.get("shards", 1) > 1 for r in results):
+        for key, label, unit in PER_PROCESS_ROWS:
+            cells = [_fmt(r["summary"]["ours"].get(key), unit) for r in results]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     ratio_cells = [_fmt(r["summary"].get("backend_ratio"), "") for r in results]
     lines.append("| ScaiVault requests per poll, ours ÷ baseline | " + " | ".join(ratio_cells) + " |")
     rate_cells = [_fmt(r["summary"].get("backend_ratio_measured_rate"), "") for r in results]
@@ -823,6 +1163,15 @@ def table(results: list[dict[str, Any]]) -> str:
                  f"{config.get('outage_seconds'):g} s; Kubernetes: {config.get('kubernetes')}"
                  + (f" (watch history {config['watch_history']:,} events per type)"
                     if config.get("watch_history") not in (None, 20_000) else "") + ".")  # fmt: skip
+    shards = max((r.get("shards", 1) for r in results), default=1)
+    if shards > 1:
+        lines.append(f"Ours: {shards} operator processes (`--shard i/{shards}`, by namespace), started, paused and "
+                     "restarted together; every figure is the whole set's: cold sync until all VaultSecrets are "
+                     "Ready, CPU seconds, RSS and Kubernetes requests summed over the processes (an RSS peak: the "
+                     "sum of each process's peak), ScaiVault requests as the dev vault counts them — each shard "
+                     "lists its covering prefixes itself (list floor per poll: "
+                     + ", ".join(f"N = {r['tier']:,}: {r['config'].get('list_floor_per_poll_all_shards')}"
+                                 for r in results) + ").")  # fmt: skip
     if config.get("api") == "cluster":
         lines.append("api: cluster — our Kubernetes writes counted from the operator's /metrics (Secret writes, "
                      "status patches, Events)"
@@ -867,7 +1216,9 @@ async def run(config: Config, logs: Path) -> list[dict[str, Any]]:
         results.append(result)
         if config.out is not None:
             config.out.mkdir(parents=True, exist_ok=True)
-            suffix = "-cluster" if config.cluster is not None else ""
+            suffix = ("-cluster" if config.cluster is not None else "") + (
+                f"-shards{config.shards}" if config.shards > 1 else ""
+            )
             path = config.out / f"{datetime.date.today().isoformat()}-{n}{suffix}.json"
             path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
             log(config, f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
@@ -911,10 +1262,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
         help="also write the table into docs/performance.md (between the bench:table markers)",
     )
     parser.add_argument("--keep-logs", default=None, help="directory for the operator's and baseline's logs")
+    parser.add_argument("--shards", type=int, default=1,
+                        help=f"ours: N operator processes, --shard i/N each (1..{MAX_SHARDS}; default 1); figures "
+                        "for the whole set, results file <date>-<tier>-shardsN.json")  # fmt: skip
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="sample the operator with py-spy during the cold sync (DIR/profile-cold-N.txt)",
+        help="sample the operator with py-spy during the cold sync (DIR/profile-cold-N.txt; shard 0 with --shards)",
     )
     parser.add_argument(
         "--cluster",
@@ -924,11 +1278,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
         "auto (default): the cluster when KUBECONFIG is set and GET /version answers within 3 s",
     )
     args = parser.parse_args(argv)
+    if not 1 <= args.shards <= MAX_SHARDS:
+        parser.error(f"--shards: 1..{MAX_SHARDS}, not {args.shards}")
     config = Config(tiers=parse_tiers(args.tiers), interval=args.interval,
                     page_size=args.page_size, workers=args.workers, idle_polls=args.idle_polls,
                     samples=args.samples, outage=args.outage, baseline=not args.no_baseline,
                     concurrency=args.concurrency, out=Path(args.out) if args.out else None,
-                    profile=args.profile, watch_history=args.watch_history)  # fmt: skip
+                    profile=args.profile, watch_history=args.watch_history, shards=args.shards)  # fmt: skip
     return config, args
 
 
