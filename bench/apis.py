@@ -290,12 +290,19 @@ class ClusterSide:
         self._tasks = [asyncio.create_task(self._watch(VaultSecretResource, "VaultSecret", None)),
                        asyncio.create_task(self._watch(Secret, "Secret", {MANAGED_BY_LABEL: MANAGED_BY}))]  # fmt: skip
 
-    async def _install_crds(self, limit: float = 60.0) -> None:
+    async def _install_crds(self, limit: float = 60.0, terminating_limit: float = 600.0) -> None:
+        """Install the CRDs that are missing and wait until all are Established. A CRD still being deleted (a
+        previous run's, its objects going away: "create not allowed while custom resource definition is
+        terminating") is waited out first, then installed again."""
         bodies = load_crds()
+        gone_by = time.monotonic() + terminating_limit
         for body in bodies:
             name = body["metadata"]["name"]  # type: ignore[index]
             try:
-                await self.client.get(CustomResourceDefinition, name)
+                while (await self.client.get(CustomResourceDefinition, name)).metadata.deletionTimestamp:
+                    if time.monotonic() >= gone_by:
+                        raise RuntimeError(f"CRD {name} still terminating after {terminating_limit:g} s")
+                    await asyncio.sleep(1.0)
             except ApiError as exc:
                 if exc.status.code != 404:
                     raise
