@@ -635,7 +635,7 @@ async def idle_window_set(ops: Operators, world: World, config: Config, *, most:
 
 
 async def start_profiler(proc: Proc, config: Config, out: Path) -> asyncio.subprocess.Process | None:
-    """``--profile``: py-spy (installed separately) samples the operator during the cold sync and the warm restart."""
+    """``--profile``: py-spy (installed separately) samples the operator during the cold sync."""
     if not config.profile:
         return None
     spy = Path(sys.executable).with_name("py-spy")
@@ -757,10 +757,8 @@ async def run_ours(world: World, config: Config, logs: Path) -> tuple[dict[str, 
     await ops.stop()
     mark = world.mark()
     ops = await start_operators(world, config, logs)
-    profiler = await start_profiler(ops.procs[0], config, logs / f"profile-restart-{n}.txt")
     in_sync = await ops.wait_in_sync(0.0, 120 + n * 0.01)
     synced_at = time.time()
-    await stop_profiler(profiler)
     await asyncio.sleep(interval)
     restart = world.since(mark)
     restart.update(complete=in_sync is not None, time_to_in_sync=round(max(in_sync) - ops.spawned_at, 2)
@@ -1270,8 +1268,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, argparse.Namespac
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="sample the operator with py-spy during the cold sync and the warm restart (DIR/profile-cold-N.txt, "
-        "DIR/profile-restart-N.txt; shard 0 with --shards)",
+        help="sample the operator with py-spy during the cold sync (DIR/profile-cold-N.txt; shard 0 with --shards)",
     )
     parser.add_argument(
         "--cluster",
