@@ -32,3 +32,15 @@ def assert_operator_counts(ours: dict[str, Any]) -> None:
     breaker_writes = outage["kube_requests"].get("patch clustervaultconnections/status", 0)
     assert breaker_writes <= 1, outage["kube_requests"]
     assert outage["kube_writes"] == breaker_writes, outage["kube_requests"]
+
+
+def assert_cold_sync_at_the_write_floor(cold: dict[str, Any], n: int) -> None:
+    """A complete cold sync of ``n`` VaultSecrets at the floor: one GET each, one Secret create and one status
+    write each, no Event (a first sync posts none) — counted at the server, whichever process wrote."""
+    assert cold["complete"]
+    assert cold["ready"] == n
+    assert cold["vault_reads"] == n
+    assert cold["kube_requests"]["create secrets"] == n
+    assert cold["kube_requests"]["patch vaultsecrets/status"] == n
+    assert cold["kube_requests"].get("create events", 0) == 0
+    assert cold["kube_writes"] == 2 * n

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from harness_checks import SAMPLES, assert_operator_counts
+from harness_checks import SAMPLES, assert_cold_sync_at_the_write_floor, assert_operator_counts
 
 from bench import run as bench
 
@@ -53,15 +53,9 @@ async def test_tier_counts_with_two_shards(tmp_path: Path) -> None:
 
     ours = result["ours"]
     cold = ours["cold_sync"]
-    assert cold["complete"]
-    assert cold["ready"] == N
-    assert cold["vault_reads"] == N
     # Both processes' requests counted at the server: one create and one status write per VaultSecret, whichever
     # shard serves it; no Event, no connection status write (shard 0 wrote it before the VaultSecrets came).
-    assert cold["kube_requests"]["create secrets"] == N
-    assert cold["kube_requests"]["patch vaultsecrets/status"] == N
-    assert cold["kube_requests"].get("create events", 0) == 0
-    assert cold["kube_writes"] == 2 * N
+    assert_cold_sync_at_the_write_floor(cold, N)
     # Each VaultSecret served by exactly one shard: each process's `vaultsecrets` gauge is its shard's share, and
     # each process wrote the Secret and the status of its own VaultSecrets only (its /metrics).
     assert cold["expected_per_process"] == [10, 10]
