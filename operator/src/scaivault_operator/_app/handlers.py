@@ -35,8 +35,8 @@ class ForgetfulMemories(ResourceMemories):
 
     Kopf keeps a record per object it has seen (~1 KiB: a copy of the memo, an error throttler, daemon and index
     memories) until the object is deleted: 10 MiB at 10,000 VaultSecrets, 50 MiB at 50,000 (issue 14). Our
-    handlers need none of it: ``on.event`` only — no resumed handlers, daemons, timers or indexes — and they never
-    raise (so Kopf's error throttling has nothing to throttle). Each event gets a fresh record that goes with it.
+    handlers need none of it: ``on.event`` only — no resumed handlers, daemons, timers or indexes, and no patch of
+    the object whose failures Kopf would throttle. Each event gets a fresh record that goes with it.
     """
 
     async def recall(

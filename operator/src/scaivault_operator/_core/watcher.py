@@ -3,7 +3,9 @@
 Owned here: when to poll and what to list. Each poll lists the fewest prefixes that cover the paths of the
 unpinned VaultSecrets on the connection and the ``dataFrom`` prefixes of those with several sources
 (``covering_prefixes``, pure), pages through them, and hands the versions (and, per ``dataFrom`` prefix, every
-secret listed under it with its tags) to the registry, which marks the VaultSecrets that are behind. A new
+secret listed under it with its tags) to the registry, which marks the VaultSecrets that are behind — each page's
+versions as the page arrives, what only the whole list can tell (a path gone, the VaultSecrets with sources) at
+its end. A new
 version therefore costs ceil(listed / page size) list requests per poll plus one GET per (path, version) — never
 a request per VaultSecret per interval. Pinned VaultSecrets are not listed at all. Polls are jittered (no
 thundering herd).
