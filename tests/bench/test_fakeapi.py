@@ -357,8 +357,9 @@ async def test_the_operators_lightkube_calls(api: FakeApi, http: httpx.AsyncClie
     await created(http, SECRETS, secret("unlabelled"))
     kube = Kube.for_server(api.url)
     try:
-        listed = await kube.list_secrets([], {"k": "v"})
-        assert [s["metadata"]["name"] for s in listed] == [f"s-{i}" for i in range(5)]
+        listed = await kube.list_secrets_at("", "k=v")
+        assert [s["metadata"]["name"] for s in listed.items] == [f"s-{i}" for i in range(5)]
+        assert listed.resource_version
         assert await kube.get_secret("team-a", "missing") is None
         new = secret("new", data={"k": base64.b64encode(b"v").decode()})
         new["metadata"]["namespace"] = "team-a"

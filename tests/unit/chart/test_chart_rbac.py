@@ -72,7 +72,6 @@ KUBE_CALLS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "create_secret": (("", "secrets", "create"),),
     "patch_secret": (("", "secrets", "patch"),),
     "delete_secret": (("", "secrets", "delete"),),
-    "list_secrets": (("", "secrets", "list"),),
     "list_secrets_at": (("", "secrets", "list"),),
     "watch_secrets": (("", "secrets", "watch"),),
     "namespace_labels": (("", "namespaces", "get"),),

@@ -10,8 +10,9 @@ from scaivault_operator._cogs.kube import Listing, WatchEvent
 
 
 class QuietSecretWatch:
-    """The Secret list answers ``managed_secrets()``; the watch stays open and sends nothing (a test delivers
-    Secret events by calling ``Runtime.on_secret`` itself)."""
+    """The Secret lists (of the managed Secrets, and of those merged into) answer ``managed_secrets()``, which the
+    caller filters by its labels as it would an API that ignores selectors; the watch stays open and sends nothing
+    (a test delivers Secret events by calling ``Runtime.on_secret`` itself)."""
 
     def managed_secrets(self) -> list[dict[str, Any]]:
         return []

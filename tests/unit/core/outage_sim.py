@@ -241,9 +241,6 @@ class SimKube(QuietSecretWatch):
     async def whoami(self) -> None:
         return None
 
-    async def list_secrets(self, namespaces: Any, labels: Any) -> list[dict[str, Any]]:
-        return []
-
     async def list_connections(self, namespaces: Any) -> list[tuple[str, dict[str, Any]]]:
         return [("ClusterVaultConnection", copy.deepcopy(self.connection))]
 

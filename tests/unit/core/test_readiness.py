@@ -26,9 +26,6 @@ class StubKube(QuietSecretWatch):
     async def whoami(self) -> Identity | None:
         return self.identity
 
-    async def list_secrets(self, *_: Any) -> list[dict[str, Any]]:
-        return []
-
     async def list_connections(self, *_: Any) -> list[tuple[str, dict[str, Any]]]:
         return []
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import string
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -301,9 +300,6 @@ class RecordingKube(QuietSecretWatch):
 
     def managed_secrets(self) -> list[dict[str, Any]]:
         return [secret for secret in self.secrets if secret["metadata"]["labels"].get(MANAGED_BY_LABEL) == MANAGED_BY]
-
-    async def list_secrets(self, namespaces: Any, labels: Mapping[str, str]) -> list[dict[str, Any]]:
-        return []  # the Secrets merged into: none here
 
     async def list_connections(self, namespaces: Any) -> list[tuple[str, dict[str, Any]]]:
         return []

@@ -296,24 +296,6 @@ class Kube:
             return None
         return dict(obj.metadata.labels or {}) if obj.metadata else {}
 
-    async def list_secrets(self, namespaces: Sequence[str], labels: Mapping[str, str]) -> list[dict[str, Any]]:
-        """Secrets with ``labels`` in ``namespaces`` (empty: all), filtered here too in case the API ignores
-        the selector. A start-up read: transient failures are retried (``_retrying``)."""
-        return await _retrying("list Secrets", lambda: self._list_secrets(namespaces, labels))
-
-    async def _list_secrets(self, namespaces: Sequence[str], labels: Mapping[str, str]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for namespace in namespaces or ["*"]:
-            try:
-                async for obj in self._client.list(Secret, namespace=namespace, labels=dict(labels), chunk_size=500):
-                    item = _as_dict(obj)
-                    item_labels = item.get("metadata", {}).get("labels") or {}
-                    if all(item_labels.get(k) == v for k, v in labels.items()):
-                        found.append(item)
-            except (ApiError, httpx.HTTPError) as exc:
-                raise _translate(f"list Secrets in {namespace}", exc) from None
-        return found
-
     async def list_secrets_at(self, namespace: str, selector: str) -> Listing:
         """The Secrets matching the label ``selector`` in ``namespace`` ("": every namespace), in 500-item pages, with
         the list's ``resourceVersion`` for ``watch_secrets``. Transient failures are retried (``_retrying``); a

@@ -120,9 +120,10 @@ class Runtime:
         self.secret_watch = SecretWatch(self.kube, namespaces, {MANAGED_BY_LABEL: MANAGED_BY}, self.on_secret,
                                         timeout=self.settings.watch_server_timeout)  # fmt: skip
         secrets = await self.secret_watch.list_existing()  # where the watch of our Secrets starts
-        # And the Secrets VaultSecrets merge their keys into (creationPolicy Merge): not ours, not watched, but a
-        # warm restart trusts them as it trusts ours (one more paged list; a label selector has no "or").
-        secrets += await self.kube.list_secrets(namespaces, {MERGE_LABEL: MERGE_LABEL_VALUE})
+        # And the Secrets VaultSecrets merge their keys into (creationPolicy Merge): not ours, listed but not watched,
+        # yet a warm restart trusts them as it trusts ours (one more paged list; a label selector has no "or").
+        merged = SecretWatch(self.kube, namespaces, {MERGE_LABEL: MERGE_LABEL_VALUE}, self.on_secret)
+        secrets += await merged.list_existing()
         secrets = [body for body in secrets if self.shard.owns_namespace(_namespace_of(body))]
         self.registry.index_secrets(secrets)
         for kind, body in await self.kube.list_connections(namespaces):
